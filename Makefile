@@ -1,0 +1,57 @@
+# cloudcounter: two commands.
+#   make run   set everything up, migrate, seed demo data, serve on http://127.0.0.1:8080
+#   make test  set everything up, then run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export CLOUDCOUNTER_FACES_DIR ?= $(abspath ../shared/data/faces)
+
+.PHONY: run test setup python-deps npm-deps chromium migrate seed bench lint clean
+
+run: setup seed
+	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter serve
+
+test: setup chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: python-deps npm-deps migrate
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cloudcounter needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+python-deps: $(VENV)/.deps
+
+node_modules/.deps: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+npm-deps: node_modules/.deps
+
+# Debian's Chromium drives the browser tests (Playwright never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+migrate: python-deps
+	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter db upgrade
+
+seed: migrate
+	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter demo seed
+
+bench: setup
+	$(BIN)/python loadtests/bench_signaling.py
+
+lint: python-deps
+	$(BIN)/ruff check cloudcounter tests loadtests
+	$(BIN)/mypy cloudcounter
+
+clean:
+	rm -rf $(VENV) node_modules var

@@ -1,0 +1,3 @@
+from cloudcounter.hub.cli import main
+
+raise SystemExit(main())
