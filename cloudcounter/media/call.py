@@ -1,0 +1,459 @@
+"""One call's media: the customer leg, the agent leg and encoded forwarding between them.
+
+::
+
+    customer ──▶ customer leg ─┬─ PacketTrack ─▶ agent leg ──▶ agent
+                               ├─ recorder (customer.webm)
+                               └─ TapDecoder ─▶ taps (decoded customer video)
+    customer ◀── customer leg ◀─ PacketTrack ─┬─ agent leg ◀── agent
+                                              └─ recorder (agent.webm)
+
+Each leg is an aiortc ``RTCPeerConnection`` whose receivers yield encoded
+``av.Packet``s (see :mod:`cloudcounter.media.seam`); one pump task per incoming
+track passes each packet to the other leg's :class:`PacketTrack`, to the
+participant's recorder and, for the customer's video, to the tap decoder.
+Nothing decodes or encodes on the forwarding path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.mediastreams import MediaStreamError
+
+from cloudcounter.recordings.writer import RecordingInfo, RecordingWriter
+
+from . import seam
+from .errors import InvalidOffer, MediaStateError, RecordingFailed, UnsupportedCodec
+from .keyframes import KeyframeThrottle
+from .tap import Tap, TapDecoder
+from .tracks import PacketTrack
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["customer", "agent"]
+ROLES: tuple[Role, Role] = ("customer", "agent")
+OTHER: dict[Role, Role] = {"customer": "agent", "agent": "customer"}
+# The only codecs either leg negotiates: both legs must agree for packets to pass.
+CODECS = {"audio": ("audio/opus",), "video": ("video/vp8", "video/rtx")}
+REQUIRED = {"audio": "opus", "video": "vp8"}
+
+IceServers = Sequence[RTCIceServer | Mapping[str, Any]]
+
+
+class EndReason(str, Enum):
+    """Why a leg ended on its own (the hub maps it onto the call's end reason)."""
+
+    ICE_FAILED = "ice_failed"  # never connected
+    CONNECTION_LOST = "connection_lost"  # connected, then consent / network failed
+    REMOTE_CLOSED = "remote_closed"  # the peer closed DTLS (hang-up without signalling)
+
+
+class LegState(str, Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass
+class DirectionStats:
+    """Packets from one participant, as received and as forwarded to the other."""
+
+    audio_packets: int = 0
+    video_frames: int = 0
+    video_keyframes: int = 0
+    forwarded_audio: int = 0
+    forwarded_video: int = 0
+    dropped_video: int = 0
+    first_packet_at: float | None = None
+
+
+@dataclass
+class CallMediaStats:
+    from_customer: DirectionStats = field(default_factory=DirectionStats)
+    from_agent: DirectionStats = field(default_factory=DirectionStats)
+    keyframe_requests: dict[str, int] = field(default_factory=dict)
+    tap_frames_decoded: int = 0
+
+
+def ice_configuration(ice_servers: IceServers) -> RTCConfiguration:
+    """An explicit server list: ``[]`` means no STUN/TURN at all (aiortc's default is Google's)."""
+    servers = []
+    for server in ice_servers:
+        if isinstance(server, RTCIceServer):
+            servers.append(server)
+        else:
+            servers.append(
+                RTCIceServer(
+                    urls=server["urls"],
+                    username=server.get("username"),
+                    credential=server.get("credential"),
+                )
+            )
+    return RTCConfiguration(iceServers=servers)
+
+
+def check_offer(offer_sdp: str) -> set[str]:
+    """The media kinds of an offer; raises if a kind lacks its codec (VP8, Opus)."""
+    try:
+        description = aiortc_sdp.SessionDescription.parse(offer_sdp)
+    except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
+        raise InvalidOffer(f"cannot parse the SDP offer: {exc}") from exc
+    kinds: set[str] = set()
+    for media in description.media:
+        if media.kind not in REQUIRED or media.port == 0:
+            continue
+        names = {codec.name.lower() for codec in media.rtp.codecs}
+        if REQUIRED[media.kind] not in names:
+            raise UnsupportedCodec(
+                f"the offer's {media.kind} has none of the hub's codecs "
+                f"({REQUIRED[media.kind]}); offered: {sorted(names) or 'none'}",
+                kind=media.kind,
+                offered=sorted(names),
+            )
+        kinds.add(media.kind)
+    if not kinds:
+        raise InvalidOffer("the offer has neither audio nor video")
+    return kinds
+
+
+class _Leg:
+    def __init__(self, role: Role, pc: RTCPeerConnection) -> None:
+        self.role = role
+        self.pc = pc
+        self.state = LegState.NEW
+        self.outgoing: dict[str, PacketTrack] = {}
+        self.receivers: dict[str, RTCRtpReceiver] = {}
+        self.throttle = KeyframeThrottle()
+        self.ended_reason: EndReason | None = None
+
+
+class CallMedia:
+    """Both legs of one call. Create one per call on the event loop; ``close()`` it.
+
+    :param ice_servers: STUN/TURN servers from the settings (dicts with ``urls``,
+        ``username``, ``credential``, or ``RTCIceServer``); ``[]`` in tests. Never
+        ``None``: aiortc would fall back to a public STUN server.
+    :param host_addresses: the addresses to gather host candidates on
+        (``settings.media_host_addresses``; 127.0.0.1 is allowed). ``None`` keeps
+        aioice's default (every interface except loopback).
+    :param on_ended: ``on_ended(role, reason)`` when a leg ends on its own
+        (ICE failure, consent expiry, the peer closing); the hub then ends the
+        call and calls ``close()``. Called at most once per leg, never after ``close()``.
+    :param origin: ``time.monotonic()`` at the call's start, the recordings' time origin.
+    """
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        ice_servers: IceServers,
+        host_addresses: Sequence[str] | None,
+        on_ended: Callable[[Role, EndReason], None] | None = None,
+        origin: float | None = None,
+        queue_size: int = 120,
+    ) -> None:
+        seam.install()
+        self.call_id = call_id
+        self.origin = time.monotonic() if origin is None else origin
+        self._config_servers = list(ice_servers)
+        self._host_addresses = list(host_addresses) if host_addresses is not None else None
+        self._on_ended = on_ended
+        self._queue_size = queue_size
+        self._legs: dict[Role, _Leg] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._recorders: dict[Role, RecordingWriter] = {}
+        self._recording_infos: dict[Role, RecordingInfo] = {}
+        self._on_recording_failed: Callable[[Role, RecordingFailed], None] | None = None
+        self._tap_decoder: TapDecoder | None = None
+        self._stats = CallMediaStats()
+        self._closed = False
+
+    # -- signalling ----------------------------------------------------------------
+
+    async def answer(self, role: Role, offer_sdp: str) -> str:
+        """Answer a complete (non-trickle) offer for ``role``'s leg; returns the answer SDP.
+
+        The answer carries all the hub's candidates. Raises
+        :class:`UnsupportedCodec` (code ``unsupported_codec``) when the offer's
+        audio lacks Opus or its video lacks VP8, :class:`InvalidOffer`, or
+        :class:`MediaStateError` when the call is closed or the leg was answered.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        if self._closed:
+            raise MediaStateError("the call's media is closed")
+        if role in self._legs:
+            raise MediaStateError(f"the {role} leg was already answered")
+        check_offer(offer_sdp)
+
+        pc = RTCPeerConnection(ice_configuration(self._config_servers))
+        leg = _Leg(role, pc)
+        self._legs[role] = leg
+        try:
+            pc.on("track", lambda track: self._on_track(leg, track))
+            pc.on("connectionstatechange", lambda: self._on_connection_state(leg))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                kind = transceiver.kind
+                caps = RTCRtpSender.getCapabilities(kind)
+                transceiver.setCodecPreferences(
+                    [c for c in caps.codecs if c.mimeType.lower() in CODECS[kind]]
+                )
+                track = PacketTrack(
+                    kind,
+                    maxsize=self._queue_size,
+                    on_start=self._starter(leg, kind),
+                    on_need_keyframe=lambda: self.request_keyframe(OTHER[role]),
+                )
+                sender = pc.addTrack(track)
+                leg.outgoing[kind] = track
+                if kind == "video":
+                    seam.on_keyframe_request(
+                        sender, lambda: self._relay_keyframe_request(role)
+                    )
+            with seam.host_addresses(self._host_addresses):
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+            if self._closed:
+                raise MediaStateError("the call's media was closed during the answer")
+            leg.state = LegState.CONNECTING
+            return pc.localDescription.sdp
+        except BaseException:
+            self._legs.pop(role, None)
+            await self._close_leg(leg)
+            raise
+
+    # -- forwarding ----------------------------------------------------------------
+
+    def _on_track(self, leg: _Leg, track: MediaStreamTrack) -> None:
+        seam.register_passthrough(track)
+        for transceiver in leg.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                leg.receivers[track.kind] = transceiver.receiver
+        self._spawn(self._pump(leg.role, track), f"pump-{leg.role}-{track.kind}")
+
+    def _direction(self, role: Role) -> DirectionStats:
+        return self._stats.from_customer if role == "customer" else self._stats.from_agent
+
+    async def _pump(self, role: Role, track: MediaStreamTrack) -> None:
+        kind = track.kind
+        stats = self._direction(role)
+        other = OTHER[role]
+        while True:
+            try:
+                packet = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(packet, av.Packet):  # not a passthrough receiver: a bug
+                logger.error("%s %s track yields %r, not packets", role, kind, type(packet))
+                return
+            keyframe = bool(packet.is_keyframe)
+            if stats.first_packet_at is None:
+                stats.first_packet_at = time.monotonic()
+            if kind == "video":
+                stats.video_frames += 1
+                stats.video_keyframes += keyframe
+            else:
+                stats.audio_packets += 1
+            other_leg = self._legs.get(other)
+            out = other_leg.outgoing.get(kind) if other_leg is not None else None
+            if out is not None:
+                before = out.dropped
+                out.push(packet)
+                if out.dropped == before and out.started:
+                    if kind == "video":
+                        stats.forwarded_video += 1
+                    else:
+                        stats.forwarded_audio += 1
+                elif out.dropped != before and kind == "video":
+                    stats.dropped_video += 1
+            recorder = self._recorders.get(role)
+            if recorder is not None or (
+                kind == "video" and role == "customer" and self._tap_decoder is not None
+            ):
+                data = bytes(packet)
+                if recorder is not None:
+                    recorder.write(kind, data, seam.arrival_time(packet), keyframe)
+                if kind == "video" and role == "customer" and self._tap_decoder is not None:
+                    self._tap_decoder.feed(data, keyframe)
+
+    def _starter(self, leg: _Leg, kind: str) -> Callable[[], None]:
+        def started() -> None:
+            logger.debug("call %s: %s leg sends %s", self.call_id, leg.role, kind)
+            if kind == "video":
+                # The downstream starts now: its picture needs a key frame from upstream.
+                self.request_keyframe(OTHER[leg.role])
+
+        return started
+
+    # -- key frames ----------------------------------------------------------------
+
+    def request_keyframe(self, role: Role) -> None:
+        """Ask ``role``'s sender (the customer's or agent's encoder) for a key frame."""
+        leg = self._legs.get(role)
+        if leg is None or self._closed or "video" not in leg.receivers:
+            return
+        if not leg.throttle.allow(time.monotonic()):
+            return
+        key = f"to_{role}"
+        self._stats.keyframe_requests[key] = self._stats.keyframe_requests.get(key, 0) + 1
+        self._spawn(seam.send_pli(leg.receivers["video"]), f"pli-{role}")
+
+    def _relay_keyframe_request(self, downstream: Role) -> None:
+        """A PLI/FIR from ``downstream``'s peer: pass it to the upstream sender."""
+        self.request_keyframe(OTHER[downstream])
+
+    # -- leg state -----------------------------------------------------------------
+
+    def _on_connection_state(self, leg: _Leg) -> None:
+        state = leg.pc.connectionState
+        if state == "connected":
+            leg.state = LegState.CONNECTED
+            return
+        if state not in ("failed", "closed") or self._closed or leg.state == LegState.ENDED:
+            return
+        if state == "failed":
+            reason = (
+                EndReason.CONNECTION_LOST
+                if leg.state == LegState.CONNECTED
+                else EndReason.ICE_FAILED
+            )
+        else:
+            reason = EndReason.REMOTE_CLOSED
+        leg.state = LegState.ENDED
+        leg.ended_reason = reason
+        logger.info("call %s: %s leg ended: %s", self.call_id, leg.role, reason.value)
+        if self._on_ended is not None:
+            self._on_ended(leg.role, reason)
+
+    def leg_state(self, role: Role) -> LegState | None:
+        leg = self._legs.get(role)
+        return leg.state if leg is not None else None
+
+    # -- taps ------------------------------------------------------------------------
+
+    def add_tap(self, maxsize: int = 2, max_fps: float | None = None) -> Tap:
+        """Decoded frames (``av.VideoFrame``) of the customer's video, for analysis.
+
+        Decoding runs on its own thread while at least one tap is open; the tap
+        keeps at most ``maxsize`` frames, dropping the oldest, and at most
+        ``max_fps`` frames per second. Close it with ``tap.close()``;
+        ``close()`` on the call closes every tap.
+        """
+        if self._closed:
+            raise MediaStateError("the call's media is closed")
+        if self._tap_decoder is None:
+            self._tap_decoder = TapDecoder(lambda: self.request_keyframe("customer"))
+        return self._tap_decoder.add_tap(maxsize, max_fps)
+
+    # -- recording -----------------------------------------------------------------
+
+    def start_recording(
+        self,
+        directory: Path,
+        *,
+        on_failed: Callable[[Role, RecordingFailed], None] | None = None,
+    ) -> dict[Role, Path]:
+        """Record each participant into ``directory/<call_id>-<role>.webm``.
+
+        ``on_failed(role, error)`` runs on the event loop if a file cannot be
+        written (unwritable directory, disk full); that recording stops and the
+        call goes on. Returns the paths.
+        """
+        if self._closed:
+            raise MediaStateError("the call's media is closed")
+        if self._recorders:
+            raise MediaStateError("the call is already being recorded")
+        self._on_recording_failed = on_failed
+        paths: dict[Role, Path] = {}
+        for role in ROLES:
+            path = Path(directory) / f"{self.call_id}-{role}.webm"
+            self._recorders[role] = RecordingWriter(
+                path, origin=self.origin, on_failed=self._recording_failed_cb(role)
+            )
+            paths[role] = path
+        return paths
+
+    def _recording_failed_cb(self, role: Role) -> Callable[[Exception], None]:
+        def failed(exc: Exception) -> None:
+            error = RecordingFailed(f"recording the {role} failed: {exc}", role=role)
+            if self._on_recording_failed is not None:
+                self._on_recording_failed(role, error)
+
+        return failed
+
+    async def stop_recording(self) -> dict[Role, RecordingInfo]:
+        """Finish the files; returns what was recorded per participant (none if failed/empty)."""
+        recorders, self._recorders = self._recorders, {}
+        for role, recorder in recorders.items():
+            info = await recorder.close()
+            if info is not None:
+                self._recording_infos[role] = info
+        return dict(self._recording_infos)
+
+    # -- statistics ------------------------------------------------------------------
+
+    def stats(self) -> CallMediaStats:
+        if self._tap_decoder is not None:
+            self._stats.tap_frames_decoded = self._tap_decoder.decoded
+        return self._stats
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        if self._closed:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro, name=f"call-{self.call_id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("call %s: task %s failed", self.call_id, task.get_name(),
+                         exc_info=task.exception())
+
+    async def _close_leg(self, leg: _Leg) -> None:
+        leg.state = LegState.ENDED
+        for track in leg.outgoing.values():
+            track.stop()
+        await leg.pc.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> dict[Role, RecordingInfo]:
+        """Close both legs, stop the taps and the recording; returns the recordings."""
+        if self._closed:
+            return dict(self._recording_infos)
+        self._closed = True
+        if self._tap_decoder is not None:
+            self._tap_decoder.close()
+        await asyncio.gather(*(self._close_leg(leg) for leg in self._legs.values()))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return await self.stop_recording()

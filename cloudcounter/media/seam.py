@@ -1,0 +1,283 @@
+"""The one module that adapts aiortc and aioice internals (aiortc 1.16.0, aioice 0.13).
+
+aiortc has no public way to take the encoded frames from a receiver (see aiortc
+issues 55, 116 and 449: the maintainer suggests "an API which hands you
+re-assembled (but not decoded) frames", which does not exist). What it has:
+
+* ``RTCRtpReceiver.receive()`` starts a thread running the module-level function
+  ``aiortc.rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error)``,
+  looked up at call time, where ``input_q`` yields ``(codec, JitterFrame)``
+  (the jitter buffer's re-assembled, depayloaded frame, timestamp already mapped
+  to start at 0) and ``output_q`` is the ``asyncio.Queue`` of the receiver's
+  ``RemoteStreamTrack`` (``track._queue``); ``None`` ends the track.
+* ``RTCRtpSender._next_encoded_frame`` calls ``encoder.pack(packet)`` without
+  encoding when the track yields an ``av.Packet`` instead of a frame.
+* ``RTCRtpSender._handle_rtcp_packet`` calls ``self._send_keyframe()`` for a
+  PLI or FIR; ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` sends a PLI.
+* ``aioice.ice.Connection.gather_candidates`` calls the module-level
+  ``aioice.ice.get_host_addresses(use_ipv4, use_ipv6)``, which skips 127.0.0.1.
+
+:func:`install` wraps ``decoder_worker`` and ``get_host_addresses`` once per
+process. Both wrappers delegate to the originals unless asked otherwise, so
+peers that are not the hub's (simulators, test peers) keep decoding and keep
+aioice's default addresses. :func:`check_seam` verifies every assumption above;
+``tests/media/test_seam.py`` runs it so an aiortc upgrade fails loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import fractions
+import inspect
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import aioice.ice
+import av
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc import rtcrtpreceiver as _rtcrtpreceiver
+
+from . import vp8
+from .errors import SeamBroken
+
+logger = logging.getLogger(__name__)
+
+AIORTC_VERSION = "1.16.0"
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
+
+_original_decoder_worker: Callable[..., None] | None = None
+_original_get_host_addresses: Callable[..., list[str]] | None = None
+_install_lock = threading.Lock()
+
+# asyncio.Queue (the RemoteStreamTrack's) -> True, for receivers whose frames stay encoded.
+_passthrough_queues: weakref.WeakKeyDictionary[asyncio.Queue[Any], bool] = (
+    weakref.WeakKeyDictionary()
+)
+# Host addresses to gather, for the peer connections created in this context.
+_host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "cloudcounter_media_host_addresses", default=None
+)
+
+
+# -- encoded frames out of a receiver ----------------------------------------------------
+
+
+def _packet_from(codec: Any, frame: Any) -> av.Packet:
+    packet = av.Packet(frame.data)
+    packet.pts = frame.timestamp
+    packet.dts = frame.timestamp
+    if codec.mimeType.lower().startswith("video/"):
+        packet.time_base = VIDEO_TIME_BASE
+        packet.is_keyframe = codec.name.upper() == "VP8" and vp8.is_keyframe(frame.data)
+    else:
+        packet.time_base = fractions.Fraction(1, codec.clockRate or 48000)
+        packet.is_keyframe = True
+    # Arrival time (monotonic, seconds), for recording and statistics.
+    packet.opaque = time.monotonic()
+    return packet
+
+
+def _passthrough_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+) -> None:
+    """Like aiortc's decoder_worker, but hands the track an ``av.Packet`` per frame."""
+    while True:
+        task = input_q.get()
+        item = None if task is None else _packet_from(*task)
+        try:
+            loop.call_soon_threadsafe(output_q.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return
+        if item is None:
+            return
+
+
+def _decoder_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    if output_q in _passthrough_queues:
+        _passthrough_worker(loop, input_q, output_q)
+    else:
+        assert _original_decoder_worker is not None
+        _original_decoder_worker(loop, input_q, output_q, decode_error)
+
+
+def register_passthrough(track: MediaStreamTrack) -> None:
+    """Make the receiver behind ``track`` yield ``av.Packet``s instead of decoded frames.
+
+    Call it in the ``pc.on("track")`` handler: the receiver starts its worker
+    thread only later, when the transport connects.
+    """
+    install()
+    output_q = getattr(track, "_queue", None)
+    if not isinstance(output_q, asyncio.Queue):
+        raise SeamBroken("a remote track has no asyncio.Queue named _queue")
+    _passthrough_queues[output_q] = True
+
+
+def is_passthrough(track: MediaStreamTrack) -> bool:
+    output_q = getattr(track, "_queue", None)
+    return output_q is not None and output_q in _passthrough_queues
+
+
+def arrival_time(packet: av.Packet) -> float:
+    """The monotonic time at which the packet's frame was re-assembled."""
+    value = packet.opaque
+    return float(value) if isinstance(value, float) else time.monotonic()
+
+
+# -- keyframe requests ---------------------------------------------------------------
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> bool:
+    """Send a Picture Loss Indication to the remote sender of ``receiver``.
+
+    Returns False when nothing was sent (no media seen yet on that receiver).
+    """
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return bool(sources)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the remote peer sends a PLI or FIR to ``sender``."""
+    original = sender._send_keyframe
+
+    def _send_keyframe() -> None:
+        original()
+        try:
+            callback()
+        except Exception:  # never break aiortc's RTCP handling
+            logger.exception("keyframe request callback failed")
+
+    sender._send_keyframe = _send_keyframe  # type: ignore[method-assign]
+
+
+# -- host candidates -----------------------------------------------------------------
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    addresses = _host_addresses.get()
+    if addresses is not None:
+        return [a for a in addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+    assert _original_get_host_addresses is not None
+    return _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+
+
+@contextlib.contextmanager
+def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
+    """Gather host candidates on exactly ``addresses`` (127.0.0.1 allowed) in this block.
+
+    aioice reads the addresses when a peer connection gathers, which aiortc
+    does in ``setLocalDescription``: wrap that call. ``None`` keeps aioice's
+    default (every interface but loopback). Scoped with a context variable, so
+    concurrent calls and other peers in the process are not affected.
+    """
+    install()
+    token = _host_addresses.set(tuple(addresses) if addresses is not None else None)
+    try:
+        yield
+    finally:
+        _host_addresses.reset(token)
+
+
+# -- installation and checks -----------------------------------------------------------
+
+
+def install() -> None:
+    """Wrap aiortc's decoder worker and aioice's host addresses (idempotent)."""
+    global _original_decoder_worker, _original_get_host_addresses
+    with _install_lock:
+        if _original_decoder_worker is not None:
+            return
+        check_seam()
+        _original_decoder_worker = _rtcrtpreceiver.decoder_worker
+        _original_get_host_addresses = aioice.ice.get_host_addresses
+        _rtcrtpreceiver.decoder_worker = _decoder_worker
+        aioice.ice.get_host_addresses = _get_host_addresses
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise SeamBroken(
+            f"aiortc/aioice moved the seam cloudcounter.media.seam relies on: {what}. "
+            f"It was written for aiortc {AIORTC_VERSION}; re-read rtcrtpreceiver.py and "
+            "rtcrtpsender.py and adapt seam.py before upgrading."
+        )
+
+
+def _params(func: Any) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def check_seam() -> None:
+    """Raise :class:`SeamBroken` if an aiortc internal the seam uses has moved."""
+    import aiortc
+    from aiortc import jitterbuffer
+
+    _require(aiortc.__version__ == AIORTC_VERSION, f"aiortc is {aiortc.__version__}")
+    worker = _original_decoder_worker or _rtcrtpreceiver.decoder_worker
+    _require(
+        _params(worker) == ["loop", "input_q", "output_q", "decode_error"],
+        "aiortc.rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error)",
+    )
+    receive_src = inspect.getsource(RTCRtpReceiver.receive)
+    _require(
+        "target=decoder_worker" in receive_src and "self._track._queue" in receive_src,
+        "RTCRtpReceiver.receive starts decoder_worker with the track's _queue",
+    )
+    _require(
+        _params(jitterbuffer.JitterFrame.__init__) == ["self", "data", "timestamp"],
+        "aiortc.jitterbuffer.JitterFrame(data, timestamp)",
+    )
+    _require(
+        _params(RTCRtpReceiver._send_rtcp_pli) == ["self", "media_ssrc"],
+        "RTCRtpReceiver._send_rtcp_pli(media_ssrc)",
+    )
+    _require(
+        hasattr(RTCRtpReceiver, "getSynchronizationSources"),
+        "RTCRtpReceiver.getSynchronizationSources()",
+    )
+    _require(
+        "self._send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet),
+        "RTCRtpSender._handle_rtcp_packet calls self._send_keyframe() on PLI/FIR",
+    )
+    next_src = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    _require(
+        "self.__encoder.pack(data)" in next_src and "isinstance(data, Frame)" in next_src,
+        "RTCRtpSender._next_encoded_frame packs an av.Packet without encoding",
+    )
+    _require(
+        "self.__decoder_queue.put((codec, encoded_frame))"
+        in inspect.getsource(RTCRtpReceiver._handle_rtp_packet),
+        "RTCRtpReceiver._handle_rtp_packet queues (codec, JitterFrame)",
+    )
+    host_fn = _original_get_host_addresses or aioice.ice.get_host_addresses
+    _require(
+        _params(host_fn) == ["use_ipv4", "use_ipv6"],
+        "aioice.ice.get_host_addresses(use_ipv4, use_ipv6)",
+    )
+    _require(
+        "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates),
+        "aioice.ice.Connection.gather_candidates calls get_host_addresses",
+    )
+    packet = av.Packet(b"\x00")
+    try:
+        packet.opaque = 1.0
+        packet.is_keyframe = True
+    except (AttributeError, TypeError) as exc:
+        _require(False, f"av.Packet.opaque / is_keyframe are not writable ({exc})")
