@@ -1,0 +1,111 @@
+"""The app factory: ``create_app(settings)`` builds every resource; tests call it too.
+
+Each resource opens and closes in its own cleanup context, in this order: database,
+journal, queue dispatcher, media. Nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import AsyncIterator
+
+import socketio
+from aiohttp import web
+
+from cloudcounter.db.engine import make_engine, make_sessionmaker
+from cloudcounter.db.journal import DbJournal
+from cloudcounter.hub import api
+from cloudcounter.hub.context import HubContext
+from cloudcounter.hub.http_auth import LoginThrottle
+from cloudcounter.hub.settings import Settings
+from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+from cloudcounter.queue.store import MemoryQueueStore
+from cloudcounter.signaling.namespaces import AgentNamespace, CustomerNamespace
+from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
+
+log = logging.getLogger(__name__)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+PAGES = {"/customer": "customer.html", "/agent": "agent.html", "/audit": "audit.html"}
+
+
+def queue_config(s: Settings) -> QueueConfig:
+    return QueueConfig(offer_timeout_s=s.offer_timeout_s, max_missed_offers=s.max_missed_offers,
+                       wrap_up_s=s.wrap_up_s, customer_grace_s=s.customer_grace_s,
+                       position_interval_s=s.position_interval_s)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024,
+                          middlewares=[api.security_headers, api.errors_middleware])
+    app[SETTINGS] = settings
+    sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"],
+                               max_http_buffer_size=1_000_000, logger=False,
+                               engineio_logger=False, ping_interval=10, ping_timeout=10)
+    sio.attach(app, socketio_path="socket.io")
+    engine = make_engine(settings.database_url)
+    sm = make_sessionmaker(engine)
+    journal = DbJournal(sm)
+    ctx = HubContext(settings=settings, sio=sio, sm=sm, journal=journal)
+    app[api.CTX] = ctx
+    app[api.THROTTLE] = LoginThrottle()
+    sio.register_namespace(CustomerNamespace(CUSTOMER_NS, ctx))
+    sio.register_namespace(AgentNamespace(AGENT_NS, ctx))
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        await ctx.load_services()
+        yield
+        await engine.dispose()
+
+    async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
+        await journal.start()
+        yield
+        await journal.stop()
+
+    async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
+        ctx.dispatcher = Dispatcher(MemoryQueueStore(), SignalingListener(ctx), journal,
+                                    queue_config(settings))
+        await ctx.dispatcher.start()
+        yield
+        await ctx.dispatcher.stop()
+
+    app.cleanup_ctx.extend([database, journal_ctx, queue_ctx])
+    app.on_shutdown.append(_disconnect_all(sio))
+    app.add_routes(api.routes)
+    _static(app, settings)
+    return app
+
+
+def _disconnect_all(sio: socketio.AsyncServer):  # type: ignore[no-untyped-def]
+    async def shutdown(app: web.Application) -> None:
+        await sio.shutdown()
+    return shutdown
+
+
+def _static(app: web.Application, settings: Settings) -> None:
+    web_dir = Path(settings.web_dir).resolve()
+    vendor = Path(settings.node_modules_dir).resolve() / "socket.io-client" / "dist"
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/customer")
+
+    def page(name: str):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.StreamResponse:
+            path = web_dir / name
+            if not path.is_file():
+                raise web.HTTPNotFound(text="web client not installed")
+            return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return handler
+
+    async def socketio_client(request: web.Request) -> web.StreamResponse:
+        path = vendor / "socket.io.min.js"
+        if not path.is_file():
+            raise web.HTTPNotFound(text="run `make setup`: npm dependencies are missing")
+        return web.FileResponse(path)
+
+    app.router.add_get("/", root)
+    for route, name in PAGES.items():
+        app.router.add_get(route, page(name))
+    app.router.add_get("/vendor/socket.io.min.js", socketio_client)
+    if web_dir.is_dir():
+        app.router.add_static("/static/", web_dir, follow_symlinks=False)

@@ -1,0 +1,223 @@
+"""The ``cloudcounter`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+from cloudcounter.errors import CloudCounterError
+from cloudcounter.hub.settings import Settings, SettingsError
+
+
+class CliError(Exception):
+    """Printed as ``error: ...`` with exit status 2."""
+
+
+def settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def run_db(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run ``fn(sessionmaker)`` against the configured database."""
+    from cloudcounter.db.engine import make_engine, make_sessionmaker
+
+    async def go() -> Any:
+        engine = make_engine(settings().database_url)
+        try:
+            return await fn(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+    return asyncio.run(go())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from cloudcounter.db.migrate import upgrade
+    from cloudcounter.hub.app import create_app
+    from cloudcounter.hub.demo import credentials_text
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    try:
+        s = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if s.demo:
+        upgrade(s.database_url)
+    base = f"http://{s.host}:{s.port}"
+    print(f"cloudcounter hub on {base}  (database {s.database_url.split('@')[-1]}, "
+          f"demo mode {'on' if s.demo else 'off'})", flush=True)
+    if s.demo:
+        print(credentials_text(base), flush=True)
+    web.run_app(create_app(s), host=s.host, port=s.port, print=None, access_log=None)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from cloudcounter.db.migrate import upgrade
+    s = settings()
+    upgrade(s.database_url, args.revision)
+    print(f"database at {args.revision}: {s.database_url.split('@')[-1]}")
+    return 0
+
+
+def cmd_demo_seed(args: argparse.Namespace) -> int:
+    from cloudcounter.hub.demo import seed
+    s = settings()
+    created = run_db(lambda sm: seed(sm, Path(s.faces_dir)))
+    print("\n".join(created) if created else "demo data already present")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from cloudcounter.db import repo
+    from cloudcounter.db.models import Role
+    from cloudcounter.hub.auth import hash_password
+    try:
+        pw = hash_password(args.password)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    skills = [k.strip() for k in (args.skills or "").split(",") if k.strip()]
+    user = run_db(lambda sm: repo.add_user(sm, username=args.username, password_hash=pw,
+                                           role=Role(args.role), display_name=args.name,
+                                           skills=skills))
+    print(f"user {user.username} ({user.role}) created")
+    return 0
+
+
+def cmd_customer_add(args: argparse.Namespace) -> int:
+    from cloudcounter.hub.customers import add_customer
+    cid = run_db(lambda sm: add_customer(sm, name=args.name, photo=args.photo,
+                                         phone=args.phone or "", id_number=args.id_number or "",
+                                         risk=args.risk))
+    print(cid)
+    return 0
+
+
+def cmd_token_customer(args: argparse.Namespace) -> int:
+    from cloudcounter.db import repo
+    from cloudcounter.hub.auth import mint_customer_token
+    s = settings()
+    run_db(lambda sm: repo.get_customer(sm, args.customer_id))
+    services = [x for x in args.services.split(",") if x] if args.services else None
+    print(mint_customer_token(s.customer_token_secret, args.customer_id,
+                              args.ttl or s.customer_token_ttl_s, services, args.priority))
+    return 0
+
+
+def cmd_sim_customer(args: argparse.Namespace) -> int:
+    from cloudcounter.sim.customer import run_customer_cli
+    return asyncio.run(run_customer_cli(args))
+
+
+def cmd_sim_agent(args: argparse.Namespace) -> int:
+    from cloudcounter.sim.agent import run_agent_cli
+    return asyncio.run(run_agent_cli(args))
+
+
+def cmd_vision_eval(args: argparse.Namespace) -> int:
+    from cloudcounter.vision.evaluate import main as eval_main
+    return eval_main([args.dir, *args.rest])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cloudcounter", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("serve", help="run the hub")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.set_defaults(fn=cmd_serve)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)
+    up = db.add_parser("upgrade", help="apply migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(fn=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo", required=True)
+    demo.add_parser("seed", help="create demo users, customers and services").set_defaults(
+        fn=cmd_demo_seed)
+
+    user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user", required=True)
+    ua = user.add_parser("add", help="add an agent, auditor or admin")
+    ua.add_argument("--role", required=True, choices=["agent", "auditor", "admin"])
+    ua.add_argument("--username", required=True)
+    ua.add_argument("--password", required=True)
+    ua.add_argument("--name", help="display name")
+    ua.add_argument("--skills", help="comma-separated skills (agents only)")
+    ua.set_defaults(fn=cmd_user_add)
+
+    cu = sub.add_parser("customer", help="customers").add_subparsers(dest="customer",
+                                                                      required=True)
+    ca = cu.add_parser("add", help="add a customer; prints the new id")
+    ca.add_argument("--name", required=True)
+    ca.add_argument("--photo", help="reference photo (the ID photo on file)")
+    ca.add_argument("--phone")
+    ca.add_argument("--id-number", help="ID number (stored masked)")
+    ca.add_argument("--risk", default="low", choices=["low", "medium", "high"])
+    ca.set_defaults(fn=cmd_customer_add)
+
+    tok = sub.add_parser("token", help="mint tokens").add_subparsers(dest="token", required=True)
+    tc = tok.add_parser("customer", help="a customer token, as the bank's app backend would")
+    tc.add_argument("customer_id")
+    tc.add_argument("--services", help="comma-separated service codes allowed (default: any)")
+    tc.add_argument("--ttl", type=int, help="seconds (default CLOUDCOUNTER_CUSTOMER_TOKEN_TTL_S)")
+    tc.add_argument("--priority", type=int, default=0, choices=range(10))
+    tc.set_defaults(fn=cmd_token_customer)
+
+    sim = sub.add_parser("sim", help="simulated clients").add_subparsers(dest="sim", required=True)
+    sc = sim.add_parser("customer", help="a simulated customer")
+    sc.add_argument("--url", default="http://127.0.0.1:8080")
+    who = sc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--token")
+    who.add_argument("--customer", help="demo mode: get a token for this demo customer id")
+    sc.add_argument("--service", required=True)
+    sc.add_argument("--seconds", type=float, default=5.0, help="time to stay in the call")
+    sc.add_argument("--max-wait", type=float, default=120.0, help="give up after waiting this long")
+    sc.add_argument("--video", help="video file to send (pre-encoded where possible)")
+    sc.add_argument("--no-media", action="store_true", help="signalling only")
+    sc.set_defaults(fn=cmd_sim_customer)
+    sa = sim.add_parser("agent", help="a simulated agent")
+    sa.add_argument("--url", default="http://127.0.0.1:8080")
+    sa.add_argument("--username", required=True)
+    sa.add_argument("--password", required=True)
+    sa.add_argument("--calls", type=int, default=1, help="exit after this many calls")
+    sa.add_argument("--accept-delay", type=float, default=0.5)
+    sa.add_argument("--hangup-after", type=float, help="end each call after S seconds "
+                    "(default: let the customer end it)")
+    sa.add_argument("--video", help="video file to send")
+    sa.add_argument("--no-media", action="store_true", help="signalling only")
+    sa.add_argument("--timeout", type=float, default=600.0)
+    sa.set_defaults(fn=cmd_sim_agent)
+
+    vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
+                                                                         required=True)
+    ve = vis.add_parser("eval", help="evaluate identity and liveness on a labelled directory")
+    ve.add_argument("dir")
+    ve.add_argument("rest", nargs=argparse.REMAINDER)
+    ve.set_defaults(fn=cmd_vision_eval)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (CliError, CloudCounterError) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The hub's shared services, built by the app factory and handed to the namespaces."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from cloudcounter.db import repo
+from cloudcounter.db.journal import DbJournal
+from cloudcounter.errors import Forbidden, NotFound, Unauthenticated
+from cloudcounter.hub.auth import StaffIdentity
+from cloudcounter.hub.settings import Settings
+from cloudcounter.media.port import MediaGateway, NoMedia
+from cloudcounter.queue.dispatcher import Dispatcher
+from cloudcounter.queue.model import Agent
+
+
+@dataclass
+class HubContext:
+    settings: Settings
+    sio: socketio.AsyncServer
+    sm: async_sessionmaker
+    journal: DbJournal
+    dispatcher: Dispatcher = None  # type: ignore[assignment]
+    services: dict[str, repo.Service] = field(default_factory=dict)
+    media: MediaGateway = field(default_factory=NoMedia)
+    _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+    async def load_services(self) -> None:
+        self.services = {s.code: s for s in await repo.list_services(self.sm)}
+
+    async def customer_profile(self, customer_id: str) -> dict[str, Any]:
+        """What agents see of a customer (cached briefly: it is read on every offer)."""
+        hit = self._profiles.get(customer_id)
+        if hit is not None and time.monotonic() - hit[0] < 30:
+            return hit[1]
+        try:
+            c = await repo.get_customer(self.sm, customer_id)
+        except NotFound:
+            raise Unauthenticated("unknown customer", code="unknown_customer") from None
+        profile = {"id": c.id, "name": c.name, "id_number_masked": c.id_number_masked,
+                   "phone_masked": mask_phone(c.phone), "risk_level": c.risk_level,
+                   "has_reference_photo": bool(c.photo_path)}
+        if len(self._profiles) > 10_000:
+            self._profiles.clear()
+        self._profiles[customer_id] = (time.monotonic(), profile)
+        return profile
+
+    async def load_staff(self, user_id: int) -> StaffIdentity:
+        user = await repo.get_user(self.sm, user_id=user_id)
+        if user is None or user.disabled:
+            raise Forbidden("account disabled or removed", code="account_disabled")
+        return StaffIdentity(user.id, user.username, user.role, user.display_name,
+                             tuple(user.skill_codes))
+
+    def agent_state_payload(self, agent: Agent, reason: str) -> dict[str, Any]:
+        return {"state": agent.state.value, "reason": reason, "call_id": agent.call_id,
+                "since_s": round(time.monotonic() - agent.state_since, 1)}
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "*" * max(0, len(phone) - 5) + phone[-2:] if len(phone) > 5 else phone

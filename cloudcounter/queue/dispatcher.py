@@ -1,0 +1,503 @@
+"""The call queue's rules: requests, offers with timeouts, accept/decline, re-queueing,
+grace periods, wrap-up, and position/wait updates. Owns two tasks (routing and timers),
+started by :meth:`start` and cancelled by :meth:`stop`.
+
+Every transition goes to the :class:`CallJournal`; notifications go to the
+:class:`QueueListener` after the queue's lock is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from cloudcounter.errors import Conflict, Forbidden, InvalidState, NotFound, RateLimited
+from cloudcounter.queue import routing
+from cloudcounter.queue.model import Agent, AgentState, Call, CallState, EndReason
+from cloudcounter.queue.ports import CallJournal, QueueListener
+from cloudcounter.queue.store import QueueStore
+
+log = logging.getLogger(__name__)
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    offer_timeout_s: float = 15.0
+    max_missed_offers: int = 2
+    wrap_up_s: float = 60.0
+    customer_grace_s: float = 20.0
+    agent_grace_s: float = 0.0  # an agent's dropped socket re-queues at once by default
+    position_interval_s: float = 1.0
+    exclusion_s: float = 30.0  # a declined/missed call avoids that agent this long
+    max_wait_s: float = 1800.0
+    max_queue_length: int = 5000
+    aging_s: float | None = 300.0  # one priority level per this many seconds of waiting
+    default_handle_s: float = 180.0
+    tick_s: float = 0.1
+
+
+class Dispatcher:
+    def __init__(self, store: QueueStore, listener: QueueListener, journal: CallJournal,
+                 config: QueueConfig, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.listener = listener
+        self.journal = journal
+        self.config = config
+        self.clock = clock
+        self.wall = wall
+        self._lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seq = 0
+        self._grace: dict[str, float] = {}  # call_id -> deadline (customer disconnected)
+        self._wrap: dict[int, float] = {}  # agent_id -> wrap-up deadline
+        self._answered: dict[int, tuple[str, float]] = {}  # agent_id -> (skill, answered at)
+        self._last_position: dict[str, tuple[int, int]] = {}
+        self._last_stats: list[dict[str, Any]] | None = None
+        self._next_positions = 0.0
+        self._pending: list[Awaitable[None]] = []
+        self._handle_times: list[tuple[str, float]] = []
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._route_loop(), name="queue-route"),
+                       asyncio.create_task(self._timer_loop(), name="queue-timers")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        await self._flush()
+
+    # ---------------------------------------------------------------- helpers
+    def _notify(self, aw: Awaitable[None]) -> None:
+        self._pending.append(aw)
+
+    async def _flush(self) -> None:
+        handle, self._handle_times = self._handle_times, []
+        for skill, seconds in handle:
+            await self.store.add_handle_time(skill, seconds)
+        pending, self._pending = self._pending, []
+        for aw in pending:
+            try:
+                await aw
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failing listener must not break the queue
+                log.exception("queue listener failed")
+
+    @contextlib.asynccontextmanager
+    async def _locked(self):  # type: ignore[no-untyped-def]
+        try:
+            async with self._lock:
+                yield
+        finally:
+            await self._flush()
+
+    def _event(self, call: Call, actor: str, kind: str, **payload: Any) -> None:
+        self.journal.event(call.call_id, actor, kind, payload, at=self.wall())
+
+    def _set_agent(self, agent: Agent, target: AgentState, reason: str, call: Call | None = None,
+                   actor: str = SYSTEM) -> None:
+        now = self.clock()
+        previous = agent.transition(target, now)
+        if previous is target:
+            return
+        if previous is AgentState.WRAP_UP:
+            self._wrap.pop(agent.agent_id, None)
+            answered = self._answered.pop(agent.agent_id, None)
+            if answered is not None:  # handle time: answer to ready again
+                self._handle_times.append((answered[0], now - answered[1]))
+        if call is not None:
+            self._event(call, actor, "agent.state", agent=agent.username, state=target.value,
+                        previous=previous.value, reason=reason)
+        self._notify(self.listener.agent_state_changed(agent, previous, reason))
+        if target is AgentState.AVAILABLE:
+            self._kick.set()
+
+    async def _agent(self, agent_id: int) -> Agent:
+        agent = await self.store.get_agent(agent_id)
+        if agent is None:
+            raise NotFound("agent is not signed in", code="agent_offline")
+        return agent
+
+    async def _call(self, call_id: str) -> Call:
+        call = await self.store.get_call(call_id)
+        if call is None or call.state is CallState.ENDED:
+            raise NotFound("no such active call", code="unknown_call")
+        return call
+
+    async def _position_eta(self, call: Call) -> tuple[int, float | None]:
+        now = self.clock()
+        waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()]
+        pos = routing.positions(waiting, now, self.config.aging_s).get(call.call_id, 0)
+        return pos, await self._eta(call.skill, pos)
+
+    async def _eta(self, skill: str, position: int) -> float | None:
+        staffed = sum(1 for a in await self.store.agents()
+                      if skill in a.skills and a.state not in (AgentState.OFFLINE, AgentState.AWAY))
+        eta = routing.estimate_wait(position, staffed, await self.store.handle_times(skill),
+                                    self.config.default_handle_s)
+        return None if math.isinf(eta) else round(eta, 1)
+
+    def _waiting(self, call: Call, now: float) -> routing.WaitingCall:
+        active = frozenset(a for a, until in call.excluded.items() if until > now)
+        return routing.WaitingCall(call.call_id, call.skill, call.priority, call.enqueued_at,
+                                   call.seq, active)
+
+    # ---------------------------------------------------------------- customer side
+    async def request_call(self, *, customer_id: str, service: str, skill: str,
+                           priority: int = 0) -> tuple[Call, int, float | None]:
+        async with self._locked():
+            calls = await self.store.calls()
+            if any(c.customer_id == customer_id and c.state is not CallState.ENDED for c in calls):
+                raise Conflict("this customer already has a call", code="already_in_call")
+            if sum(1 for c in calls if c.state is CallState.QUEUED) >= self.config.max_queue_length:
+                raise RateLimited("the queue is full, try again later", code="queue_full")
+            self._seq += 1
+            call = Call(call_id="call_" + secrets.token_hex(8), customer_id=customer_id,
+                        service=service, skill=skill, priority=priority,
+                        enqueued_at=self.clock(), seq=self._seq)
+            await self.store.put_call(call)
+            self.journal.call_created(call, self.wall())
+            self._event(call, f"customer:{customer_id}", "call.requested", service=service,
+                        priority=priority)
+            self._event(call, SYSTEM, "call.queued", priority=priority)
+            self.journal.call_updated(call.call_id, state=call.state.value, queued_at=self.wall())
+            position, eta = await self._position_eta(call)
+            self._last_position[call.call_id] = (position, int(eta or -1))
+            self._kick.set()
+        return call, position, eta
+
+    async def customer_hangup(self, call_id: str, customer_id: str) -> None:
+        async with self._locked():
+            call = await self._call(call_id)
+            if call.customer_id != customer_id:
+                raise Forbidden("not your call")
+            reason = EndReason.COMPLETED if call.state is CallState.IN_CALL else EndReason.ABANDONED
+            await self._end(call, reason, f"customer:{customer_id}")
+
+    async def customer_disconnected(self, call_id: str) -> None:
+        async with self._locked():
+            call = await self.store.get_call(call_id)
+            if call is None or call.state is CallState.ENDED:
+                return
+            call.held = True
+            self._grace[call_id] = self.clock() + self.config.customer_grace_s
+            self._event(call, f"customer:{call.customer_id}", "customer.disconnected",
+                        grace_s=self.config.customer_grace_s)
+            if call.state is CallState.OFFERED:
+                await self._withdraw(call, "customer_disconnected")
+
+    async def customer_reconnected(self, call_id: str) -> Call:
+        async with self._locked():
+            call = await self._call(call_id)
+            self._grace.pop(call_id, None)
+            call.held = False
+            self._event(call, f"customer:{call.customer_id}", "customer.reconnected")
+            self._last_position.pop(call_id, None)  # push the position again
+            self._kick.set()
+            return call
+
+    async def active_call_of(self, customer_id: str) -> Call | None:
+        for c in await self.store.calls():
+            if c.customer_id == customer_id and c.state is not CallState.ENDED:
+                return c
+        return None
+
+    # ---------------------------------------------------------------- agent side
+    async def agent_online(self, agent_id: int, username: str, skills: frozenset[str],
+                           display_name: str = "") -> Agent:
+        async with self._locked():
+            agent = await self.store.get_agent(agent_id)
+            if agent is None:
+                agent = Agent(agent_id, username, skills, display_name, state_since=self.clock())
+                await self.store.put_agent(agent)
+            if agent.state is AgentState.OFFLINE:
+                self._set_agent(agent, AgentState.AWAY, "signed_in")
+            return agent
+
+    async def agent_offline(self, agent_id: int) -> None:
+        async with self._locked():
+            agent = await self.store.get_agent(agent_id)
+            if agent is None:
+                return
+            if agent.call_id:
+                call = await self.store.get_call(agent.call_id)
+                if call is not None and call.state in (CallState.OFFERED, CallState.IN_CALL) \
+                        and call.agent_id == agent_id:
+                    await self._requeue(call, agent, "agent_disconnected")
+            agent.call_id = None
+            self._set_agent(agent, AgentState.OFFLINE, "disconnected")
+
+    async def set_agent_status(self, agent_id: int, status: AgentState) -> Agent:
+        if status not in (AgentState.AVAILABLE, AgentState.AWAY):
+            raise InvalidState("agents set themselves available or away", code="invalid_status")
+        async with self._locked():
+            agent = await self._agent(agent_id)
+            if agent.state in (AgentState.OFFERED, AgentState.BUSY):
+                raise InvalidState(f"cannot change status while {agent.state.value}")
+            if agent.state is AgentState.WRAP_UP:
+                raise InvalidState("finish the wrap-up first", code="wrap_up_pending")
+            if status is AgentState.AVAILABLE:
+                agent.missed_offers = 0
+            self._set_agent(agent, status, "agent")
+            return agent
+
+    async def accept(self, agent_id: int, call_id: str) -> Call:
+        async with self._locked():
+            agent = await self._agent(agent_id)
+            call = await self._call(call_id)
+            if call.state is not CallState.OFFERED or call.agent_id != agent_id:
+                raise InvalidState("this call is not offered to you", code="offer_expired")
+            call.transition(CallState.IN_CALL)
+            call.offer_expires_at = None
+            call.answered_at = self.clock()
+            agent.missed_offers = 0
+            self._set_agent(agent, AgentState.BUSY, "accepted", call, f"agent:{agent.username}")
+            self._event(call, f"agent:{agent.username}", "call.answered", agent=agent.username)
+            self.journal.call_updated(call_id, state=call.state.value, answered_at=self.wall(),
+                                      agent_id=agent_id)
+            self._notify(self.listener.call_accepted(call, agent))
+            return call
+
+    async def decline(self, agent_id: int, call_id: str) -> None:
+        async with self._locked():
+            agent = await self._agent(agent_id)
+            call = await self._call(call_id)
+            if call.state is not CallState.OFFERED or call.agent_id != agent_id:
+                raise InvalidState("this call is not offered to you", code="offer_expired")
+            self._event(call, f"agent:{agent.username}", "offer.declined", agent=agent.username)
+            await self._return_offer(call, agent, "declined")
+
+    async def agent_hangup(self, agent_id: int, call_id: str) -> None:
+        async with self._locked():
+            agent = await self._agent(agent_id)
+            call = await self._call(call_id)
+            if call.agent_id != agent_id or call.state is not CallState.IN_CALL:
+                raise Forbidden("not your call")
+            await self._end(call, EndReason.COMPLETED, f"agent:{agent.username}")
+
+    async def end_call(self, call_id: str, reason: EndReason, actor: str = SYSTEM,
+                       **payload: Any) -> None:
+        """End a call from outside the queue (media failure, hub shutdown)."""
+        async with self._locked():
+            call = await self.store.get_call(call_id)
+            if call is not None and call.state is not CallState.ENDED:
+                await self._end(call, reason, actor, **payload)
+
+    async def finish_wrap_up(self, agent_id: int, call_id: str, outcome: str, notes: str,
+                             then: AgentState = AgentState.AVAILABLE) -> None:
+        async with self._locked():
+            agent = await self._agent(agent_id)
+            if agent.state is not AgentState.WRAP_UP or agent.call_id != call_id:
+                raise InvalidState("no wrap-up pending for this call", code="no_wrap_up")
+            self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
+                               {"outcome": outcome, "notes": notes}, at=self.wall())
+            self.journal.call_updated(call_id, outcome=outcome, notes=notes)
+            agent.call_id = None
+            self._wrap.pop(agent_id, None)
+            self._set_agent(agent, then, "wrap_up_done")
+
+    # ---------------------------------------------------------------- transitions
+    async def _withdraw(self, call: Call, reason: str) -> None:
+        """Take an offer back from its agent (not the agent's fault) and re-queue."""
+        agent = await self.store.get_agent(call.agent_id) if call.agent_id else None
+        call.transition(CallState.QUEUED)
+        call.agent_id = None
+        call.offer_expires_at = None
+        self._event(call, SYSTEM, "offer.withdrawn", reason=reason)
+        if agent is not None:
+            agent.call_id = None
+            self._notify(self.listener.offer_withdrawn(call, agent, reason))
+            self._set_agent(agent, AgentState.AVAILABLE, reason, call)
+
+    async def _return_offer(self, call: Call, agent: Agent, reason: str) -> None:
+        call.transition(CallState.QUEUED)
+        call.agent_id = None
+        call.offer_expires_at = None
+        call.excluded[agent.agent_id] = self.clock() + self.config.exclusion_s
+        agent.call_id = None
+        self._notify(self.listener.offer_withdrawn(call, agent, reason))
+        if reason == "missed":
+            agent.missed_offers += 1
+            if agent.missed_offers >= self.config.max_missed_offers:
+                self._set_agent(agent, AgentState.AWAY, "missed_offers", call)
+            else:
+                self._set_agent(agent, AgentState.AVAILABLE, reason, call)
+        else:
+            self._set_agent(agent, AgentState.AVAILABLE, reason, call)
+        self._event(call, SYSTEM, "call.queued", requeued=True, reason=reason)
+        self._kick.set()
+
+    async def _requeue(self, call: Call, agent: Agent, reason: str) -> None:
+        """Agent lost: the call goes back to its original place in the queue."""
+        was_in_call = call.state is CallState.IN_CALL
+        call.transition(CallState.QUEUED)
+        call.agent_id = None
+        call.offer_expires_at = None
+        call.answered_at = None
+        self._event(call, SYSTEM, "call.requeued", reason=reason, agent=agent.username,
+                    was_in_call=was_in_call)
+        self.journal.call_updated(call.call_id, state=call.state.value)
+        position, eta = await self._position_eta(call)
+        self._notify(self.listener.call_queued(call, position, eta, True))
+        self._last_position[call.call_id] = (position, int(eta or -1))
+        self._kick.set()
+
+    async def _end(self, call: Call, reason: EndReason, actor: str, **payload: Any) -> None:
+        agent = await self.store.get_agent(call.agent_id) if call.agent_id else None
+        was = call.state
+        call.transition(CallState.ENDED)
+        self._grace.pop(call.call_id, None)
+        self._last_position.pop(call.call_id, None)
+        self._event(call, actor, "call.ended", reason=reason.value, **payload)
+        self.journal.call_updated(call.call_id, state=call.state.value, ended_at=self.wall(),
+                                  end_reason=reason.value)
+        if agent is not None and agent.call_id == call.call_id:
+            if was is CallState.IN_CALL:
+                if call.answered_at is not None:
+                    self._answered[agent.agent_id] = (call.skill, call.answered_at)
+                self._wrap[agent.agent_id] = self.clock() + self.config.wrap_up_s
+                self._set_agent(agent, AgentState.WRAP_UP, "call_ended", call)
+            else:  # offered: the offer disappears
+                agent.call_id = None
+                self._notify(self.listener.offer_withdrawn(call, agent, reason.value))
+                self._set_agent(agent, AgentState.AVAILABLE, "call_ended", call)
+        self._notify(self.listener.call_ended(call, reason.value, actor, agent))
+        await self.store.remove_call(call.call_id)
+
+    async def _offer(self, call: Call, agent: Agent) -> None:
+        call.transition(CallState.OFFERED)
+        call.agent_id = agent.agent_id
+        call.offer_expires_at = self.clock() + self.config.offer_timeout_s
+        agent.call_id = call.call_id
+        self._set_agent(agent, AgentState.OFFERED, "offer", call)
+        self._event(call, SYSTEM, "call.offered", agent=agent.username,
+                    timeout_s=self.config.offer_timeout_s)
+        self.journal.call_updated(call.call_id, state=call.state.value, offered_at=self.wall(),
+                                  agent_id=agent.agent_id)
+        self._notify(self.listener.call_offered(call, agent, self.config.offer_timeout_s))
+
+    # ---------------------------------------------------------------- loops
+    async def route_once(self) -> int:
+        async with self._locked():
+            now = self.clock()
+            waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()
+                       if not c.held]
+            idle = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since)
+                    for a in await self.store.agents() if a.state is AgentState.AVAILABLE]
+            if not waiting or not idle:
+                return 0
+            assignments = routing.route(waiting, idle, now, self.config.aging_s)
+            for a in assignments:
+                call = await self.store.get_call(a.call_id)
+                agent = await self.store.get_agent(a.agent_id)
+                if call is not None and agent is not None:
+                    await self._offer(call, agent)
+            return len(assignments)
+
+    async def _route_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self.route_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("routing failed")
+
+    async def tick(self) -> None:
+        """Expire offers, grace periods, wrap-ups and waits; push positions and stats."""
+        async with self._locked():
+            now = self.clock()
+            for call in await self.store.calls():
+                if call.state is CallState.OFFERED and call.offer_expires_at is not None \
+                        and now >= call.offer_expires_at:
+                    agent = await self.store.get_agent(call.agent_id) if call.agent_id else None
+                    self._event(call, SYSTEM, "offer.timeout",
+                                agent=agent.username if agent else None)
+                    if agent is not None:
+                        await self._return_offer(call, agent, "missed")
+                elif call.call_id in self._grace and now >= self._grace[call.call_id]:
+                    reason = EndReason.FAILED if call.state is CallState.IN_CALL \
+                        else EndReason.ABANDONED
+                    await self._end(call, reason, SYSTEM, cause="grace_expired")
+                elif call.state is CallState.QUEUED and now - call.enqueued_at > \
+                        self.config.max_wait_s:
+                    await self._end(call, EndReason.TIMED_OUT, SYSTEM)
+                if call.excluded and call.state is CallState.QUEUED:
+                    expired = [a for a, until in call.excluded.items() if until <= now]
+                    for a in expired:
+                        del call.excluded[a]
+                    if expired:
+                        self._kick.set()
+            for agent_id, deadline in list(self._wrap.items()):
+                if now >= deadline:
+                    agent = await self.store.get_agent(agent_id)
+                    if agent is not None and agent.state is AgentState.WRAP_UP:
+                        if agent.call_id:
+                            self.journal.event(agent.call_id, SYSTEM, "wrap_up.timeout",
+                                               {"agent": agent.username}, at=self.wall())
+                        agent.call_id = None
+                        self._set_agent(agent, AgentState.AVAILABLE, "wrap_up_timeout")
+                    self._wrap.pop(agent_id, None)
+            if now >= self._next_positions:
+                self._next_positions = now + self.config.position_interval_s
+                await self._push_positions(now)
+
+    async def _push_positions(self, now: float) -> None:
+        queued = await self.store.waiting_calls()
+        waiting = [self._waiting(c, now) for c in queued]
+        pos = routing.positions(waiting, now, self.config.aging_s)
+        for call in queued:
+            p = pos.get(call.call_id, 0)
+            eta = await self._eta(call.skill, p)
+            key = (p, int(eta or -1))
+            if not call.held and self._last_position.get(call.call_id) != key:
+                self._last_position[call.call_id] = key
+                self._notify(self.listener.position_changed(call, p, eta))
+        stats = self.stats_from(queued, now)
+        if stats != self._last_stats:
+            self._last_stats = stats
+            self._notify(self.listener.queue_stats(stats))
+
+    @staticmethod
+    def stats_from(queued: list[Call], now: float) -> list[dict[str, Any]]:
+        by: dict[str, list[Call]] = {}
+        for c in queued:
+            by.setdefault(c.service, []).append(c)
+        return [{"service": s, "waiting": len(cs),
+                 "oldest_wait_s": int(now - min(c.enqueued_at for c in cs))}
+                for s, cs in sorted(by.items())]
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue timer failed")
+
+    # ---------------------------------------------------------------- views
+    async def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        queued = await self.store.waiting_calls()
+        return {"services": self.stats_from(queued, now),
+                "agents": [{"username": a.username, "state": a.state.value,
+                            "in_state_s": round(now - a.state_since, 1)}
+                           for a in await self.store.agents()]}

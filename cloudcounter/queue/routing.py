@@ -1,0 +1,92 @@
+"""Routing decisions and wait estimates: pure functions over plain data and the time.
+
+Order: highest (effective) priority first, then the longest-waiting call; each call goes
+to the longest-idle available agent who has the call's skill. A call waiting longer than
+``aging_s`` per priority level gains one level, so low-priority calls are never starved.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class WaitingCall:
+    call_id: str
+    skill: str
+    priority: int
+    enqueued_at: float
+    seq: int = 0
+    excluded: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class IdleAgent:
+    agent_id: int
+    skills: frozenset[str]
+    idle_since: float
+
+
+@dataclass(frozen=True)
+class Assignment:
+    call_id: str
+    agent_id: int
+
+
+def effective_priority(call: WaitingCall, now: float, aging_s: float | None) -> int:
+    if not aging_s:
+        return call.priority
+    return call.priority + int(max(0.0, now - call.enqueued_at) // aging_s)
+
+
+def queue_order(calls: Iterable[WaitingCall], now: float,
+                aging_s: float | None = None) -> list[WaitingCall]:
+    return sorted(calls, key=lambda c: (-effective_priority(c, now, aging_s), c.enqueued_at, c.seq))
+
+
+def route(calls: Iterable[WaitingCall], agents: Iterable[IdleAgent], now: float,
+          aging_s: float | None = None) -> list[Assignment]:
+    """Match waiting calls to available agents; each agent gets at most one call.
+
+    ``call.excluded`` holds the agents who recently missed or declined the call: they are
+    skipped (the caller expires exclusions, so the call comes back to them later).
+    """
+    free = sorted(agents, key=lambda a: (a.idle_since, a.agent_id))
+    out: list[Assignment] = []
+    for call in queue_order(calls, now, aging_s):
+        if not free:
+            break
+        chosen = next((a for a in free if call.skill in a.skills
+                       and a.agent_id not in call.excluded), None)
+        if chosen is not None:
+            free.remove(chosen)
+            out.append(Assignment(call.call_id, chosen.agent_id))
+    return out
+
+
+def positions(calls: Iterable[WaitingCall], now: float,
+              aging_s: float | None = None) -> dict[str, int]:
+    """1-based position of each call among the calls competing for the same skill."""
+    counters: dict[str, int] = {}
+    out: dict[str, int] = {}
+    for call in queue_order(calls, now, aging_s):
+        counters[call.skill] = counters.get(call.skill, 0) + 1
+        out[call.call_id] = counters[call.skill]
+    return out
+
+
+def estimate_wait(position: int, staffed_agents: int, handle_times: Sequence[float],
+                  default_handle_s: float = 180.0) -> float:
+    """Seconds until a call at ``position`` is likely answered.
+
+    ``handle_times`` are recent answer-to-ready durations (talk plus wrap-up) for the
+    skill; their median is robust to the odd very long call. With ``n`` agents serving
+    the skill, about ``n`` calls leave the queue per handle time.
+    """
+    handle = statistics.median(handle_times) if handle_times else default_handle_s
+    if staffed_agents <= 0:
+        return math.inf
+    return math.ceil(position / staffed_agents) * handle - handle / 2 if position > 0 else 0.0

@@ -1,0 +1,240 @@
+"""Socket.IO namespaces: ``/customer`` and ``/agent``.
+
+Every inbound event goes through :meth:`RoleNamespace.trigger_event`: the caller's session
+is looked up, the payload validated against its schema, the handler called, and the result
+(or the error, with its stable code) returned as the acknowledgement. Nothing a client
+sends can raise out of here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import socketio
+from socketio.exceptions import ConnectionRefusedError
+
+from cloudcounter.errors import (
+    CloudCounterError, Forbidden, InvalidMessage, InvalidState, NotFound, Unauthenticated,
+)
+from cloudcounter.hub.auth import (
+    CustomerIdentity, StaffIdentity, verify_customer_token, verify_staff_token,
+)
+from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
+from cloudcounter.signaling import edge
+from cloudcounter.signaling.schemas import (
+    AGENT_EVENTS, CUSTOMER_EVENTS, PROTOCOL_VERSION, SUPPORTED_VERSIONS, CallRef, CallRequest,
+    MediaOffer, Message, Note, StatusSet, Wrapup,
+)
+
+if TYPE_CHECKING:
+    from cloudcounter.hub.context import HubContext
+
+log = logging.getLogger(__name__)
+SESSION_COOKIE = "cc_session"
+
+
+def customer_room(customer_id: str) -> str:
+    return f"cus:{customer_id}"
+
+
+def agent_room(agent_id: int) -> str:
+    return f"agt:{agent_id}"
+
+
+AGENTS_ROOM = "agents"
+
+
+def refuse(exc: CloudCounterError) -> ConnectionRefusedError:
+    return ConnectionRefusedError(exc.to_dict())
+
+
+def check_version(auth: Any) -> None:
+    version = auth.get("protocol", PROTOCOL_VERSION) if isinstance(auth, dict) else PROTOCOL_VERSION
+    if version not in SUPPORTED_VERSIONS:
+        raise InvalidMessage(f"protocol version {version!r} is not supported "
+                             f"(supported: {sorted(SUPPORTED_VERSIONS)})",
+                             code="unsupported_protocol")
+
+
+@dataclass
+class Conn:
+    """What the hub knows about one connection (kept outside the Socket.IO session)."""
+
+    role: str
+    ident: CustomerIdentity | StaffIdentity
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+class RoleNamespace(socketio.AsyncNamespace):
+    events: dict[str, type[Message]] = {}
+
+    def __init__(self, namespace: str, ctx: "HubContext") -> None:
+        super().__init__(namespace)
+        self.ctx = ctx
+        self.conns: dict[str, Conn] = {}
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid, payload = args[0], tuple(args[1:])
+        try:
+            conn = self.conns.get(sid)
+            if conn is None:
+                raise Unauthenticated("not signed in")
+            if not isinstance(event, str):
+                raise InvalidMessage("event name must be a string")
+            msg = edge.decode(event, payload, self.events, self.ctx.settings.max_message_bytes)
+            handler: Callable[[str, Conn, Any], Awaitable[dict[str, Any] | None]] = getattr(
+                self, "ev_" + event.replace(":", "_"))
+            return edge.ok(**(await handler(sid, conn, msg) or {}))
+        except CloudCounterError as exc:
+            return edge.error(exc)
+        except IllegalTransition as exc:
+            return edge.error(InvalidState(str(exc)))
+        except Exception:
+            log.exception("handler for %r failed", event)
+            return edge.error(CloudCounterError("internal error"))
+
+    async def ev_media_offer(self, sid: str, conn: Conn, msg: MediaOffer) -> dict[str, Any]:
+        call = await self.ctx.dispatcher.store.get_call(msg.call_id)
+        if call is None or not self.owns(conn, call):
+            raise NotFound("no such call", code="unknown_call")
+        if call.state is not CallState.IN_CALL:
+            raise InvalidState("media starts once the call is answered")
+        answer = await self.ctx.media.answer(call.call_id, conn.role, msg.sdp)
+        return {"call_id": call.call_id, "type": "answer", "sdp": answer}
+
+    def owns(self, conn: Conn, call: Any) -> bool:
+        raise NotImplementedError
+
+
+class CustomerNamespace(RoleNamespace):
+    events = CUSTOMER_EVENTS
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            check_version(auth)
+            token = auth.get("token") if isinstance(auth, dict) else None
+            ident = verify_customer_token(self.ctx.settings.customer_token_secret, token)
+            profile = await self.ctx.customer_profile(ident.customer_id)
+        except CloudCounterError as exc:
+            raise refuse(exc) from None
+        self.conns[sid] = Conn("customer", ident, profile)
+        await self.enter_room(sid, customer_room(ident.customer_id))
+        call = await self.ctx.dispatcher.active_call_of(ident.customer_id)
+        if call is not None:
+            await self.ctx.dispatcher.customer_reconnected(call.call_id)
+            await self.emit("call:state", {"call_id": call.call_id, "state": call.state.value},
+                            to=sid)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.conns.pop(sid, None)
+        if conn is None:
+            return
+        cid = conn.ident.customer_id  # type: ignore[union-attr]
+        if any(getattr(c.ident, "customer_id", None) == cid for c in self.conns.values()):
+            return  # another connection of the same customer remains
+        call = await self.ctx.dispatcher.active_call_of(cid)
+        if call is not None:
+            await self.ctx.dispatcher.customer_disconnected(call.call_id)
+
+    def owns(self, conn: Conn, call: Any) -> bool:
+        return call.customer_id == conn.ident.customer_id  # type: ignore[union-attr]
+
+    async def ev_call_request(self, sid: str, conn: Conn, msg: CallRequest) -> dict[str, Any]:
+        ident: CustomerIdentity = conn.ident  # type: ignore[assignment]
+        service = self.ctx.services.get(msg.service)
+        if service is None:
+            raise NotFound(f"unknown service {msg.service!r}", code="unknown_service")
+        if not ident.may_request(service.code):
+            raise Forbidden("this token does not allow that service", code="service_not_allowed")
+        call, position, eta = await self.ctx.dispatcher.request_call(
+            customer_id=ident.customer_id, service=service.code, skill=service.required_skill,
+            priority=max(service.priority, ident.priority))
+        return {"call_id": call.call_id, "position": position, "estimated_wait_s": eta}
+
+    async def ev_call_hangup(self, sid: str, conn: Conn, msg: CallRef) -> None:
+        await self.ctx.dispatcher.customer_hangup(msg.call_id, conn.ident.customer_id)  # type: ignore[union-attr]
+
+
+class AgentNamespace(RoleNamespace):
+    events = AGENT_EVENTS
+
+    def __init__(self, namespace: str, ctx: "HubContext") -> None:
+        super().__init__(namespace, ctx)
+        self.sid_of: dict[int, str] = {}
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            check_version(auth)
+            token = auth.get("token") if isinstance(auth, dict) else None
+            if not token:
+                cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+                token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
+            ident = verify_staff_token(self.ctx.settings.secret_key, token)
+            if ident.role != "agent":
+                raise Forbidden("only agents use the agent console", code="wrong_role")
+            user = await self.ctx.load_staff(ident.user_id)
+        except CloudCounterError as exc:
+            raise refuse(exc) from None
+        old = self.sid_of.get(user.user_id)
+        self.sid_of[user.user_id] = sid
+        self.conns[sid] = Conn("agent", user)
+        if old is not None and old in self.conns:  # a newer console takes over
+            self.conns.pop(old, None)
+            await self.emit("session:replaced", {}, to=old)
+            await self.disconnect(old)
+        await self.enter_room(sid, agent_room(user.user_id))
+        await self.enter_room(sid, AGENTS_ROOM)
+        agent = await self.ctx.dispatcher.agent_online(
+            user.user_id, user.username, frozenset(user.skills), user.display_name)
+        await self.emit("agent:state", self.ctx.agent_state_payload(agent, "signed_in"), to=sid)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.conns.pop(sid, None)
+        if conn is None:
+            return
+        uid = conn.ident.user_id  # type: ignore[union-attr]
+        if self.sid_of.get(uid) == sid:
+            del self.sid_of[uid]
+            call_id = (a.call_id if (a := await self.ctx.dispatcher.store.get_agent(uid)) else None)
+            await self.ctx.dispatcher.agent_offline(uid)
+            if call_id:
+                await self.ctx.media.close_leg(call_id, "agent")
+
+    def owns(self, conn: Conn, call: Any) -> bool:
+        return call.agent_id == conn.ident.user_id  # type: ignore[union-attr]
+
+    def uid(self, conn: Conn) -> int:
+        return conn.ident.user_id  # type: ignore[union-attr]
+
+    async def ev_agent_status(self, sid: str, conn: Conn, msg: StatusSet) -> dict[str, Any]:
+        agent = await self.ctx.dispatcher.set_agent_status(self.uid(conn), AgentState(msg.status))
+        return {"state": agent.state.value}
+
+    async def ev_call_accept(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
+        call = await self.ctx.dispatcher.accept(self.uid(conn), msg.call_id)
+        return {"call_id": call.call_id, "customer": await self.ctx.customer_profile(
+            call.customer_id), "ice_servers": self.ctx.settings.ice_servers}
+
+    async def ev_call_decline(self, sid: str, conn: Conn, msg: CallRef) -> None:
+        await self.ctx.dispatcher.decline(self.uid(conn), msg.call_id)
+
+    async def ev_call_hangup(self, sid: str, conn: Conn, msg: CallRef) -> None:
+        await self.ctx.dispatcher.agent_hangup(self.uid(conn), msg.call_id)
+
+    async def ev_call_note(self, sid: str, conn: Conn, msg: Note) -> None:
+        call = await self.ctx.dispatcher.store.get_call(msg.call_id)
+        if call is None or not self.owns(conn, call):
+            raise NotFound("no such call", code="unknown_call")
+        self.ctx.journal.event(msg.call_id, conn.ident.actor, "agent.note", {"text": msg.text})
+
+    async def ev_call_wrapup(self, sid: str, conn: Conn, msg: Wrapup) -> None:
+        await self.ctx.dispatcher.finish_wrap_up(self.uid(conn), msg.call_id, msg.outcome,
+                                                 msg.notes, AgentState(msg.then))
+
+    async def ev_queue_snapshot(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
+        return await self.ctx.dispatcher.snapshot()

@@ -1,0 +1,77 @@
+"""What both simulators share: HTTP log-in, demo tokens, a Socket.IO connection with acks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import socketio
+
+from cloudcounter.signaling.schemas import PROTOCOL_VERSION
+
+
+class SimError(Exception):
+    pass
+
+
+async def login(url: str, username: str, password: str) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/login",
+                             json={"username": username, "password": password}) as r:
+            data = await r.json()
+            if r.status != 200:
+                raise SimError(f"login failed: {data.get('error', data)}")
+            return str(data["token"])
+
+
+async def demo_customer_token(url: str, customer_id: str) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/demo/customer-token",
+                             json={"customer_id": customer_id}) as r:
+            data = await r.json()
+            if r.status != 200:
+                raise SimError(f"cannot get a demo token: {data.get('error', data)}")
+            return str(data["token"])
+
+
+class Connection:
+    """One Socket.IO connection to a namespace, with typed-ish helpers."""
+
+    def __init__(self, url: str, namespace: str, token: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.token = token
+        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        self.events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+
+        async def catch_all(event: str, data: Any = None) -> None:
+            await self.events.put((event, data if isinstance(data, dict) else {}))
+        self.sio.on("*", catch_all, namespace=namespace)
+
+    async def connect(self) -> None:
+        await self.sio.connect(self.url, namespaces=[self.namespace], transports=["websocket"],
+                               auth={"token": self.token, "protocol": PROTOCOL_VERSION},
+                               wait_timeout=10)
+
+    async def call(self, event: str, data: dict[str, Any] | None = None,
+                   timeout: float = 10.0) -> dict[str, Any]:
+        reply = await self.sio.call(event, data or {}, namespace=self.namespace, timeout=timeout)
+        if not isinstance(reply, dict):
+            raise SimError(f"{event}: unexpected reply {reply!r}")
+        return reply
+
+    async def expect(self, *names: str, timeout: float) -> tuple[str, dict[str, Any]]:
+        """Wait for the next event among ``names`` (others are dropped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError(f"no {'/'.join(names)} within {timeout}s")
+            event, data = await asyncio.wait_for(self.events.get(), remaining)
+            if event in names:
+                return event, data
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
