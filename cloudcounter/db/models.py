@@ -77,7 +77,8 @@ class User(Base):
 class AgentSkill(Base):
     __tablename__ = "agent_skills"
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
     skill: Mapped[str] = mapped_column(String(32), primary_key=True)
     user: Mapped[User] = relationship(back_populates="skills")
 

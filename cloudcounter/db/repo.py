@@ -25,7 +25,8 @@ class Service:
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "name": self.name, "kind": self.kind,
-                "required_skill": self.required_skill, "auto_checks": list(self.auto_checks)}
+                "required_skill": self.required_skill,
+                "auto_checks": list(self.auto_checks)}
 
 
 def new_customer_id() -> str:
@@ -35,8 +36,8 @@ def new_customer_id() -> str:
 async def list_services(sm: async_sessionmaker) -> list[Service]:
     async with sm() as s:
         rows = (await s.scalars(select(ServiceType).order_by(ServiceType.code))).all()
-    return [Service(r.code, r.name, r.kind, r.required_skill, r.priority, tuple(r.auto_checks or ()))
-            for r in rows]
+    return [Service(r.code, r.name, r.kind, r.required_skill, r.priority,
+                    tuple(r.auto_checks or ())) for r in rows]
 
 
 async def known_skills(sm: async_sessionmaker) -> set[str]:
@@ -63,7 +64,8 @@ async def add_user(
         try:
             await s.commit()
         except IntegrityError:
-            raise Conflict(f"username {username!r} is already taken", code="duplicate_username")
+            raise Conflict(f"username {username!r} is already taken",
+                           code="duplicate_username") from None
         return user
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from cloudcounter.db import repo
-from cloudcounter.db.models import CallEvent, CallSession, Customer
+from cloudcounter.db.models import Customer
 from cloudcounter.errors import CloudCounterError, InvalidMessage, NotFound, Unauthenticated
 from cloudcounter.hub.auth import StaffIdentity, mint_customer_token, mint_staff_token, \
     verify_password
@@ -149,30 +149,3 @@ async def demo_customer_token(request: web.Request) -> web.Response:
 async def queue_snapshot(request: web.Request) -> web.Response:
     staff(request, "agent", "admin", "auditor")
     return web.json_response(await request.app[CTX].dispatcher.snapshot())
-
-
-def call_row(c: CallSession) -> dict[str, Any]:
-    def iso(v: Any) -> str | None:
-        return v.isoformat() if v is not None else None
-    return {"id": c.id, "customer_id": c.customer_id, "service": c.service_code,
-            "priority": c.priority, "state": c.state, "agent_id": c.agent_id,
-            "requested_at": iso(c.requested_at), "queued_at": iso(c.queued_at),
-            "offered_at": iso(c.offered_at), "answered_at": iso(c.answered_at),
-            "ended_at": iso(c.ended_at), "end_reason": c.end_reason, "outcome": c.outcome}
-
-
-@routes.get("/api/calls/{call_id}")
-async def call_detail(request: web.Request) -> web.Response:
-    ident = staff(request, *AUDIT_ROLES)
-    ctx = request.app[CTX]
-    call_id = request.match_info["call_id"]
-    async with ctx.sm() as s:
-        call = await s.get(CallSession, call_id)
-        if call is None:
-            raise NotFound("no such call")
-        events = (await s.scalars(select(CallEvent).where(CallEvent.call_id == call_id)
-                                  .order_by(CallEvent.seq))).all()
-    ctx.journal.event(call_id, ident.actor, "audit.viewed", {})
-    return web.json_response({"call": call_row(call), "timeline": [
-        {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "kind": e.kind,
-         "payload": e.payload} for e in events]})

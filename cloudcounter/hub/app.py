@@ -21,6 +21,7 @@ from cloudcounter.hub.http_auth import LoginThrottle
 from cloudcounter.hub.settings import Settings
 from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
 from cloudcounter.queue.store import MemoryQueueStore
+from cloudcounter.recordings import api as recording_api
 from cloudcounter.signaling.namespaces import AgentNamespace, CustomerNamespace
 from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([database, journal_ctx, queue_ctx])
     app.on_shutdown.append(_disconnect_all(sio))
     app.add_routes(api.routes)
+    app.add_routes(recording_api.routes)
     _static(app, settings)
     return app
 

@@ -71,7 +71,8 @@ class CustomerIdentity:
         return self.services is None or service in self.services
 
 
-def mint_staff_token(secret: str, ident: StaffIdentity, ttl_s: int, now: float | None = None) -> str:
+def mint_staff_token(secret: str, ident: StaffIdentity, ttl_s: int,
+                     now: float | None = None) -> str:
     now = time.time() if now is None else now
     claims = {"sub": str(ident.user_id), "usr": ident.username, "role": ident.role,
               "name": ident.display_name, "skills": list(ident.skills),

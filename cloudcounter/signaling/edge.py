@@ -43,7 +43,8 @@ def decode(event: str, args: tuple[Any, ...], schemas: dict[str, type[Message]],
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]) or "(payload)", "problem": e["msg"]}
+        problems = [{"field": ".".join(str(p) for p in e["loc"]) or "(payload)",
+                     "problem": e["msg"]}
                     for e in exc.errors(include_url=False, include_input=False)[:5]]
         raise InvalidMessage("payload does not match the schema", problems=problems) from None
 

@@ -59,7 +59,7 @@ async def run_customer(url: str, token: str, service: str, seconds: float,
         except asyncio.TimeoutError:
             reply = await conn.call("call:hangup", {"call_id": res.call_id})
             if not reply.get("ok"):
-                raise SimError(f"hangup refused: {reply.get('error')}")
+                raise SimError(f"hangup refused: {reply.get('error')}") from None
             await conn.expect("call:ended", timeout=10)
             res.outcome, res.end_reason = "completed", "completed"
         return res
