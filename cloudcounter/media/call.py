@@ -295,7 +295,7 @@ class CallMedia:
                 if recorder is not None:
                     recorder.write(kind, data, seam.arrival_time(packet), keyframe)
                 if kind == "video" and role == "customer" and self._tap_decoder is not None:
-                    self._tap_decoder.feed(data, keyframe)
+                    self._tap_decoder.feed(data, keyframe, packet.pts)
 
     def _starter(self, leg: _Leg, kind: str) -> Callable[[], None]:
         def started() -> None:

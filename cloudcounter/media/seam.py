@@ -16,6 +16,11 @@ re-assembled (but not decoded) frames", which does not exist). What it has:
   PLI or FIR; ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` sends a PLI.
 * ``aioice.ice.Connection.gather_candidates`` calls the module-level
   ``aioice.ice.get_host_addresses(use_ipv4, use_ipv6)``, which skips 127.0.0.1.
+* ``aioice.ice.Connection.connect`` starts ``query_consent()`` as a task once
+  the check list completes. If ``close()`` runs between the check list
+  completing and ``connect()`` resuming (a call closed just as ICE connects),
+  that task starts after the close and never ends (nothing is nominated any
+  more): a leaked task per leg. The wrapper returns at once on a closed connection.
 
 :func:`install` wraps ``decoder_worker`` and ``get_host_addresses`` once per
 process. Both wrappers delegate to the originals unless asked otherwise, so
@@ -55,6 +60,7 @@ AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
 
 _original_decoder_worker: Callable[..., None] | None = None
 _original_get_host_addresses: Callable[..., list[str]] | None = None
+_original_query_consent: Callable[..., Any] | None = None
 _install_lock = threading.Lock()
 
 # asyncio.Queue (the RemoteStreamTrack's) -> True, for receivers whose frames stay encoded.
@@ -195,20 +201,32 @@ def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
         _host_addresses.reset(token)
 
 
+# -- aioice consent task after close ------------------------------------------------
+
+
+async def _query_consent(self: aioice.ice.Connection) -> None:
+    if self._closing:
+        return
+    assert _original_query_consent is not None
+    await _original_query_consent(self)
+
+
 # -- installation and checks -----------------------------------------------------------
 
 
 def install() -> None:
     """Wrap aiortc's decoder worker and aioice's host addresses (idempotent)."""
-    global _original_decoder_worker, _original_get_host_addresses
+    global _original_decoder_worker, _original_get_host_addresses, _original_query_consent
     with _install_lock:
         if _original_decoder_worker is not None:
             return
         check_seam()
         _original_decoder_worker = _rtcrtpreceiver.decoder_worker
         _original_get_host_addresses = aioice.ice.get_host_addresses
+        _original_query_consent = aioice.ice.Connection.query_consent
         _rtcrtpreceiver.decoder_worker = _decoder_worker
         aioice.ice.get_host_addresses = _get_host_addresses
+        aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
 
 
 def _require(condition: bool, what: str) -> None:
@@ -274,6 +292,14 @@ def check_seam() -> None:
     _require(
         "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates),
         "aioice.ice.Connection.gather_candidates calls get_host_addresses",
+    )
+    consent = _original_query_consent or aioice.ice.Connection.query_consent
+    _require(
+        _params(consent) == ["self"]
+        and "self._query_consent_task = asyncio.create_task(self.query_consent())"
+        in inspect.getsource(aioice.ice.Connection.connect)
+        and "self._closing = True" in inspect.getsource(aioice.ice.Connection.close),
+        "aioice.ice.Connection.connect starts query_consent(); close() sets _closing",
     )
     packet = av.Packet(b"\x00")
     try:

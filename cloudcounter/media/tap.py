@@ -10,6 +10,7 @@ the OLDEST when its consumer is behind, so a consumer always sees a recent pictu
 from __future__ import annotations
 
 import asyncio
+import fractions
 import logging
 import queue
 import threading
@@ -22,6 +23,8 @@ import av
 from .keyframes import KeyframeGate
 
 logger = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 
 
 class TapClosed(Exception):
@@ -101,7 +104,7 @@ class TapDecoder:
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._taps: list[Tap] = []
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[tuple[bytes, int | None] | None] = queue.Queue(maxsize=maxsize)
         self._gate = KeyframeGate()
         self._on_need_keyframe = on_need_keyframe
         self._codec = codec
@@ -124,15 +127,15 @@ class TapDecoder:
             self._on_need_keyframe()
         return tap
 
-    def feed(self, data: bytes, keyframe: bool) -> None:
-        """Offer an encoded frame (never blocks)."""
+    def feed(self, data: bytes, keyframe: bool, pts: int | None = None) -> None:
+        """Offer an encoded frame (never blocks); ``pts`` in 1/90000 s is kept on the frame."""
         if self._thread is None:
             return
         if not self._gate.admit(keyframe):
             self._on_need_keyframe()
             return
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait((data, pts))
         except queue.Full:  # decoding is behind: skip to the next key frame
             self.dropped += 1
             self._gate.reset()
@@ -173,11 +176,14 @@ class TapDecoder:
         work = self._queue
         codec = av.CodecContext.create(self._codec, "r")
         while True:
-            data = work.get()
-            if data is None:
+            item = work.get()
+            if item is None:
                 break
+            packet = av.Packet(item[0])
+            packet.pts = item[1]
+            packet.time_base = VIDEO_TIME_BASE
             try:
-                frames = codec.decode(av.Packet(data))
+                frames = codec.decode(packet)
             except av.FFmpegError as exc:
                 self.errors += 1
                 logger.debug("tap decoder: %s", exc)

@@ -1,0 +1,128 @@
+"""The aiortc seam: if an aiortc upgrade moves it, these fail with a clear message."""
+
+from __future__ import annotations
+
+import fractions
+import queue
+
+import av
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.jitterbuffer import JitterFrame
+
+from cloudcounter.media import seam, vp8
+from cloudcounter.media.errors import SeamBroken
+
+
+def test_aiortc_internals_are_where_the_seam_expects_them() -> None:
+    # Fails with SeamBroken("aiortc/aioice moved the seam ...: <what>") after an upgrade.
+    seam.check_seam()
+    seam.install()
+
+
+def test_a_moved_decoder_worker_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    seam.install()
+
+    def moved(loop: object, input_q: object, output_q: object) -> None: ...
+
+    monkeypatch.setattr(seam, "_original_decoder_worker", moved)
+    with pytest.raises(SeamBroken, match="decoder_worker") as info:
+        seam.check_seam()
+    assert info.value.code == "media_seam_broken"
+    assert "before upgrading" in str(info.value)
+
+
+def test_another_aiortc_version_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiortc
+
+    monkeypatch.setattr(aiortc, "__version__", "2.0.0")
+    with pytest.raises(SeamBroken, match="aiortc is 2.0.0"):
+        seam.check_seam()
+
+
+def _vp8_frames(count: int) -> list[bytes]:
+    enc = av.CodecContext.create("libvpx", "w")
+    enc.width, enc.height, enc.pix_fmt = 320, 240, "yuv420p"
+    enc.time_base = fractions.Fraction(1, 30)
+    enc.gop_size = 1000
+    out: list[bytes] = []
+    for i in range(count):
+        img = np.full((240, 320, 3), (i * 7) % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        out += [bytes(p) for p in enc.encode(frame)]
+    out += [bytes(p) for p in enc.encode(None)]
+    return out
+
+
+def test_vp8_keyframe_and_size_from_the_payload_header() -> None:
+    frames = _vp8_frames(5)
+    assert vp8.is_keyframe(frames[0])
+    assert vp8.dimensions(frames[0]) == (320, 240)
+    assert not any(vp8.is_keyframe(f) for f in frames[1:])
+    assert vp8.dimensions(frames[1]) is None
+    assert not vp8.is_keyframe(b"")
+
+
+async def test_passthrough_worker_yields_packets_not_frames() -> None:
+    """Drive the wrapped decoder_worker directly as aiortc's receiver would."""
+    import asyncio
+    import threading
+
+    from aiortc.codecs import get_capabilities  # noqa: F401  (aiortc's codec table)
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from aiortc.rtcrtpreceiver import RemoteStreamTrack
+
+    from aiortc import rtcrtpreceiver
+
+    seam.install()
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+    frames = _vp8_frames(3)
+    loop = asyncio.get_running_loop()
+    results = {}
+    for passthrough in (True, False):
+        track = RemoteStreamTrack(kind="video")
+        if passthrough:
+            seam.register_passthrough(track)
+        assert seam.is_passthrough(track) is passthrough
+        input_q: queue.Queue[object] = queue.Queue()
+        for i, data in enumerate(frames):
+            input_q.put((codec, JitterFrame(data=data, timestamp=i * 3000)))
+        input_q.put(None)
+        worker = threading.Thread(
+            target=rtcrtpreceiver.decoder_worker,
+            args=(loop, input_q, track._queue, threading.Event()),
+        )
+        worker.start()
+        got = []
+        while (item := await track._queue.get()) is not None:
+            got.append(item)
+        worker.join()
+        results[passthrough] = got
+    packets = results[True]
+    assert [type(p) for p in packets] == [av.Packet] * 3
+    assert [p.pts for p in packets] == [0, 3000, 6000]
+    assert packets[0].time_base == fractions.Fraction(1, 90000)
+    assert [p.is_keyframe for p in packets] == [True, False, False]
+    assert bytes(packets[1]) == frames[1]
+    assert all(isinstance(f, av.VideoFrame) for f in results[False])  # others still decode
+
+
+async def test_host_addresses_scope_gathering_to_loopback() -> None:
+    async def candidates(addresses: list[str] | None) -> set[str]:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio")
+        try:
+            with seam.host_addresses(addresses):
+                await pc.setLocalDescription(await pc.createOffer())
+            return {
+                line.split()[4]
+                for line in pc.localDescription.sdp.splitlines()
+                if line.startswith("a=candidate:")
+            }
+        finally:
+            await pc.close()
+
+    assert await candidates(["127.0.0.1"]) == {"127.0.0.1"}
+    assert "127.0.0.1" not in await candidates(None)  # aioice's default, untouched
