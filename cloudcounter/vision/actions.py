@@ -12,7 +12,8 @@ ranges from about 0.22 to 0.45 on the development clips.
 
 * blink: EAR falls below ``blink_close_ratio`` x baseline, reaches
   ``blink_depth_ratio`` x baseline (a squint or a glance down does not), then
-  rises above ``blink_open_ratio`` x baseline within ``blink_max_s``;
+  recovers ``blink_recover`` of the way back to the baseline within
+  ``blink_max_s``;
   reported on reopening.
 * open_mouth: MAR at least ``baseline + mouth_open_delta`` and at least
   ``mouth_open_min`` for ``hold_samples`` consecutive samples spanning ``hold_s``.
@@ -48,7 +49,10 @@ class DetectorConfig:
     baseline_window_s: float = 3.0
     min_baseline_samples: int = 5
     blink_close_ratio: float = 0.72
-    blink_open_ratio: float = 0.85
+    #: Eyes count as reopened once the EAR has recovered this fraction of the
+    #: way from its minimum back to the baseline (a slow reopening that ends
+    #: in a glance down never gets back to the full baseline).
+    blink_recover: float = 0.6
     #: A closure counts as a blink only if the EAR went at least this deep.
     blink_depth_ratio: float = 0.60
     blink_max_s: float = 1.5
@@ -146,8 +150,9 @@ class ActionDetector:
 
         # Blink: close, then reopen within blink_max_s.
         eyes_closed = sample.ear < cfg.blink_close_ratio * base_ear
-        eyes_open = sample.ear > cfg.blink_open_ratio * base_ear
         ratio = sample.ear / base_ear if base_ear > 0 else 1.0
+        min_ratio = min(self._eyes_min_ratio, ratio)
+        eyes_open = ratio >= min_ratio + cfg.blink_recover * (1.0 - min_ratio)
         if self._eyes_closed_at is None:
             if eyes_closed:
                 self._eyes_closed_at = t

@@ -126,21 +126,32 @@ def genuine_sequences(
 
 
 def run_session(
-    frames: Sequence[tuple[float, FrameAnalysis]], start: float, challenges: tuple[Action, ...]
+    frames: Sequence[tuple[float, FrameAnalysis]],
+    start: float,
+    challenges: tuple[Action, ...],
+    *,
+    warm_s: float = 3.0,
 ) -> Verdict:
-    session = LivenessSession(challenges=challenges, started_at=start)
+    """Run one liveness check from ``start``; the detector has seen the call's last ``warm_s``.
+
+    In a call the hub feeds the customer's frames to the detector before the
+    check starts, so the baseline describes the resting face, not whatever
+    the customer happens to be doing when the agent presses the button.
+    """
+    detector = ActionDetector()
+    for t, analysis in frames:
+        if start - warm_s <= t < start:
+            primary = analysis.primary if analysis.face_count == 1 else None
+            detector.update(t, primary.measures if primary else None)
+    session = LivenessSession(challenges=challenges, started_at=start, detector=detector)
     for t, analysis in frames:
         if t < start:
             continue
         primary = analysis.primary
         status = session.update(t, analysis.face_count, primary.measures if primary else None)
         if status.verdict is not Verdict.PENDING:
-            break
-    return (
-        session.expire(frames[-1][0] + 1e9).verdict
-        if session.verdict is Verdict.PENDING
-        else session.verdict
-    )
+            return status.verdict
+    return session.expire(frames[-1][0] + DEFAULT_WINDOW_S * len(challenges) + 1.0).verdict
 
 
 def evaluate_clips(
@@ -213,7 +224,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("directory", type=Path)
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     parser.add_argument("--threshold", type=float, default=DEFAULT_MATCH_THRESHOLD)
-    parser.add_argument("--fps", type=float, default=15.0, help="analysed frames per second")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=30.0,
+        help="analysed frames per second during a challenge (default 30: short blinks)",
+    )
     args = parser.parse_args(argv)
     labels = json.loads(args.labels.read_text())
     try:
