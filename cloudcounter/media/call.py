@@ -63,8 +63,10 @@ class EndReason(str, Enum):
     """Why a leg ended on its own (the hub maps it onto the call's end reason)."""
 
     ICE_FAILED = "ice_failed"  # never connected
-    CONNECTION_LOST = "connection_lost"  # connected, then consent / network failed
-    REMOTE_CLOSED = "remote_closed"  # the peer closed DTLS (hang-up without signalling)
+    CONNECTION_LOST = "connection_lost"  # connected, then ICE consent expired (peer gone)
+    # The transport closed: the peer closed DTLS (hang-up without signalling) or
+    # its port vanished (ICMP port unreachable, e.g. the app was killed).
+    CONNECTION_CLOSED = "connection_closed"
 
 
 class LegState(str, Enum):
@@ -332,14 +334,12 @@ class CallMedia:
             return
         if state not in ("failed", "closed") or self._closed or leg.state == LegState.ENDED:
             return
-        if state == "failed":
-            reason = (
-                EndReason.CONNECTION_LOST
-                if leg.state == LegState.CONNECTED
-                else EndReason.ICE_FAILED
-            )
+        if leg.state != LegState.CONNECTED:
+            reason = EndReason.ICE_FAILED
+        elif state == "failed" or seam.consent_expired(leg.pc):
+            reason = EndReason.CONNECTION_LOST
         else:
-            reason = EndReason.REMOTE_CLOSED
+            reason = EndReason.CONNECTION_CLOSED
         leg.state = LegState.ENDED
         leg.ended_reason = reason
         logger.info("call %s: %s leg ended: %s", self.call_id, leg.role, reason.value)

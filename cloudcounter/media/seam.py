@@ -46,7 +46,7 @@ from typing import Any
 
 import aioice.ice
 import av
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _rtcrtpreceiver
 
 from . import vp8
@@ -209,6 +209,22 @@ async def _query_consent(self: aioice.ice.Connection) -> None:
         return
     assert _original_query_consent is not None
     await _original_query_consent(self)
+    # It only returns (rather than being cancelled) when consent expired.
+    self._cloudcounter_consent_expired = True  # type: ignore[attr-defined]
+
+
+def consent_expired(pc: RTCPeerConnection) -> bool:
+    """True if a transport of ``pc`` closed because ICE consent expired (RFC 7675).
+
+    Tells a peer that vanished (no answer to consent checks for about 30 s)
+    from one that closed its connection or whose port went away.
+    """
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        connection = getattr(getattr(dtls.transport, "iceGatherer", None), "_connection", None)
+        if getattr(connection, "_cloudcounter_consent_expired", False):
+            return True
+    return False
 
 
 # -- installation and checks -----------------------------------------------------------
@@ -300,6 +316,12 @@ def check_seam() -> None:
         in inspect.getsource(aioice.ice.Connection.connect)
         and "self._closing = True" in inspect.getsource(aioice.ice.Connection.close),
         "aioice.ice.Connection.connect starts query_consent(); close() sets _closing",
+    )
+    from aiortc.rtcicetransport import RTCIceGatherer
+
+    _require(
+        "self._connection = Connection(" in inspect.getsource(RTCIceGatherer.__init__),
+        "RTCIceGatherer keeps its aioice Connection in _connection",
     )
     packet = av.Packet(b"\x00")
     try:

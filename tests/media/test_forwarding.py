@@ -163,6 +163,6 @@ async def test_peer_closing_ends_its_leg(
     await wait_for(lambda: agent.received.frames["audio"] > 5, 5, "audio at the agent")
     await agent.close()
     await wait_for(lambda: bool(ended), 5, "on_ended")
-    assert ended == [("agent", "remote_closed")]
+    assert ended == [("agent", "connection_closed")]
     await call.close()
-    assert ended == [("agent", "remote_closed")]  # close() itself reports nothing
+    assert ended == [("agent", "connection_closed")]  # close() itself reports nothing
