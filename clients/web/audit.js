@@ -1,0 +1,305 @@
+// Auditor page: search recorded calls; replay the customer's and the agent's recordings in sync
+// (one control drives both) beside the call's timeline; selecting an event seeks both players.
+import { $, api, clearNotice, fmtDateTime, fmtDuration, h, humanize, showNotice } from "./common.js";
+import { signIn, signOut } from "./login.js";
+
+const PAGE = 25;
+const ui = {
+  notice: $("#notice"),
+  rows: $("#calls-rows"),
+  empty: $("#calls-empty"),
+  count: $("#list-count"),
+  pageInfo: $("#page-info"),
+  prev: $("#page-prev"),
+  next: $("#page-next"),
+  form: $("#search-form"),
+  service: $("#search-service"),
+  title: $("#replay-title"),
+  meta: $("#replay-meta"),
+  timeline: $("#timeline"),
+  play: $("#replay-play"),
+  seek: $("#replay-seek"),
+  time: $("#replay-time"),
+  speed: $("#replay-speed"),
+};
+const st = { offset: 0, total: 0, services: new Map(), sync: null, callId: null };
+
+// ------------------------------------------------------------------ synchronized players
+/**
+ * Drives several <video> elements from one virtual clock t (seconds since the earliest recording
+ * started). Each player shows t - offset; players outside their recording wait paused. The clock
+ * holds while a player that should be playing is still buffering, so the two never drift apart.
+ */
+class SyncPlayer {
+  constructor(players, onTick) {
+    this.players = players; // [{video, offset, duration}]
+    this.onTick = onTick;
+    this.t = 0;
+    this.rate = 1;
+    this.playing = false;
+    this.total = Math.max(0, ...players.map((p) => p.offset + p.duration));
+    this.frame = this.frame.bind(this);
+  }
+
+  inRange(p, t) { return t >= p.offset && t < p.offset + p.duration - 0.05; }
+
+  play() {
+    if (this.t >= this.total - 0.05) this.seek(0);
+    this.playing = true;
+    this.t0 = this.t;
+    this.wall0 = performance.now();
+    this.apply(true);
+    requestAnimationFrame(this.frame);
+    this.onTick(this.t);
+  }
+
+  pause() {
+    this.playing = false;
+    for (const p of this.players) p.video.pause();
+    this.onTick(this.t);
+  }
+
+  seek(t) {
+    this.t = Math.min(Math.max(0, t), this.total);
+    this.t0 = this.t;
+    this.wall0 = performance.now();
+    for (const p of this.players) {
+      const local = Math.min(Math.max(0, this.t - p.offset), Math.max(0, p.duration - 0.05));
+      p.video.currentTime = local;
+    }
+    this.apply(true);
+    this.onTick(this.t);
+  }
+
+  setRate(rate) {
+    this.t0 = this.t;
+    this.wall0 = performance.now();
+    this.rate = rate;
+    for (const p of this.players) p.video.playbackRate = rate;
+  }
+
+  apply(force) {
+    for (const p of this.players) {
+      const local = this.t - p.offset;
+      if (!this.playing || !this.inRange(p, this.t)) {
+        if (!p.video.paused) p.video.pause();
+        continue;
+      }
+      if (force || Math.abs(p.video.currentTime - local) > 0.35) p.video.currentTime = local;
+      if (p.video.paused) p.video.play().catch(() => {});
+    }
+  }
+
+  frame(now) {
+    if (!this.playing) return;
+    const stalled = this.players.some((p) => this.inRange(p, this.t) && !p.video.paused
+      && p.video.readyState < 3);
+    if (stalled) { this.t0 = this.t; this.wall0 = now; } else {
+      this.t = this.t0 + ((now - this.wall0) / 1000) * this.rate;
+    }
+    if (this.t >= this.total) {
+      this.t = this.total;
+      this.pause();
+      return;
+    }
+    this.apply(false);
+    this.onTick(this.t);
+    requestAnimationFrame(this.frame);
+  }
+
+  destroy() {
+    this.playing = false;
+    for (const p of this.players) { p.video.pause(); p.video.removeAttribute("src"); p.video.load(); }
+  }
+}
+
+// ------------------------------------------------------------------ list
+function query(offset) {
+  const p = new URLSearchParams();
+  const add = (k, v) => { if (v) p.set(k, v); };
+  add("q", $("#search-q").value.trim());
+  add("service", ui.service.value);
+  add("agent", $("#search-agent").value.trim());
+  add("date_from", $("#search-from").value);
+  add("date_to", $("#search-to").value);
+  p.set("limit", String(PAGE));
+  p.set("offset", String(offset));
+  return p;
+}
+
+async function loadList(offset = 0) {
+  st.offset = offset;
+  let data;
+  try {
+    data = await api(`/api/calls?${query(offset)}`);
+  } catch (e) {
+    return apiFailed(e, "The call list could not be loaded");
+  }
+  clearNotice(ui.notice);
+  st.total = data.total || 0;
+  const rows = (data.calls || []).map(callRow);
+  ui.rows.replaceChildren(...rows);
+  ui.empty.hidden = rows.length > 0;
+  ui.count.textContent = `${st.total} call${st.total === 1 ? "" : "s"}`;
+  ui.pageInfo.textContent = st.total ? `${offset + 1}–${offset + rows.length} of ${st.total}` : "";
+  ui.prev.disabled = offset === 0;
+  ui.next.disabled = offset + rows.length >= st.total;
+}
+
+function callRow(c) {
+  const open = () => { location.hash = `call=${encodeURIComponent(c.id)}`; };
+  const recs = c.recordings || [];
+  const tr = h("tr", {
+    tabindex: "0", "data-testid": "recording-row", "data-call-id": c.id,
+    onclick: open, onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); open(); } },
+  },
+  h("td", {}, h("time", { datetime: c.requested_at || "" }, fmtDateTime(c.requested_at))),
+  h("td", {}, c.service_name || c.service || "–"),
+  h("td", {}, c.agent || "–"),
+  h("td", {}, c.customer_name || "–"),
+  h("td", { class: "num" }, fmtDuration(c.duration_s)),
+  h("td", {}, h("span", { class: `outcome ${c.outcome || ""}` }, c.outcome ? humanize(c.outcome) : humanize(c.end_reason || "–"))),
+  h("td", {}, recs.length ? recs.map((r) => humanize(r.participant)).join(" + ") : h("span", { class: "muted" }, "None")),
+  h("td", {}, h("button", { type: "button", class: "btn", tabindex: "-1", "aria-label": `Replay call with ${c.customer_name || c.id}`,
+    onclick: (ev) => { ev.stopPropagation(); open(); } }, "Replay")));
+  return tr;
+}
+
+function apiFailed(e, title) {
+  if (e.status === 401) { location.reload(); return; }
+  const text = e.status === 404 && e.code === "http_404"
+    ? "This hub does not offer call records yet (GET /api/calls)." : e.message;
+  showNotice(ui.notice, { kind: "error", code: e.code, title, text,
+    actions: [{ label: "Retry", testid: "retry-button", onClick: route }] });
+}
+
+// ------------------------------------------------------------------ replay
+function eventText(ev) {
+  const p = ev.payload || {};
+  if (ev.kind === "agent.note" && p.text) return p.text;
+  if (ev.kind === "call.wrapped_up") return [humanize(p.outcome || ""), p.notes].filter(Boolean).join(" · ");
+  const parts = Object.entries(p).filter(([, v]) => v !== null && typeof v !== "object")
+    .map(([k, v]) => `${humanize(k)}: ${v}`);
+  return parts.join(" · ");
+}
+
+const signed = (s) => (s < 0 ? `−${fmtDuration(-s)}` : fmtDuration(s));
+
+async function openReplay(callId) {
+  let data;
+  try {
+    data = await api(`/api/calls/${encodeURIComponent(callId)}`);
+  } catch (e) {
+    return apiFailed(e, "The call could not be opened");
+  }
+  clearNotice(ui.notice);
+  showView("replay");
+  st.callId = callId;
+  const c = data.call || {};
+  const recs = data.recordings || c.recordings || [];
+  ui.title.textContent = `${c.customer_name || "Customer"} · ${c.service_name || c.service || ""}`;
+  ui.meta.textContent = [fmtDateTime(c.requested_at), c.agent ? `agent ${c.agent}` : null,
+    c.duration_s !== undefined && c.duration_s !== null ? `duration ${fmtDuration(c.duration_s)}` : null,
+    c.outcome ? `outcome ${humanize(c.outcome)}` : (c.end_reason ? humanize(c.end_reason) : null), c.id]
+    .filter(Boolean).join(" · ");
+
+  const starts = recs.map((r) => Date.parse(r.started_at)).filter((x) => !Number.isNaN(x));
+  const origin = starts.length ? Math.min(...starts) : Date.parse(c.answered_at || c.requested_at || 0);
+  const players = [];
+  for (const who of ["customer", "agent"]) {
+    const video = $(`#player-${who}`);
+    const rec = recs.find((r) => r.participant === who);
+    $(`#empty-${who}`).hidden = !!rec;
+    $(`#cap-${who}`).textContent = rec ? fmtDuration(rec.duration_s) : "";
+    if (!rec) { video.removeAttribute("src"); video.load(); continue; }
+    const offset = (Date.parse(rec.started_at) - origin) / 1000;
+    video.dataset.offset = String(offset);
+    video.src = rec.url;
+    players.push({ video, offset, duration: Number(rec.duration_s) || 0 });
+  }
+  if (st.sync) st.sync.destroy();
+  // A recording written live may report no duration in its header; learn it from the file.
+  for (const p of players) {
+    p.video.addEventListener("loadedmetadata", () => {
+      if (Number.isFinite(p.video.duration) && p.video.duration > p.duration) p.duration = p.video.duration;
+    }, { once: true });
+  }
+  st.sync = new SyncPlayer(players, onTick);
+  st.sync.setRate(Number(ui.speed.value));
+  ui.seek.max = String(st.sync.total);
+  ui.seek.value = "0";
+
+  const items = (data.timeline || []).map((ev) => {
+    const at = (Date.parse(ev.at) - origin) / 1000;
+    return h("li", {}, h("button", {
+      type: "button", "data-testid": "timeline-event", "data-kind": ev.kind, "data-offset": String(at),
+      "aria-label": `${signed(at)} ${humanize(ev.kind)} by ${ev.actor}`,
+      onclick: () => { st.sync.seek(Math.max(0, at)); },
+    }, h("span", { class: "t" }, signed(at)),
+    h("span", { class: "k" }, humanize(ev.kind), h("span", { class: "a" }, ev.actor),
+      eventText(ev) ? h("span", { class: "p" }, eventText(ev)) : null)));
+  });
+  ui.timeline.replaceChildren(...items);
+  onTick(0);
+  ui.play.focus();
+}
+
+function onTick(t) {
+  const sync = st.sync;
+  if (!sync) return;
+  document.body.dataset.playing = String(sync.playing);
+  ui.play.setAttribute("aria-label", sync.playing ? "Pause both recordings" : "Play both recordings");
+  ui.time.textContent = `${fmtDuration(t)} / ${fmtDuration(sync.total)}`;
+  if (document.activeElement !== ui.seek) ui.seek.value = String(t);
+  let current = null;
+  for (const b of ui.timeline.querySelectorAll("button")) {
+    if (Number(b.dataset.offset) <= t + 0.05) current = b;
+  }
+  for (const b of ui.timeline.querySelectorAll("button.current")) if (b !== current) b.classList.remove("current");
+  if (current) current.classList.add("current");
+}
+
+// ------------------------------------------------------------------ routing
+function showView(name) {
+  document.body.dataset.view = name;
+  $("#view-list").hidden = name !== "list";
+  $("#view-replay").hidden = name !== "replay";
+}
+
+function route() {
+  const m = /^#call=(.+)$/.exec(location.hash);
+  if (m) return openReplay(decodeURIComponent(m[1]));
+  if (st.sync) { st.sync.destroy(); st.sync = null; }
+  showView("list");
+  return loadList(st.offset);
+}
+
+ui.form.addEventListener("submit", (ev) => { ev.preventDefault(); loadList(0); });
+ui.prev.addEventListener("click", () => loadList(Math.max(0, st.offset - PAGE)));
+ui.next.addEventListener("click", () => loadList(st.offset + PAGE));
+ui.play.addEventListener("click", () => { if (!st.sync) return; if (st.sync.playing) st.sync.pause(); else st.sync.play(); });
+ui.seek.addEventListener("input", () => st.sync && st.sync.seek(Number(ui.seek.value)));
+ui.speed.addEventListener("change", () => st.sync && st.sync.setRate(Number(ui.speed.value)));
+$("#back-button").addEventListener("click", () => { history.pushState(null, "", location.pathname); route(); });
+$("#logout-button").addEventListener("click", signOut);
+window.addEventListener("hashchange", route);
+document.addEventListener("keydown", (ev) => {
+  if (document.body.dataset.view !== "replay" || !st.sync) return;
+  const tag = (ev.target && ev.target.tagName) || "";
+  if (["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(tag)) return;
+  if (ev.key === " " || ev.key === "k") { ev.preventDefault(); ui.play.click(); }
+  if (ev.key === "ArrowLeft") st.sync.seek(st.sync.t - 5);
+  if (ev.key === "ArrowRight") st.sync.seek(st.sync.t + 5);
+});
+
+async function main() {
+  const user = await signIn(["auditor", "admin"]);
+  $("#who").textContent = user.display_name || user.username;
+  try {
+    const { services } = await api("/api/services");
+    for (const s of services) ui.service.append(h("option", { value: s.code }, s.name));
+  } catch { /* the filter stays at "all" */ }
+  route();
+}
+
+main();

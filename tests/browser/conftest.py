@@ -1,0 +1,222 @@
+"""Browser tests: a hub subprocess and Debian's Chromium driven by Playwright.
+
+Chromium gets fake camera and microphone devices fed from a ``.y4m`` generated at test time
+from a clip of the shared faces data set (never committed). Playwright never downloads a
+browser: it drives ``/usr/bin/chromium`` (or ``CLOUDCOUNTER_CHROMIUM``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CI = os.environ.get("CI", "").lower() == "true"
+FACES_DIR = Path(os.environ.get("CLOUDCOUNTER_FACES_DIR", ROOT.parent / "shared/data/faces"))
+CHROMIUM = Path(os.environ.get("CLOUDCOUNTER_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CLI = Path(sys.executable).with_name("cloudcounter")
+
+BASE_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--allow-loopback-in-peer-connection", "--use-fake-device-for-media-stream",
+]
+
+
+def missing(reason: str) -> None:
+    """A missing prerequisite skips the browser tests, except on CI where it fails them."""
+    if CI:
+        pytest.fail(f"{reason} (CI=true: browser tests may not be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_tasks_or_peers() -> Iterator[None]:
+    """Overrides the suite-wide async leak check: these tests run no asyncio in-process."""
+    yield
+
+
+# ------------------------------------------------------------------ fake camera
+def make_y4m(clip: Path, target: Path, seconds: float = 4.0, size: tuple[int, int] = (640, 480),
+             fps: int = 15) -> Path:
+    """Decode a few seconds of ``clip`` into a raw YUV4MPEG2 file Chromium can loop."""
+    import av
+
+    with av.open(str(clip)) as src, av.open(str(target), "w", format="yuv4mpegpipe") as dst:
+        out = dst.add_stream("rawvideo", rate=fps)
+        out.width, out.height = size
+        out.pix_fmt = "yuv420p"
+        vs = src.streams.video[0]
+        step = 1.0 / fps
+        next_t = 0.0
+        written = 0
+        for frame in src.decode(vs):
+            t = float(frame.time or 0.0)
+            if t + 1e-6 < next_t:
+                continue
+            next_t += step
+            img = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+            img.pts = written
+            for packet in out.encode(img):
+                dst.mux(packet)
+            written += 1
+            if written >= seconds * fps:
+                break
+        for packet in out.encode(None):
+            dst.mux(packet)
+    if written == 0:
+        raise RuntimeError(f"no frames decoded from {clip}")
+    return target
+
+
+@pytest.fixture(scope="session")
+def fake_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    video_dir = FACES_DIR / "video"
+    clips = sorted(video_dir.glob("*.mp4")) if video_dir.is_dir() else []
+    preferred = [c for c in clips if c.name == "talking.mp4"] + clips
+    if not preferred:
+        missing(f"no face clip in {video_dir} (set CLOUDCOUNTER_FACES_DIR)")
+    return make_y4m(preferred[0], tmp_path_factory.mktemp("camera") / "face.y4m")
+
+
+# ------------------------------------------------------------------ the hub
+@dataclass
+class HubProcess:
+    url: str
+    env: dict[str, str]
+    log: Path
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as r:
+            return json.loads(r.read())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    if not CLI.exists():
+        missing(f"{CLI} not found: install the package (make setup)")
+    tmp = tmp_path_factory.mktemp("hub")
+    port = free_port()
+    env = {**os.environ,
+           "CLOUDCOUNTER_DEMO": "1",
+           "CLOUDCOUNTER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/hub.db",
+           "CLOUDCOUNTER_RECORDINGS_DIR": str(tmp / "rec"),
+           "CLOUDCOUNTER_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+           "CLOUDCOUNTER_ICE_SERVERS": "[]",
+           "CLOUDCOUNTER_WRAP_UP_S": "5",
+           "CLOUDCOUNTER_FACES_DIR": str(FACES_DIR),
+           "CLOUDCOUNTER_LOG_LEVEL": "WARNING"}
+    for cmd in (["db", "upgrade"], ["demo", "seed"]):
+        done = subprocess.run([str(CLI), *cmd], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, f"cloudcounter {' '.join(cmd)} failed:\n{done.stderr}"
+    log = tmp / "hub.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(CLI), "serve", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    h = HubProcess(f"http://127.0.0.1:{port}", env, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the hub exited with {proc.returncode}:\n{h.log_tail()}")
+            try:
+                if h.get("/healthz").get("ok"):
+                    break
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the hub did not answer /healthz within 30 s:\n{h.log_tail()}")
+            time.sleep(0.2)
+        yield h
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------ Chromium
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        missing(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        yield pw
+    finally:
+        pw.stop()
+
+
+def launch(pw: Any, user_data: Path, fake_camera: Path, *, allow_media: bool = True,
+           **options: Any) -> Any:
+    """A headless Chromium with a fresh profile and the fake camera; ``allow_media=False``
+    leaves out the flag that auto-accepts the permission prompt, so access is refused."""
+    args = [*BASE_ARGS, f"--use-file-for-fake-video-capture={fake_camera}"]
+    if allow_media:
+        args.append("--use-fake-ui-for-media-stream")
+    if user_data.exists():
+        shutil.rmtree(user_data)
+    opts: dict[str, Any] = {"viewport": {"width": 1440, "height": 900}, "locale": "en-GB",
+                            "timezone_id": "UTC", **options}
+    return pw.chromium.launch_persistent_context(
+        str(user_data), executable_path=str(CHROMIUM), headless=True, args=args, **opts)
+
+
+@pytest.fixture(scope="module")
+def browser_factory(playwright: Any, fake_camera: Path,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``factory(name, allow_media=True)`` -> a fresh persistent context (closed at the end)."""
+    contexts: list[Any] = []
+    base = tmp_path_factory.mktemp("profiles")
+
+    def factory(name: str, *, allow_media: bool = True, **options: Any) -> Any:
+        ctx = launch(playwright, base / name, fake_camera, allow_media=allow_media, **options)
+        contexts.append(ctx)
+        return ctx
+
+    try:
+        yield factory
+    finally:
+        for ctx in contexts:
+            try:
+                ctx.close()
+            except Exception:  # noqa: BLE001 - a crashed browser is already gone
+                pass
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
