@@ -23,9 +23,12 @@ DEFAULT_FACES_DIR = REPO_ROOT.parent / "shared" / "data" / "faces"
 
 
 def faces_dir() -> Path:
-    """The configured data directory (it may not exist)."""
+    """The configured data directory (it may not exist); relative paths start at the repo root."""
     value = os.environ.get(FACES_DIR_ENV)
-    return Path(value).expanduser() if value else DEFAULT_FACES_DIR
+    if not value:
+        return DEFAULT_FACES_DIR
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 
 def sha256_file(path: Path) -> str:
