@@ -91,7 +91,7 @@ def decode_image(data: bytes) -> Image:
     decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if decoded is None:
         raise BadImageError("image data cannot be decoded")
-    return bgr_to_rgb(decoded)
+    return bgr_to_rgb(np.asarray(decoded, dtype=np.uint8))
 
 
 def check_frame(frame: object) -> Image:
@@ -117,11 +117,12 @@ def detect_faces(grey: Image, *, detect_width: int | None, upsample: int = 0) ->
 
     height, width = grey.shape[:2]
     scale = 1.0
-    small = grey
+    small: Image = grey
     if detect_width is not None and width > detect_width:
         scale = width / detect_width
-        small = cv2.resize(
-            grey, (detect_width, round(height / scale)), interpolation=cv2.INTER_AREA
+        small = np.asarray(
+            cv2.resize(grey, (detect_width, round(height / scale)), interpolation=cv2.INTER_AREA),
+            dtype=np.uint8,
         )
     rects, scores, _ = get_models().detector.run(small, upsample, 0.0)
     boxes = []

@@ -21,7 +21,7 @@ from cloudcounter.vision.actions import Action, ActionDetector, ActionEvent
 from cloudcounter.vision.analysis import FrameAnalysis, analyse_frame, decode_image
 from cloudcounter.vision.data import REPO_ROOT, read_clip, sha256_file
 from cloudcounter.vision.errors import EnrolmentError
-from cloudcounter.vision.identity import DEFAULT_MATCH_THRESHOLD, compare, enrol
+from cloudcounter.vision.identity import DEFAULT_MATCH_THRESHOLD, Match, compare, enrol
 from cloudcounter.vision.liveness import DEFAULT_WINDOW_S, LivenessSession, Verdict
 
 DEFAULT_LABELS = REPO_ROOT / "tests" / "fixtures" / "vision" / "labels.json"
@@ -73,7 +73,8 @@ def evaluate_identity(
             print(f"  enrol {name}: accepted, expected refusal {refuse} [UNEXPECTED]")
             continue
         people[name] = (str(entry["person"]), descriptor)
-    same, different = [], []
+    same: list[tuple[str, str, Match]] = []
+    different: list[tuple[str, str, Match]] = []
     for (a, (pa, da)), (b, (pb, db)) in itertools.combinations(sorted(people.items()), 2):
         match = compare(da, db, threshold)
         (same if pa == pb else different).append((a, b, match))
@@ -172,7 +173,9 @@ def evaluate_clips(
         raw_events = entry.get("events", [])
         assert isinstance(raw_events, list)
         labels = [LabelledEvent(Action(e["kind"]), e["start"], e["end"]) for e in raw_events]
-        labelled = {Action(k) for k in entry.get("labelled", [])}  # type: ignore[union-attr]
+        raw_kinds = entry.get("labelled", [])
+        assert isinstance(raw_kinds, list)
+        labelled = {Action(k) for k in raw_kinds}
         events = detect(frames)
         for kind in labelled:
             scored_s[kind] += duration
