@@ -38,6 +38,7 @@ class DbJournal:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._closing = False
         self.failures = 0
 
     # -- the CallJournal protocol (never blocks) --------------------------------------
@@ -71,28 +72,36 @@ class DbJournal:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="journal-writer")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Write what is pending and stop. The writer is never cancelled in the middle of a
+        transaction (that could leave a SQLite write lock behind); it drains and exits."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
         backoff = self._interval
-        while True:
+        while not self._closing:
             await self._wake.wait()
-            await asyncio.sleep(self._interval)  # gather a batch
+            if not self._closing:
+                await asyncio.sleep(self._interval)  # gather a batch
             self._wake.clear()
             try:
                 await self.flush()
                 backoff = self._interval
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 self.failures += 1
                 log.exception("journal write failed; retrying in %.1fs", backoff)
+                if self._closing:
+                    return
                 self._wake.set()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

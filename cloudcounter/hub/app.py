@@ -19,10 +19,12 @@ from cloudcounter.hub import api
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.http_auth import LoginThrottle
 from cloudcounter.hub.settings import Settings
+from cloudcounter.hub.tasks import TaskRegistry
 from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
 from cloudcounter.queue.store import MemoryQueueStore
 from cloudcounter.recordings import api as recording_api
 from cloudcounter.signaling.namespaces import AgentNamespace, CustomerNamespace
+from cloudcounter.signaling.server import HubSocketServer
 from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=256 * 1024,
                           middlewares=[api.security_headers, api.errors_middleware])
     app[SETTINGS] = settings
-    sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"],
+    sio = HubSocketServer(async_mode="aiohttp", transports=["websocket"],
                                max_http_buffer_size=1_000_000, logger=False,
                                engineio_logger=False, ping_interval=10, ping_timeout=10)
     sio.attach(app, socketio_path="socket.io")
+    owned = TaskRegistry()
+    sio.eio.start_background_task = owned.wrap(sio.eio.start_background_task)  # type: ignore
     engine = make_engine(settings.database_url)
     sm = make_sessionmaker(engine)
     journal = DbJournal(sm)
@@ -71,16 +75,20 @@ def create_app(settings: Settings) -> web.Application:
         await ctx.dispatcher.stop()
 
     app.cleanup_ctx.extend([database, journal_ctx, queue_ctx])
-    app.on_shutdown.append(_disconnect_all(sio))
+    app.on_shutdown.append(_disconnect_all(sio, owned))
     app.add_routes(api.routes)
     app.add_routes(recording_api.routes)
     _static(app, settings)
     return app
 
 
-def _disconnect_all(sio: socketio.AsyncServer):  # type: ignore[no-untyped-def]
+def _disconnect_all(sio: socketio.AsyncServer, owned: TaskRegistry):  # type: ignore[no-untyped-def]
     async def shutdown(app: web.Application) -> None:
+        for namespace in ("/customer", "/agent"):
+            for sid in list(sio.manager.get_participants(namespace, None)):
+                await sio.disconnect(sid[0], namespace=namespace)
         await sio.shutdown()
+        await owned.cancel_all()
     return shutdown
 
 

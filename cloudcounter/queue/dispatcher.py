@@ -233,13 +233,12 @@ class Dispatcher:
             agent = await self.store.get_agent(agent_id)
             if agent is None:
                 return
-            if agent.call_id:
-                call = await self.store.get_call(agent.call_id)
-                if call is not None and call.state in (CallState.OFFERED, CallState.IN_CALL) \
-                        and call.agent_id == agent_id:
-                    await self._requeue(call, agent, "agent_disconnected")
+            call = await self.store.get_call(agent.call_id) if agent.call_id else None
             agent.call_id = None
-            self._set_agent(agent, AgentState.OFFLINE, "disconnected")
+            self._set_agent(agent, AgentState.OFFLINE, "disconnected", call)
+            if call is not None and call.state in (CallState.OFFERED, CallState.IN_CALL) \
+                    and call.agent_id == agent_id:
+                await self._requeue(call, agent, "agent_disconnected")
 
     async def set_agent_status(self, agent_id: int, status: AgentState) -> Agent:
         if status not in (AgentState.AVAILABLE, AgentState.AWAY):

@@ -48,7 +48,8 @@ AGENTS_ROOM = "agents"
 
 
 def refuse(exc: CloudCounterError) -> ConnectionRefusedError:
-    return ConnectionRefusedError(exc.to_dict())
+    # The client receives {"message": ..., "data": {"code": ..., "message": ...}}.
+    return ConnectionRefusedError(exc.message, exc.to_dict())
 
 
 def check_version(auth: Any) -> None:
