@@ -4,7 +4,7 @@
 Prints figures; asserts nothing about time. Everything listens on and talks to 127.0.0.1,
 runs for a bounded time and stops by itself::
 
-    .venv/bin/python loadtests/bench_signaling.py            # 1000 customers, 100 agents, 200/s, 20 s
+    .venv/bin/python loadtests/bench_signaling.py   # 1000 customers, 100 agents, 200/s, 20 s
     .venv/bin/python loadtests/bench_signaling.py --customers 20 --agents 5 --rate 20 --duration 3
 
 Processes: the hub (``cloudcounter serve`` on a free port, SQLite in a temporary directory),
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -225,6 +226,7 @@ class Worker:
     events: collections.Counter[str] = field(default_factory=collections.Counter)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     port: int = 0
+    all_idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def client(self, namespace: str, auth: dict[str, Any],
                      on: dict[str, Callable[..., Any]] | None = None) -> Any:
@@ -255,8 +257,8 @@ class Worker:
 
     async def echo_open(self, t0: float, seconds: float, rate: float) -> dict[str, Any]:
         rtts: list[float] = []
-        sent = 0
-        k = 0
+        sent = k = 0
+        all_back = asyncio.Event()
         while self.echo:
             t = t0 + k / rate
             if t >= t0 + seconds:
@@ -267,13 +269,16 @@ class Worker:
 
             def done(*_: Any, t_send: float = t_send) -> None:
                 rtts.append(time.time() - t_send)
+                if len(rtts) >= sent:
+                    all_back.set()
             await sio.emit("echo", {"service": SERVICES[k % 5], "seq": k}, namespace="/echo",
                            callback=done)
             sent += 1
             k += 1
-        until = time.time() + 2.0  # let the last replies arrive
-        while len(rtts) < sent and time.time() < until:
-            await asyncio.sleep(0.02)
+        if len(rtts) < sent:  # let the last replies arrive
+            all_back.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(all_back.wait(), 2.0)
         return {"sent": sent, "rtts": rtts}
 
     async def echo_closed(self, t0: float, seconds: float) -> dict[str, Any]:
@@ -394,6 +399,8 @@ class Worker:
                 req.t_ended = time.time()
                 cus.current = None
                 self.idle.append(cus)
+                if len(self.idle) == len(self.customers):
+                    self.all_idle.set()
 
         def count(name: str) -> Callable[..., None]:
             def on_event(*_: Any) -> None:
@@ -440,8 +447,10 @@ class Worker:
                 else:
                     starved += 1
                 k += 1
-            while len(self.idle) < len(self.customers) and time.time() < drain_until:
-                await asyncio.sleep(0.05)
+            if len(self.idle) < len(self.customers):  # let the calls in progress end
+                self.all_idle.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.all_idle.wait(), drain_until - time.time())
         else:  # agents: answer until the offers stop (the customers' worker waits for ends)
             await asyncio.sleep(max(0.0, t_end - time.time()))
             quiet_since = time.time()
@@ -614,7 +623,8 @@ def per_second(t0: float, t_end: float, res: list[dict[str, Any]],
                cpu: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """Requests, offers and setups per one-second bucket, with the hub's CPU."""
     n = int(t_end - t0) + 1
-    rows = [{"s": i, "requests": 0, "offers": 0, "setups": 0, "hub_cpu": None} for i in range(n)]
+    rows: list[dict[str, Any]] = [{"s": i, "requests": 0, "offers": 0, "setups": 0,
+                                   "hub_cpu": None} for i in range(n)]
 
     def add(t: float | None, key: str) -> None:
         if t is not None and 0 <= t - t0 < n:
