@@ -64,6 +64,25 @@ async def no_leaked_tasks_or_peers() -> AsyncIterator[None]:
     assert not peers, f"unclosed peer connections: {len(peers)}"
 
 
+@pytest.fixture(scope="session")
+def faces() -> Path:
+    """The shared face data set, verified against its SHA256SUMS; skipped with a visible
+    reason when absent, except under CI=true where absence is a failure."""
+    from cloudcounter.vision.data import faces_dir, verify_checksums
+
+    directory = faces_dir()
+    if not (directory / "SHA256SUMS").is_file():
+        reason = (f"face data set not found at {directory}; set CLOUDCOUNTER_FACES_DIR "
+                  "(docs/vision.md lists where each file comes from)")
+        if CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    problems = verify_checksums(directory)
+    if problems:
+        pytest.fail("face data set is corrupt: " + "; ".join(problems))
+    return directory
+
+
 # ------------------------------------------------------------------ settings and hub
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(

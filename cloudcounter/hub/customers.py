@@ -1,15 +1,20 @@
-"""Adding customers, with their reference photo checked (and enrolled once vision is on)."""
+"""Adding customers: the reference photo (the bank's ID photo on file) is enrolled once,
+and its face descriptor stored with the customer. A photo with no face or several faces
+is refused with a clear error."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cloudcounter.db import repo
 from cloudcounter.db.models import Customer
 from cloudcounter.errors import InvalidMessage
+
+DESCRIPTOR_DTYPE = np.float64
 
 
 def mask_id_number(id_number: str) -> str:
@@ -17,28 +22,38 @@ def mask_id_number(id_number: str) -> str:
     return "*" * max(0, len(digits) - 4) + digits[-4:] if digits else ""
 
 
-def check_photo(path: str) -> Path:
-    """The photo must exist and decode as an image."""
-    import cv2
-    import numpy as np
+def enrol_photo(path: str | Path) -> tuple[Path, bytes]:
+    """Read and enrol a reference photo; returns its resolved path and descriptor bytes."""
+    from cloudcounter.vision import EnrolmentError, enrol
 
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise InvalidMessage(f"photo {path!r} does not exist", code="bad_photo")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
-        raise InvalidMessage(f"photo {path!r} is not a readable image", code="bad_photo")
-    return p
+        raise InvalidMessage(f"photo {str(path)!r} does not exist", code="bad_photo")
+    try:
+        descriptor = enrol(p.read_bytes())
+    except EnrolmentError as exc:
+        reason = {"bad_image": "is not a readable image",
+                  "no_face": "shows no face",
+                  "multiple_faces": "shows more than one face"}.get(exc.code, exc.message)
+        raise InvalidMessage(f"photo {str(path)!r} {reason}; the reference photo must show "
+                             "exactly one face", code=exc.code) from None
+    return p, np.asarray(descriptor, dtype=DESCRIPTOR_DTYPE).tobytes()
+
+
+def descriptor_from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=DESCRIPTOR_DTYPE)
 
 
 async def add_customer(sm: async_sessionmaker, *, name: str, photo: str | None = None,
                        phone: str = "", id_number: str = "", risk: str = "low") -> str:
     if not name.strip():
         raise InvalidMessage("a customer needs a name", code="bad_name")
-    photo_path = await asyncio.to_thread(check_photo, photo) if photo else None
+    photo_path, descriptor = (await asyncio.to_thread(enrol_photo, photo)) if photo else (None,
+                                                                                         None)
     cid = repo.new_customer_id()
     async with sm() as s, s.begin():
         await repo.add_customer(s, Customer(
             id=cid, name=name.strip(), id_number_masked=mask_id_number(id_number), phone=phone,
-            risk_level=risk, photo_path=str(photo_path) if photo_path else None))
+            risk_level=risk, photo_path=str(photo_path) if photo_path else None,
+            face_descriptor=descriptor))
     return cid

@@ -5,6 +5,7 @@ Idempotent: running it again adds nothing that exists. Passwords are for local d
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from cloudcounter.db import repo
 from cloudcounter.db.models import Customer, Role
 from cloudcounter.hub.auth import hash_password
+from cloudcounter.hub.customers import enrol_photo
 
 DEMO_USERS = [
     # username, password, role, display name, skills
@@ -47,10 +49,12 @@ async def seed(sm: async_sessionmaker, faces_dir: Path) -> list[str]:
         for cid, name, idn, phone, risk, photo in DEMO_CUSTOMERS:
             if cid in existing:
                 continue
-            path = (faces_dir / photo).resolve() if photo else None
+            path, descriptor = None, None
+            if photo and (faces_dir / photo).is_file():
+                path, descriptor = await asyncio.to_thread(enrol_photo, faces_dir / photo)
             s.add(Customer(id=cid, name=name, id_number_masked=idn, phone=phone, risk_level=risk,
-                           photo_path=str(path) if path and path.is_file() else None))
-            created.append(f"customer {cid} ({name})")
+                           photo_path=str(path) if path else None, face_descriptor=descriptor))
+            created.append(f"customer {cid} ({name})" + ("" if path else ", no reference photo"))
     return created
 
 
