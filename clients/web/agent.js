@@ -234,6 +234,7 @@ async function acceptOffer() {
   }
   clearOffer();
   clearNotice(ui.notice);
+  document.body.dataset.callId = reply.call_id;
   st.call = { id: reply.call_id, customer: reply.customer, service: offer.service,
     acceptedAt: Date.now(), iceServers: reply.ice_servers || [] };
   showCustomer(reply.customer, offer.service);

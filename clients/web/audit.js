@@ -183,7 +183,7 @@ function eventText(ev) {
   return parts.join(" · ");
 }
 
-const signed = (s) => (s < 0 ? `−${fmtDuration(-s)}` : fmtDuration(s));
+const signed = (s) => (s <= -1 ? `−${fmtDuration(-s)}` : fmtDuration(Math.max(0, s)));
 
 async function openReplay(callId) {
   let data;
@@ -221,10 +221,18 @@ async function openReplay(callId) {
   // A recording written live may report no duration in its header; learn it from the file.
   for (const p of players) {
     p.video.addEventListener("loadedmetadata", () => {
-      if (Number.isFinite(p.video.duration) && p.video.duration > p.duration) p.duration = p.video.duration;
+      if (Number.isFinite(p.video.duration) && p.video.duration > p.duration) {
+        p.duration = p.video.duration;
+        if (st.sync) {
+          st.sync.total = Math.max(0, ...st.sync.players.map((q) => q.offset + q.duration));
+          ui.seek.max = String(st.sync.total);
+          onTick(st.sync.t);
+        }
+      }
     }, { once: true });
   }
   st.sync = new SyncPlayer(players, onTick);
+  ui.play.disabled = players.length === 0;
   st.sync.setRate(Number(ui.speed.value));
   ui.seek.max = String(st.sync.total);
   ui.seek.value = "0";

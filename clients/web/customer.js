@@ -267,6 +267,7 @@ async function requestCall() {
     const svc = st.selected;
     const reply = await ask(st.socket, "call:request", { service: svc });
     st.call = { id: reply.call_id, service: svc };
+    document.body.dataset.callId = reply.call_id;
     showQueue(reply.position, reply.estimated_wait_s);
   } catch (e) {
     setStatus("error", "The call could not be started");
