@@ -37,7 +37,6 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
-from aiortc.mediastreams import MediaStreamError
 
 from cloudcounter.recordings.writer import RecordingInfo, RecordingWriter
 
@@ -248,56 +247,55 @@ class CallMedia:
     # -- forwarding ----------------------------------------------------------------
 
     def _on_track(self, leg: _Leg, track: MediaStreamTrack) -> None:
-        seam.register_passthrough(track)
         for transceiver in leg.pc.getTransceivers():
             if transceiver.receiver.track is track:
                 leg.receivers[track.kind] = transceiver.receiver
-        self._spawn(self._pump(leg.role, track), f"pump-{leg.role}-{track.kind}")
+                seam.passthrough(
+                    transceiver.receiver, self._forwarder(leg.role, track.kind)
+                )
 
     def _direction(self, role: Role) -> DirectionStats:
         return self._stats.from_customer if role == "customer" else self._stats.from_agent
 
-    async def _pump(self, role: Role, track: MediaStreamTrack) -> None:
-        kind = track.kind
+    def _forwarder(self, role: Role, kind: str) -> Callable[[av.Packet], None]:
+        """The sink for one incoming track: called on the loop with each encoded frame."""
         stats = self._direction(role)
         other = OTHER[role]
-        while True:
-            try:
-                packet = await track.recv()
-            except MediaStreamError:
-                return
-            if not isinstance(packet, av.Packet):  # not a passthrough receiver: a bug
-                logger.error("%s %s track yields %r, not packets", role, kind, type(packet))
+        is_video = kind == "video"
+        tap_source = is_video and role == "customer"
+
+        def forward(packet: av.Packet) -> None:
+            if self._closed:
                 return
             keyframe = bool(packet.is_keyframe)
             if stats.first_packet_at is None:
                 stats.first_packet_at = time.monotonic()
-            if kind == "video":
+            if is_video:
                 stats.video_frames += 1
                 stats.video_keyframes += keyframe
             else:
                 stats.audio_packets += 1
             other_leg = self._legs.get(other)
             out = other_leg.outgoing.get(kind) if other_leg is not None else None
-            if out is not None:
+            if out is not None and out.started:
                 before = out.dropped
                 out.push(packet)
-                if out.dropped == before and out.started:
-                    if kind == "video":
-                        stats.forwarded_video += 1
-                    else:
-                        stats.forwarded_audio += 1
-                elif out.dropped != before and kind == "video":
-                    stats.dropped_video += 1
+                if out.dropped != before:
+                    stats.dropped_video += is_video
+                elif is_video:
+                    stats.forwarded_video += 1
+                else:
+                    stats.forwarded_audio += 1
             recorder = self._recorders.get(role)
-            if recorder is not None or (
-                kind == "video" and role == "customer" and self._tap_decoder is not None
-            ):
+            tap = self._tap_decoder if tap_source else None
+            if recorder is not None or tap is not None:
                 data = bytes(packet)
                 if recorder is not None:
                     recorder.write(kind, data, seam.arrival_time(packet), keyframe)
-                if kind == "video" and role == "customer" and self._tap_decoder is not None:
-                    self._tap_decoder.feed(data, keyframe, packet.pts)
+                if tap is not None:
+                    tap.feed(data, keyframe, packet.pts)
+
+        return forward
 
     def _starter(self, leg: _Leg, kind: str) -> Callable[[], None]:
         def started() -> None:

@@ -66,7 +66,9 @@ class ClientPeer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if not self._decode:
-            seam.register_passthrough(track)
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    seam.passthrough(transceiver.receiver)
         task = asyncio.get_running_loop().create_task(self._consume(track))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

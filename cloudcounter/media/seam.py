@@ -22,10 +22,13 @@ re-assembled (but not decoded) frames", which does not exist). What it has:
   that task starts after the close and never ends (nothing is nominated any
   more): a leaked task per leg. The wrapper returns at once on a closed connection.
 
-:func:`install` wraps ``decoder_worker`` and ``get_host_addresses`` once per
-process. Both wrappers delegate to the originals unless asked otherwise, so
-peers that are not the hub's (simulators, test peers) keep decoding and keep
-aioice's default addresses. :func:`check_seam` verifies every assumption above;
+:func:`passthrough` replaces a chosen receiver's decoder queue (the private
+``RTCRtpReceiver.__decoder_queue``) before it starts, so each frame becomes an
+``av.Packet`` inline on the event loop; :func:`install` wraps ``decoder_worker``
+so the thread aiortc starts for such a receiver just idles, and wraps
+``get_host_addresses``. Both wrappers delegate to the originals unless asked
+otherwise, so peers that are not the hub's (simulators, test peers) keep
+decoding and keep aioice's default addresses. :func:`check_seam` verifies every assumption above;
 ``tests/media/test_seam.py`` runs it so an aiortc upgrade fails loudly.
 """
 
@@ -37,16 +40,14 @@ import contextvars
 import fractions
 import inspect
 import logging
-import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aioice.ice
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _rtcrtpreceiver
 
 from . import vp8
@@ -63,10 +64,6 @@ _original_get_host_addresses: Callable[..., list[str]] | None = None
 _original_query_consent: Callable[..., Any] | None = None
 _install_lock = threading.Lock()
 
-# asyncio.Queue (the RemoteStreamTrack's) -> True, for receivers whose frames stay encoded.
-_passthrough_queues: weakref.WeakKeyDictionary[asyncio.Queue[Any], bool] = (
-    weakref.WeakKeyDictionary()
-)
 # Host addresses to gather, for the peer connections created in this context.
 _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "cloudcounter_media_host_addresses", default=None
@@ -91,52 +88,79 @@ def _packet_from(codec: Any, frame: Any) -> av.Packet:
     return packet
 
 
-def _passthrough_worker(
-    loop: asyncio.AbstractEventLoop,
-    input_q: queue.Queue[Any],
-    output_q: asyncio.Queue[Any],
-) -> None:
-    """Like aiortc's decoder_worker, but hands the track an ``av.Packet`` per frame."""
-    while True:
-        task = input_q.get()
-        item = None if task is None else _packet_from(*task)
-        try:
-            loop.call_soon_threadsafe(output_q.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            return
+class _InlineFrames:
+    """Stands in for a passthrough receiver's decoder ``queue.Queue``.
+
+    ``RTCRtpReceiver._handle_rtp_packet`` calls ``put((codec, JitterFrame))`` on
+    the event loop for every re-assembled frame: the frame becomes an
+    ``av.Packet`` right there, handed to ``sink`` (or to the track's queue),
+    with no thread hop. ``put(None)`` (the receiver stopping) ends the track
+    and lets the idle worker thread aiortc started return.
+    """
+
+    def __init__(
+        self, output_q: asyncio.Queue[Any], sink: Callable[[av.Packet], None] | None
+    ) -> None:
+        self.output_q = output_q
+        self.sink = sink
+        self.done = threading.Event()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:
+            if not self.done.is_set():
+                self.done.set()
+                self.output_q.put_nowait(None)
             return
+        if self.done.is_set():
+            return
+        packet = _packet_from(*item)
+        if self.sink is None:
+            self.output_q.put_nowait(packet)
+            return
+        try:
+            self.sink(packet)
+        except Exception:  # never break aiortc's RTP handling
+            logger.exception("passthrough sink failed")
 
 
 def _decoder_worker(
     loop: asyncio.AbstractEventLoop,
-    input_q: queue.Queue[Any],
+    input_q: Any,
     output_q: asyncio.Queue[Any],
     decode_error: threading.Event,
 ) -> None:
-    if output_q in _passthrough_queues:
-        _passthrough_worker(loop, input_q, output_q)
+    if isinstance(input_q, _InlineFrames):
+        input_q.done.wait()  # frames are handled inline on the loop
     else:
         assert _original_decoder_worker is not None
         _original_decoder_worker(loop, input_q, output_q, decode_error)
 
 
-def register_passthrough(track: MediaStreamTrack) -> None:
-    """Make the receiver behind ``track`` yield ``av.Packet``s instead of decoded frames.
+def passthrough(
+    receiver: RTCRtpReceiver, sink: Callable[[av.Packet], None] | None = None
+) -> None:
+    """Make ``receiver`` hand over its frames encoded, as ``av.Packet``s, never decoding.
 
-    Call it in the ``pc.on("track")`` handler: the receiver starts its worker
-    thread only later, when the transport connects.
+    Each packet goes to ``sink(packet)`` on the event loop if given, else to
+    the receiver's track (``await receiver.track.recv()`` returns packets).
+    Packets carry pts (RTP timestamp from 0), time_base 1/90000 (video) or
+    1/clock rate (audio), ``is_keyframe`` (VP8 header) and the arrival time
+    (:func:`arrival_time`). Call it in the ``pc.on("track")`` handler, before
+    the receiver starts (when the transport connects).
     """
     install()
+    track = receiver.track
     output_q = getattr(track, "_queue", None)
     if not isinstance(output_q, asyncio.Queue):
         raise SeamBroken("a remote track has no asyncio.Queue named _queue")
-    _passthrough_queues[output_q] = True
+    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+        raise SeamBroken("passthrough() after the receiver started: call it on 'track'")
+    receiver._RTCRtpReceiver__decoder_queue = _InlineFrames(output_q, sink)  # type: ignore[attr-defined]
 
 
-def is_passthrough(track: MediaStreamTrack) -> bool:
-    output_q = getattr(track, "_queue", None)
-    return output_q is not None and output_q in _passthrough_queues
+def is_passthrough(receiver: RTCRtpReceiver) -> bool:
+    queue_ = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
+    return isinstance(queue_, _InlineFrames)
 
 
 def arrival_time(packet: av.Packet) -> float:
@@ -273,6 +297,17 @@ def check_seam() -> None:
     _require(
         "target=decoder_worker" in receive_src and "self._track._queue" in receive_src,
         "RTCRtpReceiver.receive starts decoder_worker with the track's _queue",
+    )
+    _require(
+        "self.__decoder_queue: queue.Queue = queue.Queue()"
+        in inspect.getsource(RTCRtpReceiver.__init__)
+        and "self.__decoder_thread: Optional[threading.Thread] = None"
+        in inspect.getsource(RTCRtpReceiver.__init__),
+        "RTCRtpReceiver.__decoder_queue / __decoder_thread set in __init__",
+    )
+    _require(
+        "self.__decoder_queue.put(None)" in inspect.getsource(RTCRtpReceiver),
+        "RTCRtpReceiver stops its decoder with __decoder_queue.put(None)",
     )
     _require(
         _params(jitterbuffer.JitterFrame.__init__) == ["self", "data", "timestamp"],

@@ -30,7 +30,8 @@ def iso(v: datetime | None) -> str | None:
 
 def recording_row(r: Recording) -> dict[str, Any]:
     return {"id": r.id, "participant": r.participant, "url": f"/api/recordings/{r.id}",
-            "duration_s": r.duration_s, "started_at": iso(r.started_at), "sha256": r.sha256,
+            "duration_s": r.duration_s, "started_at": iso(r.started_at), "offset_s": r.offset_s,
+            "segment": r.segment, "sha256": r.sha256,
             "size_bytes": r.size_bytes, "codecs": r.codecs, "error": r.error}
 
 
@@ -86,7 +87,8 @@ async def search_calls(request: web.Request) -> web.Response:
                                 .limit(limit).offset(offset))).all()
         ids = [r[0].id for r in rows]
         recs = (await s.scalars(select(Recording).where(Recording.call_id.in_(ids))
-                                .order_by(Recording.participant))).all() if ids else []
+                                .order_by(Recording.segment, Recording.participant))).all() \
+            if ids else []
     by_call: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
         by_call.setdefault(r.call_id, []).append(recording_row(r))
@@ -125,7 +127,7 @@ async def call_detail(request: web.Request) -> web.Response:
         events = (await s.scalars(select(CallEvent).where(CallEvent.call_id == call_id)
                                   .order_by(CallEvent.seq))).all()
         recs = (await s.scalars(select(Recording).where(Recording.call_id == call_id)
-                                .order_by(Recording.participant))).all()
+                                .order_by(Recording.segment, Recording.participant))).all()
     ctx.journal.event(call_id, ident.actor, "audit.viewed", {})
     recordings = [recording_row(r) for r in recs]
     return web.json_response({

@@ -12,8 +12,9 @@ cluster at least every ``cluster_ms`` (``cluster_time_limit``), and
 killed with SIGKILL leaves a file that decodes up to the last cluster (at most
 ``cluster_ms`` before the kill). A clean close adds the cues and the duration.
 
-All file work happens on a writer thread fed by a bounded queue: ``write()``
-never blocks the event loop. A failure (unwritable directory, disk full) is
+All file work happens on a writer thread fed by a bounded deque that it
+drains every ``poll_s`` (no wake-up per packet: cheap for the event loop and
+the GIL); ``write()`` never blocks the event loop. A failure (unwritable directory, disk full) is
 reported once through ``on_failed`` on the event loop and the writer drops
 everything after it; forwarding is unaffected.
 """
@@ -24,8 +25,8 @@ import asyncio
 import fractions
 import hashlib
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +76,16 @@ class RecordingWriter:
         maxsize: int = 1000,
         cluster_ms: int = 1000,
         start_timeout_s: float = 2.0,
+        poll_s: float = 0.1,
     ) -> None:
         self.path = Path(path)
         self._origin = origin
         self._on_failed = on_failed
         self._loop = asyncio.get_running_loop()
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=maxsize)
+        self._items: deque[_Item | None] = deque()
+        self._maxsize = maxsize
+        self._wake = threading.Event()
+        self._poll_s = poll_s
         self._cluster_ms = cluster_ms
         self._start_timeout_ms = int(start_timeout_s * 1000)
         self._failed: Exception | None = None
@@ -104,10 +109,10 @@ class RecordingWriter:
         if self._failed is not None or self._closing:
             return
         ms = max(0, round((arrival - self._origin) * 1000))
-        try:
-            self._queue.put_nowait(_Item(kind, data, ms, keyframe))
-        except queue.Full:
+        if len(self._items) >= self._maxsize:  # the disk is behind
             self._dropped += 1
+            return
+        self._items.append(_Item(kind, data, ms, keyframe))
 
     async def close(self) -> RecordingInfo | None:
         """Finish the file; returns None if nothing was written or writing failed."""
@@ -121,8 +126,15 @@ class RecordingWriter:
     # -- writer thread --------------------------------------------------------------
 
     def _finish(self) -> None:
-        self._queue.put(None)
+        self._items.append(None)
+        self._wake.set()
         self._thread.join()
+
+    def _next(self) -> _Item | None:
+        while not self._items:
+            self._wake.wait(self._poll_s)
+            self._wake.clear()
+        return self._items.popleft()
 
     def _info(self) -> RecordingInfo:
         digest = hashlib.sha256()
@@ -160,7 +172,7 @@ class RecordingWriter:
         pending: list[_Item] = []
         try:
             while True:
-                item = self._queue.get()
+                item = self._next()
                 if item is None:
                     break
                 if self._failed is not None:

@@ -65,48 +65,56 @@ def test_vp8_keyframe_and_size_from_the_payload_header() -> None:
     assert not vp8.is_keyframe(b"")
 
 
-async def test_passthrough_worker_yields_packets_not_frames() -> None:
-    """Drive the wrapped decoder_worker directly as aiortc's receiver would."""
+async def test_passthrough_receiver_yields_packets_others_still_decode() -> None:
+    """Feed frames the way RTCRtpReceiver._handle_rtp_packet does, on both kinds of receiver."""
     import asyncio
     import threading
 
-    from aiortc.codecs import get_capabilities  # noqa: F401  (aiortc's codec table)
+    from aiortc import rtcrtpreceiver
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
     from aiortc.rtcrtpreceiver import RemoteStreamTrack
-
-    from aiortc import rtcrtpreceiver
 
     seam.install()
     codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
     frames = _vp8_frames(3)
-    loop = asyncio.get_running_loop()
-    results = {}
-    for passthrough in (True, False):
-        track = RemoteStreamTrack(kind="video")
-        if passthrough:
-            seam.register_passthrough(track)
-        assert seam.is_passthrough(track) is passthrough
-        input_q: queue.Queue[object] = queue.Queue()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("video").receiver
+        receiver._track = RemoteStreamTrack(kind="video")  # as setRemoteDescription does
+        sunk: list[av.Packet] = []
+        seam.passthrough(receiver, sunk.append)
+        assert seam.is_passthrough(receiver)
+        decoder_queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
         for i, data in enumerate(frames):
-            input_q.put((codec, JitterFrame(data=data, timestamp=i * 3000)))
-        input_q.put(None)
-        worker = threading.Thread(
-            target=rtcrtpreceiver.decoder_worker,
-            args=(loop, input_q, track._queue, threading.Event()),
-        )
-        worker.start()
-        got = []
-        while (item := await track._queue.get()) is not None:
-            got.append(item)
-        worker.join()
-        results[passthrough] = got
-    packets = results[True]
-    assert [type(p) for p in packets] == [av.Packet] * 3
-    assert [p.pts for p in packets] == [0, 3000, 6000]
-    assert packets[0].time_base == fractions.Fraction(1, 90000)
-    assert [p.is_keyframe for p in packets] == [True, False, False]
-    assert bytes(packets[1]) == frames[1]
-    assert all(isinstance(f, av.VideoFrame) for f in results[False])  # others still decode
+            decoder_queue.put((codec, JitterFrame(data=data, timestamp=i * 3000)))
+        decoder_queue.put(None)  # the receiver stops: the track ends
+        assert await receiver.track._queue.get() is None
+    finally:
+        await pc.close()
+    assert [type(p) for p in sunk] == [av.Packet] * 3
+    assert [p.pts for p in sunk] == [0, 3000, 6000]
+    assert sunk[0].time_base == fractions.Fraction(1, 90000)
+    assert [p.is_keyframe for p in sunk] == [True, False, False]
+    assert bytes(sunk[1]) == frames[1]
+    assert seam.arrival_time(sunk[0]) <= seam.arrival_time(sunk[2])
+
+    # A receiver nobody registered still decodes, through aiortc's own worker.
+    loop = asyncio.get_running_loop()
+    track = RemoteStreamTrack(kind="video")
+    input_q: queue.Queue[object] = queue.Queue()
+    for i, data in enumerate(frames):
+        input_q.put((codec, JitterFrame(data=data, timestamp=i * 3000)))
+    input_q.put(None)
+    worker = threading.Thread(
+        target=rtcrtpreceiver.decoder_worker,
+        args=(loop, input_q, track._queue, threading.Event()),
+    )
+    worker.start()
+    decoded = []
+    while (item := await track._queue.get()) is not None:
+        decoded.append(item)
+    worker.join()
+    assert len(decoded) == 3 and all(isinstance(f, av.VideoFrame) for f in decoded)
 
 
 async def test_host_addresses_scope_gathering_to_loopback() -> None:

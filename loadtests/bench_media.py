@@ -1,0 +1,257 @@
+"""Media benchmark: hub CPU per call, encoded forwarding vs a decode-and-re-encode relay.
+
+    .venv/bin/python loadtests/bench_media.py [--calls 8] [--baseline-calls 2]
+        [--seconds 10] [--no-record] [--clip FILE.webm]
+
+The hub side runs in this process (one ``CallMedia`` per call, recorded, or
+per call two plain peer connections joined by aiortc's ``MediaRelay``); the
+customers and agents run in a separate process and send pre-encoded 640x480
+30 fps VP8 + Opus both ways (``EncodedFilePlayer``) and count what they
+receive without decoding. CPU is this process's user+system time (all its
+threads, aiortc's encoder threads included) over the measurement window.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from aiortc.contrib.media import MediaRelay  # noqa: E402
+
+from cloudcounter.media import seam  # noqa: E402
+from cloudcounter.media.call import CallMedia  # noqa: E402
+from cloudcounter.media.client import ClientPeer  # noqa: E402
+from cloudcounter.media.sources import EncodedFilePlayer, prepare_vp8_webm  # noqa: E402
+
+LOOPBACK = ["127.0.0.1"]
+DEFAULT_SOURCE = Path("/work/shared/data/faces/video/talking.mp4")
+
+
+# -- the client process: customers and agents ----------------------------------------
+
+
+async def _client(conn: Connection, clip: Path, calls: int) -> None:
+    peers: list[tuple[ClientPeer, ClientPeer]] = []
+    for _ in range(calls):
+        pair = []
+        for _role in ("customer", "agent"):
+            player = EncodedFilePlayer(clip)
+            pair.append(
+                ClientPeer(
+                    audio=player.audio, video=player.video, host_addresses=LOOPBACK, decode=False
+                )
+            )
+        peers.append((pair[0], pair[1]))
+    offers = [(await c.offer(), await a.offer()) for c, a in peers]
+    conn.send(offers)
+    answers = await asyncio.to_thread(conn.recv)
+    for (customer, agent), (answer_c, answer_a) in zip(peers, answers, strict=True):
+        await customer.accept(answer_c)
+        await agent.accept(answer_a)
+    proc = psutil.Process()
+    while True:
+        command = await asyncio.to_thread(conn.recv)
+        if command == "snapshot":
+            conn.send(
+                {
+                    "at": time.monotonic(),
+                    "cpu": sum(proc.cpu_times()[:2]),
+                    "agent_video": [a.received.frames["video"] for _, a in peers],
+                    "customer_video": [c.received.frames["video"] for c, _ in peers],
+                    "agent_audio": [a.received.frames["audio"] for _, a in peers],
+                }
+            )
+        elif command == "stop":
+            for customer, agent in peers:
+                await customer.close()
+                await agent.close()
+            conn.send("stopped")
+            return
+
+
+def client_main(conn: Connection, clip: str, calls: int) -> None:
+    asyncio.run(_client(conn, Path(clip), calls))
+
+
+# -- the hub side ---------------------------------------------------------------------
+
+
+class RelayCall:
+    """The baseline: decoded by aiortc's receivers, re-encoded by each sender (MediaRelay)."""
+
+    def __init__(self) -> None:
+        self.relay = MediaRelay()
+        self.pcs: list[RTCPeerConnection] = []
+
+    async def answer(self, offer_customer: str, offer_agent: str) -> tuple[str, str]:
+        pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2)]
+        self.pcs = pcs
+        tracks: list[list[Any]] = [[], []]
+        for i, pc in enumerate(pcs):
+            pc.on("track", lambda track, i=i: tracks[i].append(track))
+        for pc, offer in zip(pcs, (offer_customer, offer_agent), strict=True):
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        for i, pc in enumerate(pcs):
+            for track in tracks[1 - i]:
+                pc.addTrack(self.relay.subscribe(track))
+        answers = []
+        for pc in pcs:
+            with seam.host_addresses(LOOPBACK):
+                await pc.setLocalDescription(await pc.createAnswer())
+            answers.append(pc.localDescription.sdp)
+        return answers[0], answers[1]
+
+    async def close(self) -> None:
+        for pc in self.pcs:
+            await pc.close()
+
+
+@dataclass
+class Result:
+    mode: str
+    calls: int
+    hub_cpu_per_call: float  # fraction of one core
+    hub_cpu_total: float
+    client_cpu_total: float
+    agent_fps_mean: float
+    agent_fps_min: float
+    customer_fps_mean: float
+    audio_pps_mean: float
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_mode(
+    mode: str, calls: int, clip: Path, seconds: float, warmup: float, record_dir: Path | None
+) -> Result:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=client_main, args=(child, str(clip), calls), daemon=True)
+    proc.start()
+    hubs: list[Any] = []
+    try:
+        offers = await asyncio.to_thread(parent.recv)
+        answers = []
+        for i, (offer_c, offer_a) in enumerate(offers):
+            if mode == "forward":
+                call = CallMedia(call_id=f"bench{i}", ice_servers=[], host_addresses=LOOPBACK)
+                if record_dir is not None:
+                    call.start_recording(record_dir)
+                hubs.append(call)
+                answers.append((await call.answer("customer", offer_c),
+                                await call.answer("agent", offer_a)))
+            else:
+                relay = RelayCall()
+                hubs.append(relay)
+                answers.append(await relay.answer(offer_c, offer_a))
+        parent.send(answers)
+        await asyncio.sleep(warmup)
+
+        async def snapshot() -> tuple[float, dict[str, Any]]:
+            cpu = _cpu()
+            parent.send("snapshot")
+            return cpu, await asyncio.to_thread(parent.recv)
+
+        cpu0, snap0 = await snapshot()
+        await asyncio.sleep(seconds)
+        cpu1, snap1 = await snapshot()
+        parent.send("stop")
+        await asyncio.to_thread(parent.recv)
+    finally:
+        for hub in hubs:
+            await hub.close()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    elapsed = snap1["at"] - snap0["at"]
+
+    def rates(key: str) -> list[float]:
+        return [(b - a) / elapsed for a, b in zip(snap0[key], snap1[key], strict=True)]
+
+    agent_fps = rates("agent_video")
+    hub_cpu = (cpu1 - cpu0) / elapsed
+    return Result(
+        mode=mode,
+        calls=calls,
+        hub_cpu_per_call=hub_cpu / calls,
+        hub_cpu_total=hub_cpu,
+        client_cpu_total=(snap1["cpu"] - snap0["cpu"]) / elapsed,
+        agent_fps_mean=sum(agent_fps) / calls,
+        agent_fps_min=min(agent_fps),
+        customer_fps_mean=sum(rates("customer_video")) / calls,
+        audio_pps_mean=sum(rates("agent_audio")) / calls,
+    )
+
+
+def show(result: Result) -> None:
+    print(
+        f"{result.mode:8} calls={result.calls:3d}  hub CPU/call={result.hub_cpu_per_call:6.1%}"
+        f"  hub CPU={result.hub_cpu_total:6.1%}  clients CPU={result.client_cpu_total:6.1%}"
+        f"  agent fps mean={result.agent_fps_mean:5.1f} min={result.agent_fps_min:5.1f}"
+        f"  customer fps={result.customer_fps_mean:5.1f}  audio pps={result.audio_pps_mean:5.1f}",
+        flush=True,
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=8, help="concurrent forwarded calls")
+    parser.add_argument(
+        "--baseline-calls", type=int, default=None,
+        help="concurrent relay calls (default: --calls; fewer if the relay saturates the CPU)",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--no-record", action="store_true", help="forward without recording")
+    parser.add_argument("--clip", type=Path, help="a VP8/Opus WebM (default: made from a clip)")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench_media_") as tmp:
+        clip = args.clip or prepare_vp8_webm(
+            args.source, Path(tmp) / "clip.webm", size=(640, 480), fps=30, seconds=10, gop=60
+        )
+        record_dir = None if args.no_record else Path(tmp) / "recordings"
+        print(
+            f"cpus={os.cpu_count()}  clip={clip.name} 640x480 30 fps VP8+Opus both ways, "
+            f"window={args.seconds:.0f}s, recording={'off' if record_dir is None else 'on'}",
+            flush=True,
+        )
+        forward = await run_mode(
+            "forward", args.calls, clip, args.seconds, args.warmup, record_dir
+        )
+        show(forward)
+        baseline = await run_mode(
+            "relay", args.baseline_calls or args.calls, clip, args.seconds, args.warmup, None
+        )
+        show(baseline)
+        ratio = forward.hub_cpu_per_call / baseline.hub_cpu_per_call
+        print(
+            f"forwarding costs {ratio:.2f} of the relay's CPU per call "
+            f"(target <= 0.20); one core would carry ~{1 / forward.hub_cpu_per_call:.0f} "
+            f"forwarded calls",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
