@@ -152,6 +152,10 @@ class Recording(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     duration_s: Mapped[float | None] = mapped_column(nullable=True)
     codecs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The file's time origin (timestamp 0), shared by both participants of a segment: a
+    # timeline event at time T plays at T - started_at in either file.
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    offset_s: Mapped[float | None] = mapped_column(nullable=True)  # first packet after origin
+    segment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,7 +1,7 @@
 """The app factory: ``create_app(settings)`` builds every resource; tests call it too.
 
 Each resource opens and closes in its own cleanup context, in this order: database,
-journal, queue dispatcher, media. Nothing lives in module globals.
+journal, queue dispatcher, media gateway. Nothing lives in module globals.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cloudcounter.db.journal import DbJournal
 from cloudcounter.hub import api
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.http_auth import LoginThrottle
+from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
 from cloudcounter.hub.tasks import TaskRegistry
 from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
@@ -74,7 +75,13 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await ctx.dispatcher.stop()
 
-    app.cleanup_ctx.extend([database, journal_ctx, queue_ctx])
+    async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+        media = HubMedia(ctx)
+        ctx.media = media
+        yield
+        await media.stop()
+
+    app.cleanup_ctx.extend([database, journal_ctx, queue_ctx, media_ctx])
     app.on_shutdown.append(_disconnect_all(sio, owned))
     app.add_routes(api.routes)
     app.add_routes(recording_api.routes)

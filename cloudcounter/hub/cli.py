@@ -50,6 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if s.demo:
         upgrade(s.database_url)
     base = f"http://{s.host}:{s.port}"
@@ -113,14 +115,26 @@ def cmd_token_customer(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sim(args: argparse.Namespace, fn: Callable[[argparse.Namespace], Awaitable[int]]) -> int:
+    import aiohttp
+
+    from cloudcounter.sim.client import SimError
+    try:
+        return asyncio.run(fn(args))
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach the hub at {args.url}: {exc}") from None
+    except SimError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_sim_customer(args: argparse.Namespace) -> int:
     from cloudcounter.sim.customer import run_customer_cli
-    return asyncio.run(run_customer_cli(args))
+    return run_sim(args, run_customer_cli)
 
 
 def cmd_sim_agent(args: argparse.Namespace) -> int:
     from cloudcounter.sim.agent import run_agent_cli
-    return asyncio.run(run_agent_cli(args))
+    return run_sim(args, run_agent_cli)
 
 
 def cmd_vision_eval(args: argparse.Namespace) -> int:

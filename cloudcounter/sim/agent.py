@@ -47,6 +47,7 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
                 continue  # the offer expired or was withdrawn
             media = media_factory() if media_factory else None
             if media is not None:
+                media.ice_servers = reply.get("ice_servers") or []
                 await media.start(conn, call_id)
             try:
                 wait = hangup_after if hangup_after is not None else deadline - time.monotonic()
@@ -81,11 +82,9 @@ async def run_agent_cli(args: argparse.Namespace) -> int:
     token = await login(args.url, args.username, args.password)
     factory = None
     if not args.no_media:
-        try:
-            from cloudcounter.sim.media import SimMedia
-            factory = lambda: SimMedia("agent", video=args.video)  # noqa: E731
-        except ImportError:
-            factory = None
+        from cloudcounter.sim.media import SimMedia, encoded_source
+        video = await asyncio.to_thread(encoded_source, args.video) if args.video else None
+        factory = lambda: SimMedia("agent", video=video)  # noqa: E731
     res = await run_agent(args.url, token, args.calls, args.accept_delay, args.hangup_after,
                           args.timeout, factory)
     print(json.dumps(asdict(res), separators=(",", ":")), flush=True)

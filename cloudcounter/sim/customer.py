@@ -32,6 +32,8 @@ async def run_customer(url: str, token: str, service: str, seconds: float,
     res = CustomerResult()
     conn = Connection(url, "/customer", token)
     try:
+        if media is not None:
+            await media.prepare()
         await conn.connect()
         t0 = time.monotonic()
         reply = await conn.call("call:request", {"service": service})
@@ -52,6 +54,7 @@ async def run_customer(url: str, token: str, service: str, seconds: float,
                 break
         res.wait_ms = round((time.monotonic() - t0) * 1000, 1)
         if media is not None:
+            media.ice_servers = data.get("ice_servers") or []
             await media.start(conn, res.call_id)
         try:
             event, data = await conn.expect("call:ended", timeout=seconds)
@@ -79,11 +82,8 @@ async def run_customer_cli(args: argparse.Namespace) -> int:
     token = args.token or await demo_customer_token(args.url, args.customer)
     media = None
     if not args.no_media:
-        try:
-            from cloudcounter.sim.media import SimMedia
-            media = SimMedia("customer", video=args.video)
-        except ImportError:
-            media = None
+        from cloudcounter.sim.media import SimMedia
+        media = SimMedia("customer", video=args.video)
     res = await run_customer(args.url, token, args.service, args.seconds, args.max_wait, media)
     print(json.dumps(asdict(res), separators=(",", ":")), flush=True)
     return 0 if res.completed else 1
