@@ -63,7 +63,9 @@ class Config:
     echo_clients: int = 100
     echo_seconds: float = 3.0
     connect_concurrency: int = 50
+    hub_wrapper: str = ""  # a script that runs the hub's CLI (investigation: probes, patches)
     profile: str = ""  # py-spy output (collapsed stacks) of the hub during the load
+    keep_hub_log: str = ""
 
 
 # ------------------------------------------------------------------------ figures
@@ -648,6 +650,7 @@ def run(cfg: Config) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     pool: Pool | None = None
     out: dict[str, Any] = {"config": asdict(cfg), "cpus": os.cpu_count(),
+                           "loadavg_before": os.getloadavg()[0],
                            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     try:
         t = time.time()
@@ -658,7 +661,8 @@ def run(cfg: Config) -> dict[str, Any]:
         hub_port, echo_port = free_port(), free_port()
         hub_log, echo_log = tmp / "hub.log", tmp / "echo.log"
         with open(hub_log, "wb") as hl, open(echo_log, "wb") as el:
-            procs.append(subprocess.Popen([cli, "serve", "--host", HOST, "--port",
+            hub_cmd = [sys.executable, cfg.hub_wrapper] if cfg.hub_wrapper else [cli]
+            procs.append(subprocess.Popen([*hub_cmd, "serve", "--host", HOST, "--port",
                                            str(hub_port)], env=env, cwd=ROOT, stdout=hl,
                                           stderr=subprocess.STDOUT))
             procs.append(subprocess.Popen([sys.executable, __file__, "--echo-server",
@@ -689,6 +693,9 @@ def run(cfg: Config) -> dict[str, Any]:
                 None])
             conn += pool.run("hub_connect", [None, {"port": hub_port, "tokens": tokens,
                                                     "agents": []}])
+        if procs[0].poll() is not None:
+            raise SystemExit(f"the hub exited while clients connected ({procs[0].returncode}):"
+                             f"\n{tail(hub_log)}")
         n_agents = sum(c["agents"] for c in conn)
         n_customers = sum(c["customers"] for c in conn)
         out["connect"] = {"agents": n_agents, "customers": n_customers,
@@ -717,8 +724,12 @@ def run(cfg: Config) -> dict[str, Any]:
         res = pool.run("load", [{"t0": t0, "t_end": t_end, "drain_until": t_end + cfg.drain,
                                  "rate": cfg.rate}] * len(pool.pipes),
                        timeout=cfg.duration + cfg.drain + 60)
+        if procs[0].poll() is not None:
+            raise SystemExit(f"the hub exited during the load ({procs[0].returncode}):\n"
+                             f"{tail(hub_log)}")
         cpu1 = hub.cpu_times()
         sampler.stopped.set()
+        out["loadavg_after"] = os.getloadavg()[0]
         out["load"] = analyse(cfg, t0, t_end, res)
         busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         out["load"]["hub_cpu_pct"] = 100 * busy / (time.time() - t0)
@@ -730,6 +741,8 @@ def run(cfg: Config) -> dict[str, Any]:
         out["hub_log_problems"] = [ln for ln in log.splitlines()
                                    if " ERROR " in ln or " WARNING " in ln][-5:]
         out["total_s"] = time.time() - t
+        if cfg.keep_hub_log:
+            shutil.copyfile(hub_log, cfg.keep_hub_log)
         return out
     finally:
         if pool is not None:
@@ -743,7 +756,9 @@ def run(cfg: Config) -> dict[str, Any]:
 def report(r: dict[str, Any]) -> str:
     cfg, ld, mem, echo = r["config"], r["load"], r["memory"], r["echo"]
     rows = [
-        ("machine", f"{r['cpus']} cores, {r['date']}"),
+        ("machine", f"{r['cpus']} cores, {r['date']}, load average "
+                    f"{r['loadavg_before']:.1f} before, {r.get('loadavg_after', 0):.1f} after "
+                    f"(other work on the machine skews the figures)"),
         ("load", f"{cfg['customers']} customers, {cfg['agents']} agents, target "
                  f"{cfg['rate']:g} requests/s for {cfg['duration']:g}s, hold {cfg['hold']:g}s, "
                  f"{cfg['workers']} load worker(s)"),
@@ -802,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the figures here as JSON")
     p.add_argument("--profile", default="", help="record the hub with py-spy during the load "
                    "(collapsed stacks; needs `pip install py-spy` in the venv)")
+    p.add_argument("--hub-wrapper", default="", help="run the hub as `python SCRIPT serve ...` "
+                   "instead of `cloudcounter serve` (to try a patched or instrumented hub)")
+    p.add_argument("--keep-hub-log", type=Path, help="copy the hub's log here")
     p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.echo_server:
@@ -810,7 +828,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(customers=args.customers, agents=args.agents, rate=args.rate,
                  duration=args.duration, hold=args.hold, workers=args.workers,
                  echo_clients=args.echo_clients, echo_seconds=args.echo_seconds,
-                 profile=args.profile)
+                 profile=args.profile, hub_wrapper=args.hub_wrapper,
+                 keep_hub_log=str(args.keep_hub_log or ""))
     result = run(cfg)
     print()
     print(report(result), flush=True)
