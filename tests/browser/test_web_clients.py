@@ -21,7 +21,8 @@ pytestmark = pytest.mark.browser
 PHONE = {"viewport": {"width": 375, "height": 812}, "device_scale_factor": 2,
          "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1440, "height": 900}}
-MEDIA_SETTLED = "() => ['connected', 'unavailable', 'failed'].includes(document.body.dataset.mediaState)"
+MEDIA_SETTLED = ("() => ['connected', 'unavailable', 'failed']"
+                 ".includes(document.body.dataset.mediaState)")
 NOTE = "Customer confirmed the last card payment; card blocked and a new one ordered."
 
 
@@ -50,7 +51,8 @@ def video_progress(page: Any, testid: str, timeout_s: float = 15.0) -> dict[str,
         "return v && v.videoWidth > 0 && v.currentTime > 0; }", timeout=timeout_s * 1000)
     t1 = page.eval_on_selector(sel, "v => v.currentTime")
     time.sleep(1.0)
-    t2, width, height = page.eval_on_selector(sel, "v => [v.currentTime, v.videoWidth, v.videoHeight]")
+    t2, width, height = page.eval_on_selector(
+        sel, "v => [v.currentTime, v.videoWidth, v.videoHeight]")
     return {"width": width, "height": height, "t1": t1, "t2": t2}
 
 
@@ -180,7 +182,8 @@ def test_agent_hangup_ends_the_call_on_both_sides(first_call: FirstCall) -> None
     agent.get_by_test_id("wrapup-submit").click()
     agent.wait_for_selector("[data-testid=agent-state][data-state=available]")
     # the camera is released once the call is over
-    assert customer.evaluate("document.querySelector('[data-testid=local-video]').srcObject") is None
+    preview = "document.querySelector('[data-testid=local-video]').srcObject"
+    assert customer.evaluate(preview) is None
 
 
 def test_auditor_finds_and_replays_the_call(hub: HubProcess, browser_factory: Any,
@@ -201,7 +204,8 @@ def test_auditor_finds_and_replays_the_call(hub: HubProcess, browser_factory: An
     row.focus()
     page.keyboard.press("Enter")  # keyboard opens the replay
     page.get_by_test_id("timeline").locator("[data-testid=timeline-event]").first.wait_for()
-    kinds = page.eval_on_selector_all("[data-testid=timeline-event]", "bs => bs.map(b => b.dataset.kind)")
+    kinds = page.eval_on_selector_all("[data-testid=timeline-event]",
+                                      "bs => bs.map(b => b.dataset.kind)")
     assert "agent.note" in kinds and "call.ended" in kinds, kinds
     screenshot(page, "audit")  # replaced below by one taken at the note, once both play
 
