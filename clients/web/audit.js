@@ -21,6 +21,7 @@ const ui = {
   seek: $("#replay-seek"),
   time: $("#replay-time"),
   speed: $("#replay-speed"),
+  segment: $("#replay-segment"),
 };
 const st = { offset: 0, total: 0, services: new Map(), sync: null, callId: null };
 
@@ -203,6 +204,19 @@ async function openReplay(callId) {
     c.outcome ? `outcome ${humanize(c.outcome)}` : (c.end_reason ? humanize(c.end_reason) : null), c.id]
     .filter(Boolean).join(" · ");
 
+  // A call re-queued after its agent was lost has several segments, each with its own pair.
+  const segments = [...new Set(recs.map((r) => r.segment || 1))].sort((a, b) => a - b);
+  const picker = $("#segment-picker");
+  picker.hidden = segments.length < 2;
+  ui.segment.replaceChildren(...segments.map((n) => h("option", { value: String(n) }, `Part ${n} of ${segments.length}`)));
+  ui.segment.onchange = () => loadSegment(data, Number(ui.segment.value));
+  loadSegment(data, segments[0] || 1);
+  ui.play.focus();
+}
+
+function loadSegment(data, segment) {
+  const c = data.call || {};
+  const recs = (data.recordings || c.recordings || []).filter((r) => (r.segment || 1) === segment);
   const starts = recs.map((r) => Date.parse(r.started_at)).filter((x) => !Number.isNaN(x));
   const origin = starts.length ? Math.min(...starts) : Date.parse(c.answered_at || c.requested_at || 0);
   const players = [];
@@ -249,7 +263,6 @@ async function openReplay(callId) {
   });
   ui.timeline.replaceChildren(...items);
   onTick(0);
-  ui.play.focus();
 }
 
 function onTick(t) {
