@@ -83,6 +83,15 @@ def faces() -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def face_clip(faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6 s VP8/Opus WebM of a real face clip (made once per run, never committed)."""
+    from cloudcounter.media.sources import prepare_vp8_webm
+
+    target = tmp_path_factory.mktemp("clips") / "talking.webm"
+    return prepare_vp8_webm(faces / "video/talking.mp4", target, seconds=6, gop=30)
+
+
 # ------------------------------------------------------------------ settings and hub
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(

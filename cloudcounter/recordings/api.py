@@ -152,9 +152,10 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     path = Path(rec.path)
     if not await asyncio.to_thread(path.is_file):
         raise NotFound("recording file is missing", code="recording_missing")
-    # One timeline entry per playback, not per range request of the same playback.
-    rng = request.headers.get("Range", "")
-    if not rng or rng.replace(" ", "") in ("bytes=0-", "bytes=0-1"):
+    # One timeline entry per playback (its first request starts at byte 0), not one per
+    # range request of the same playback.
+    rng = request.headers.get("Range", "").replace(" ", "")
+    if not rng or rng.startswith("bytes=0-"):
         ctx.journal.event(rec.call_id, ident.actor, "recording.accessed",
                           {"recording_id": rec.id, "participant": rec.participant})
     return web.FileResponse(path, headers={"Content-Type": "video/webm",

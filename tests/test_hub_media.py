@@ -1,0 +1,271 @@
+"""Media through a running hub: real aiortc peers on loopback, real recordings, real decoders."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+
+from cloudcounter.sim.agent import run_agent
+from cloudcounter.sim.client import Connection
+from cloudcounter.sim.customer import run_customer
+from cloudcounter.sim.media import SimMedia
+from tests.conftest import ROOT, Hub
+
+pytestmark = [pytest.mark.integration, pytest.mark.vision]
+
+
+async def audit_get(hub: Hub, path: str, **kw: Any) -> tuple[int, Any, dict[str, str]]:
+    token = await hub.agent_token("audrey")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with http.get(hub.url + path, **kw) as r:
+            body = await (r.json() if r.content_type == "application/json" else r.read())
+            return r.status, body, dict(r.headers)
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """Decode a recording with PyAV: frames and duration of each stream."""
+    out: dict[str, Any] = {}
+    with av.open(str(path)) as c:
+        for stream in c.streams:
+            out[stream.type] = {"codec": stream.codec_context.name, "frames": 0, "first": None,
+                                "last": None}
+        for frame in c.decode(*c.streams):
+            kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
+            s = out[kind]
+            s["frames"] += 1
+            t = float(frame.time or 0)
+            s["first"] = t if s["first"] is None else s["first"]
+            s["last"] = t
+    for s in out.values():
+        s["duration"] = (s["last"] or 0) - (s["first"] or 0)
+    return out
+
+
+async def test_a_call_carries_media_both_ways_and_is_recorded(hub: Hub, face_clip: Path) -> None:
+    ready = asyncio.Event()
+    agent_task = asyncio.create_task(run_agent(
+        hub.url, await hub.agent_token("carol"), calls=1, accept_delay=0, ready=ready,
+        media_factory=lambda: SimMedia("agent")))
+    await ready.wait()
+    res = await run_customer(hub.url, hub.customer_token(), "car_loan", seconds=4.0,
+                             media=SimMedia("customer", video=face_clip))
+    agent = await agent_task
+    assert res.outcome == "completed" and agent.calls == 1, (res, agent)
+    cm, am = res.media, agent.media[0]
+    # both directions carried video and audio at close to the sent rate
+    assert cm["video_frames"] > 60 and cm["audio_frames"] > 100, cm
+    assert am["video_frames"] > 60 and am["audio_frames"] > 100, am
+    assert am["first_frame_ms"] is not None and am["first_frame_ms"] < 2000, am
+    assert am["video_fps"] > 20, am
+    await hub.ctx.journal.flush()
+    status, detail, _ = await audit_get(hub, f"/api/calls/{res.call_id}")
+    assert status == 200
+    call, recs = detail["call"], detail["recordings"]
+    kinds = [e["kind"] for e in detail["timeline"]]
+    for k in ("media.negotiated", "recording.started", "recording.stopped"):
+        assert k in kinds, kinds
+    assert sorted(r["participant"] for r in recs) == ["agent", "customer"]
+    assert recs[0]["started_at"] == recs[1]["started_at"]  # one time origin for both files
+    call_s = call["duration_s"]
+    for rec in recs:
+        path = Path(hub.settings.recordings_dir).glob(f"**/{res.call_id}-{rec['participant']}.webm")
+        (file,) = list(path)
+        assert hashlib.sha256(file.read_bytes()).hexdigest() == rec["sha256"]
+        assert rec["size_bytes"] == file.stat().st_size
+        info = await asyncio.to_thread(probe, file)
+        assert info["video"]["codec"] == "vp8" and info["audio"]["codec"] == "opus"
+        assert info["video"]["frames"] > 60 and info["audio"]["frames"] > 100
+        for kind in ("video", "audio"):
+            assert abs(info[kind]["duration"] - call_s) < 1.0, (rec["participant"], kind, info)
+        # audio and video of a participant start together (same arrival clock)
+        assert abs(info["video"]["first"] - info["audio"]["first"]) < 0.5
+        # playback with range requests, auditors only, on the timeline
+        status, body, headers = await audit_get(hub, rec["url"], headers={"Range": "bytes=0-99"})
+        assert status == 206 and len(body) == 100
+        assert headers["Content-Range"].startswith("bytes 0-99/")
+    agent_token = await hub.agent_token("alice")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {agent_token}"}) as h:
+        async with h.get(hub.url + recs[0]["url"]) as r:
+            assert r.status == 403
+    await hub.ctx.journal.flush()
+    _, detail, _ = await audit_get(hub, f"/api/calls/{res.call_id}")
+    assert "recording.accessed" in [e["kind"] for e in detail["timeline"]]
+
+
+async def test_unwritable_recordings_dir_keeps_the_call_and_tells_the_agent(
+        hub_factory: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the recordings directory should be")
+    hub = await hub_factory(recordings_dir=blocker / "rec")
+    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
+    await agent.connect()
+    await agent.call("agent:status", {"status": "available"})
+    cust = Connection(hub.url, "/customer", hub.customer_token())
+    await cust.connect()
+    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
+    await agent.expect("call:offer", timeout=5)
+    await agent.call("call:accept", {"call_id": call_id})
+    await cust.expect("call:accepted", timeout=5)
+    cm, am = SimMedia("customer"), SimMedia("agent")
+    await asyncio.gather(cm.start(cust, call_id), am.start(agent, call_id))
+    _, failed = await agent.expect("call:recording_failed", timeout=10)
+    assert failed["call_id"] == call_id and "not being recorded" in failed["message"]
+    await asyncio.sleep(1.0)
+    assert cm.peer is not None and cm.peer.received.frames["video"] > 5  # media goes on
+    assert (await agent.call("call:hangup", {"call_id": call_id}))["ok"]
+    await cm.stop()
+    await am.stop()
+    await hub.ctx.journal.flush()
+    _, detail, _ = await audit_get(hub, f"/api/calls/{call_id}")
+    kinds = [e["kind"] for e in detail["timeline"]]
+    assert "recording.failed" in kinds and kinds[-1] in ("call.ended", "recording.stopped",
+                                                         "agent.state")
+    assert all(r["error"] for r in detail["recordings"])
+    for c in (agent, cust):
+        await c.close()
+
+
+async def test_offer_without_vp8_is_refused_with_a_code(hub: Hub) -> None:
+    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
+    await agent.connect()
+    await agent.call("agent:status", {"status": "available"})
+    cust = Connection(hub.url, "/customer", hub.customer_token())
+    await cust.connect()
+    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
+    await agent.expect("call:offer", timeout=5)
+    await agent.call("call:accept", {"call_id": call_id})
+    h264_only = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                 "m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 127.0.0.1\r\n"
+                 "a=rtpmap:102 H264/90000\r\na=sendrecv\r\na=mid:0\r\n")
+    reply = await cust.call("media:offer", {"call_id": call_id, "type": "offer",
+                                            "sdp": h264_only})
+    assert reply["ok"] is False and reply["error"]["code"] == "unsupported_codec"
+    assert "h264" in reply["error"]["message"]
+    # the call itself goes on and ends normally
+    assert (await agent.call("call:hangup", {"call_id": call_id}))["ok"]
+    for c in (agent, cust):
+        await c.close()
+
+
+async def test_a_vanished_customer_ends_the_call(hub: Hub, face_clip: Path) -> None:
+    """The customer's phone dies (SIGKILL: no hang-up, no BYE): the call ends as failed."""
+    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
+    await agent.connect()
+    await agent.call("agent:status", {"status": "available"})
+    env = {**os.environ, "CLOUDCOUNTER_DEMO": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudcounter", "sim", "customer", "--url", hub.url, "--token",
+         hub.customer_token(), "--service", "card_loss", "--seconds", "60", "--video",
+         str(face_clip)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _, offer = await agent.expect("call:offer", timeout=30)
+        call_id = offer["call_id"]
+        await agent.call("call:accept", {"call_id": call_id})
+        am = SimMedia("agent")
+        await am.start(agent, call_id)
+        while am.peer is not None and am.peer.received.frames["video"] < 10:
+            await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, ended = await agent.expect("call:ended", timeout=40)
+        assert ended["call_id"] == call_id and ended["reason"] == "failed"
+        assert time.monotonic() - killed < 35  # grace period or ICE consent, whichever first
+        await am.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    await agent.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_hub_killed_mid_call_leaves_playable_recordings(tmp_path: Path,
+                                                              face_clip: Path) -> None:
+    port = free_port()
+    rec_dir = tmp_path / "rec"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
+    env.update(CLOUDCOUNTER_DEMO="1",
+               CLOUDCOUNTER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/h.db",
+               CLOUDCOUNTER_RECORDINGS_DIR=str(rec_dir), CLOUDCOUNTER_PORT=str(port),
+               CLOUDCOUNTER_ICE_SERVERS="[]", CLOUDCOUNTER_MEDIA_HOST_ADDRESSES="127.0.0.1",
+               CLOUDCOUNTER_LOG_LEVEL="WARNING", PYTHONWARNINGS="ignore")
+    exe = [sys.executable, "-m", "cloudcounter"]
+    for step in (["db", "upgrade"], ["demo", "seed"]):
+        subprocess.run([*exe, *step], env=env, check=True, capture_output=True, cwd=ROOT)
+    hub = subprocess.Popen([*exe, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    conns: list[Connection] = []
+    medias: list[SimMedia] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(url + "/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+        from cloudcounter.hub.auth import mint_customer_token
+        from cloudcounter.hub.settings import DEMO_CUSTOMER_TOKEN_SECRET
+        from cloudcounter.sim.client import login
+        agent = Connection(url, "/agent", await login(url, "alice", "alice-demo-1"))
+        cust = Connection(url, "/customer", mint_customer_token(
+            DEMO_CUSTOMER_TOKEN_SECRET, "cus_demo_barack", 60))
+        conns = [agent, cust]
+        await agent.connect()
+        await agent.call("agent:status", {"status": "available"})
+        await cust.connect()
+        call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
+        await agent.expect("call:offer", timeout=10)
+        await agent.call("call:accept", {"call_id": call_id})
+        medias = [SimMedia("customer", video=face_clip), SimMedia("agent")]
+        await asyncio.gather(medias[0].start(cust, call_id), medias[1].start(agent, call_id))
+        await asyncio.sleep(3.0)
+        hub.send_signal(signal.SIGKILL)
+        hub.wait()
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait()
+        for m in medias:
+            await m.stop()
+        for c in conns:
+            await c.close()
+    files = sorted(rec_dir.glob("**/*.webm"))
+    assert [f.name for f in files] == [f"{call_id}-agent.webm", f"{call_id}-customer.webm"]
+    for f in files:
+        info = await asyncio.to_thread(probe, f)  # decodes up to the kill point
+        assert info["video"]["frames"] > 30, (f.name, info)
+        assert info["video"]["duration"] > 1.5 and info["audio"]["duration"] > 1.5, info
+
+
+async def test_sequential_calls_leave_no_tasks_or_peers(hub: Hub) -> None:
+    ready = asyncio.Event()
+    agent_task = asyncio.create_task(run_agent(
+        hub.url, await hub.agent_token("carol"), calls=5, accept_delay=0, ready=ready,
+        media_factory=lambda: SimMedia("agent")))
+    await ready.wait()
+    for _ in range(5):
+        res = await run_customer(hub.url, hub.customer_token(), "card_loss", seconds=0.5,
+                                 media=SimMedia("customer"))
+        assert res.outcome == "completed", res
+    assert (await agent_task).calls == 5
+    assert hub.ctx.media.segments == {}  # every call's media is closed
+    # the autouse fixture then fails the test if any task or peer connection is left
