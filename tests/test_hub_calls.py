@@ -135,7 +135,8 @@ async def test_customer_reconnect_within_grace_keeps_its_place(hub: Hub) -> None
     back = Connection(hub.url, "/customer", hub.customer_token("cus_demo_barack"))
     await back.connect()
     _, state = await back.expect("call:state", timeout=5)
-    assert state == {"call_id": call_a, "state": "queued"}
+    assert state == {"call_id": call_a, "state": "queued", "position": 1,
+                     "estimated_wait_s": None}
     agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
     await agent.connect()
     await agent.call("agent:status", {"status": "available"})

@@ -138,6 +138,10 @@ class Dispatcher:
             raise NotFound("no such active call", code="unknown_call")
         return call
 
+    async def position_of(self, call: Call) -> tuple[int, float | None]:
+        """The call's position among calls for the same skill, and its estimated wait."""
+        return await self._position_eta(call)
+
     async def _position_eta(self, call: Call) -> tuple[int, float | None]:
         now = self.clock()
         waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()]

@@ -128,8 +128,19 @@ class CustomerNamespace(RoleNamespace):
         call = await self.ctx.dispatcher.active_call_of(ident.customer_id)
         if call is not None:
             await self.ctx.dispatcher.customer_reconnected(call.call_id)
-            await self.emit("call:state", {"call_id": call.call_id, "state": call.state.value},
-                            to=sid)
+            await self.emit("call:state", await self.call_state(call), to=sid)
+
+    async def call_state(self, call: Any) -> dict[str, Any]:
+        """Everything a reconnecting client needs to pick the call up where it was."""
+        state: dict[str, Any] = {"call_id": call.call_id, "state": call.state.value}
+        if call.state is CallState.QUEUED:
+            state["position"], state["estimated_wait_s"] = \
+                await self.ctx.dispatcher.position_of(call)
+        elif call.state is CallState.IN_CALL and call.agent_id is not None:
+            agent = await self.ctx.dispatcher.store.get_agent(call.agent_id)
+            state["agent"] = {"display_name": (agent.display_name if agent else "") or "Agent"}
+            state["ice_servers"] = self.ctx.settings.ice_servers
+        return state
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.conns.pop(sid, None)
