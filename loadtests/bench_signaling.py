@@ -581,7 +581,7 @@ def run_echo(pool: Pool, cfg: Config, port: int) -> dict[str, Any]:
     pool.run("echo_close", [{}] * parts)
     return {"open": {"rate": cfg.rate, "sent": sent, "answered": len(open_rtts),
                      "rtt_ms": ms(open_rtts)},
-            "closed": {"clients": cfg.echo_clients, "echoes_per_s":
+            "closed": {"clients": cfg.echo_clients, "count": len(closed), "echoes_per_s":
                        len(closed) / max(r["seconds"] for r in res), "rtt_ms": ms(closed)}}
 
 
@@ -675,7 +675,12 @@ def run(cfg: Config) -> dict[str, Any]:
         print(f"hub pid {procs[0].pid} on :{hub_port}, echo on :{echo_port}, "
               f"{len(pool.pipes)} load worker(s) ({', '.join(pool.roles)})", flush=True)
 
+        echo_proc = psutil.Process(procs[1].pid)
+        e0 = sum(echo_proc.cpu_times()[:2])
         out["echo"] = run_echo(pool, cfg, echo_port)
+        echoes = out["echo"]["open"]["answered"] + out["echo"]["closed"]["count"]
+        out["echo"]["server_cpu_us_per_echo"] = (
+            1e6 * (sum(echo_proc.cpu_times()[:2]) - e0) / max(1, echoes))
         print(f"echo baseline done: {out['echo']['closed']['echoes_per_s']:.0f} echoes/s",
               flush=True)
 
@@ -733,6 +738,7 @@ def run(cfg: Config) -> dict[str, Any]:
         out["load"] = analyse(cfg, t0, t_end, res)
         busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         out["load"]["hub_cpu_pct"] = 100 * busy / (time.time() - t0)
+        out["load"]["hub_cpu_ms_per_call"] = 1000 * busy / max(1, out["load"]["setups_total"])
         out["load"]["loadgen_cpu_pct"] = [100 * c / (cfg.duration + cfg.drain)
                                           for c in out["load"]["loadgen_cpu_s"]]
         out["memory"]["rss_peak_load_mb"] = sampler.peak / 2**20
@@ -780,7 +786,8 @@ def report(r: dict[str, Any]) -> str:
                        f"{mem['rss_connected_mb']:.1f} MB with {mem['clients']} clients: "
                        f"{mem['per_client_kb']:.1f} KB per client "
                        f"(peak under load {mem['rss_peak_load_mb']:.1f} MB)"),
-        ("hub CPU", f"{ld['hub_cpu_pct']:.0f}% of one core during load"),
+        ("hub CPU", f"{ld['hub_cpu_pct']:.0f}% of one core during load, "
+                    f"{ld['hub_cpu_ms_per_call']:.2f} ms per call set up and ended"),
         ("load-gen CPU", ", ".join(f"{c:.0f}%" for c in ld["loadgen_cpu_pct"])
          + " of one core per worker"),
         ("send lag", lat(ld["send_lag_ms"]) + "  (load generator: actual - scheduled)"),
@@ -791,6 +798,7 @@ def report(r: dict[str, Any]) -> str:
         ("echo saturated", f"{echo['closed']['echoes_per_s']:.0f} echoes/s with "
                            f"{echo['closed']['clients']} clients in a loop, "
                            + lat(echo["closed"]["rtt_ms"])),
+        ("echo server CPU", f"{echo['server_cpu_us_per_echo']:.0f} us per echo"),
     ]
     if r.get("hub_log_problems"):
         rows.append(("hub log", r["hub_log_problems"][-1][:100]))
