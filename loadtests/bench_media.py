@@ -133,6 +133,7 @@ class Result:
     agent_fps_min: float
     customer_fps_mean: float
     audio_pps_mean: float
+    hub_in_fps_mean: float
 
 
 def _cpu() -> float:
@@ -171,9 +172,14 @@ async def run_mode(
             parent.send("snapshot")
             return cpu, await asyncio.to_thread(parent.recv)
 
+        def hub_frames() -> int:
+            return sum(h.stats().from_customer.video_frames for h in hubs if mode == "forward")
+
         cpu0, snap0 = await snapshot()
+        hub0 = hub_frames()
         await asyncio.sleep(seconds)
         cpu1, snap1 = await snapshot()
+        hub1 = hub_frames()
         parent.send("stop")
         await asyncio.to_thread(parent.recv)
     finally:
@@ -199,15 +205,19 @@ async def run_mode(
         agent_fps_min=min(agent_fps),
         customer_fps_mean=sum(rates("customer_video")) / calls,
         audio_pps_mean=sum(rates("agent_audio")) / calls,
+        hub_in_fps_mean=(hub1 - hub0) / elapsed / calls,
     )
 
 
 def show(result: Result) -> None:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"{result.mode:8} calls={result.calls:3d}  hub CPU/call={result.hub_cpu_per_call:6.1%}"
         f"  hub CPU={result.hub_cpu_total:6.1%}  clients CPU={result.client_cpu_total:6.1%}"
         f"  agent fps mean={result.agent_fps_mean:5.1f} min={result.agent_fps_min:5.1f}"
-        f"  customer fps={result.customer_fps_mean:5.1f}  audio pps={result.audio_pps_mean:5.1f}",
+        f"  hub in fps={result.hub_in_fps_mean:5.1f}"
+        f"  customer fps={result.customer_fps_mean:5.1f}  audio pps={result.audio_pps_mean:5.1f}"
+        f"  (load average {load})",
         flush=True,
     )
 
@@ -217,7 +227,8 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=8, help="concurrent forwarded calls")
     parser.add_argument(
         "--baseline-calls", type=int, default=None,
-        help="concurrent relay calls (default: --calls; fewer if the relay saturates the CPU)",
+        help="concurrent relay calls (default: --calls; fewer if the relay saturates the "
+        "CPU; 0 skips the baseline)",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=3.0)
@@ -240,9 +251,10 @@ async def main() -> None:
             "forward", args.calls, clip, args.seconds, args.warmup, record_dir
         )
         show(forward)
-        baseline = await run_mode(
-            "relay", args.baseline_calls or args.calls, clip, args.seconds, args.warmup, None
-        )
+        if args.baseline_calls == 0:
+            return
+        relay_calls = args.calls if args.baseline_calls is None else args.baseline_calls
+        baseline = await run_mode("relay", relay_calls, clip, args.seconds, args.warmup, None)
         show(baseline)
         ratio = forward.hub_cpu_per_call / baseline.hub_cpu_per_call
         print(

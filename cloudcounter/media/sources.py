@@ -49,7 +49,7 @@ class EncodedFileTrack(MediaStreamTrack):
         self.kind = kind
         self._path = str(path)
         self._clock = clock
-        self._loop = loop
+        self._repeat = loop
         self._packets = self._iterate()
         self.sent = 0
 
@@ -62,17 +62,18 @@ class EncodedFileTrack(MediaStreamTrack):
                 if not streams:
                     return
                 stream = streams[0]
+                time_base = stream.time_base or fractions.Fraction(1, 1000)
                 first: float | None = None
                 for packet in container.demux(stream):
                     if packet.size == 0 or packet.pts is None:
                         continue
-                    t = float(packet.pts * stream.time_base)
+                    t = float(packet.pts * time_base)
                     if first is None:
                         first = t
                     t -= first
                     last = max(last, t)
                     yield offset + t, packet
-            if not self._loop:
+            if not self._repeat:
                 return
             offset += last + (1 / 30 if self.kind == "video" else 0.02)
 
@@ -208,6 +209,8 @@ def prepare_vp8_webm(
         limit = seconds if seconds is not None else math.inf
         vcount = 0
         for frame in src.decode(*src.streams.video[:1], *src.streams.audio[:1]):
+            if not isinstance(frame, (av.VideoFrame, av.AudioFrame)):
+                continue
             t = float(frame.time or 0.0)
             if t > limit:
                 break

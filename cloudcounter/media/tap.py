@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import av
 
@@ -174,7 +175,7 @@ class TapDecoder:
 
     def _run(self) -> None:
         work = self._queue
-        codec = av.CodecContext.create(self._codec, "r")
+        codec: Any = av.CodecContext.create(self._codec, "r")
         while True:
             item = work.get()
             if item is None:
