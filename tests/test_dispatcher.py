@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -224,3 +225,35 @@ async def test_positions_are_pushed_only_on_change(q: Dispatcher) -> None:
     await q.tick()
     pushes = [a for n, a in rec.log if n == "position_changed" and a[0].call_id == b]
     assert pushes[-1][1] == 1
+
+
+async def test_a_wrap_up_after_the_timer_still_records_the_outcome(q: Dispatcher) -> None:
+    await agent(q, 1, "a1")
+    c = await request(q, "c1")
+    await q.route_once()
+    await q.accept(1, c)
+    await q.agent_hangup(1, c)
+    clock(q).t += 31
+    await q.tick()  # the wrap-up timer ends the wrap-up first
+    await q.finish_wrap_up(1, c, "resolved", "late but kept")
+    journal: MemoryJournal = q.journal  # type: ignore[assignment]
+    assert journal.calls[c]["outcome"] == "resolved"
+    assert (await q.store.get_agent(1)).state is AgentState.AVAILABLE  # type: ignore[union-attr]
+    with pytest.raises(InvalidState):  # only once, and only for the agent's last call
+        await q.finish_wrap_up(1, c, "resolved", "again")
+
+
+async def test_started_dispatcher_delivers_notifications_from_its_own_task(
+        q: Dispatcher) -> None:
+    await q.start()
+    try:
+        await agent(q, 1, "a1")
+        c = await request(q, "c1")
+        rec: Recorder = q.listener  # type: ignore[assignment]
+        for _ in range(100):
+            if rec.offers():
+                break
+            await asyncio.sleep(0.01)
+        assert rec.offers() == [(c, "a1")]
+    finally:
+        await q.stop()

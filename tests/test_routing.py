@@ -81,3 +81,12 @@ def test_estimate_wait_uses_median_handle_time_and_staffing() -> None:
     assert estimate_wait(0, 2, times) == 0.0
     assert estimate_wait(1, 1, [], default_handle_s=180) == 90.0
     assert math.isinf(estimate_wait(1, 0, times))
+
+
+def test_position_of_one_call_agrees_with_positions_of_all() -> None:
+    from cloudcounter.queue.routing import position_of
+    calls = [call("c1", at=0), call("l1", "loans", at=1), call("c2", at=2),
+             call("c0", prio=3, at=5), call("c3", at=3, seq=1), call("c4", at=3, seq=2)]
+    everyone = positions(calls, now=10)
+    for c in calls:
+        assert position_of(c, [o for o in calls if o is not c], now=10) == everyone[c.call_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -92,8 +93,10 @@ async def login(request: web.Request) -> web.Response:
     req: Login = await body(request, Login)
     throttle.check(req.username)
     user = await repo.get_user(ctx.sm, username=req.username)
-    if not verify_password(user.password_hash if user else None, req.password) or user is None \
-            or user.disabled:
+    # argon2 is deliberately slow (~100 ms): never on the event loop
+    valid = await asyncio.to_thread(verify_password, user.password_hash if user else None,
+                                    req.password)
+    if not valid or user is None or user.disabled:
         throttle.failed(req.username)
         raise Unauthenticated("wrong username or password", code="bad_credentials")
     throttle.succeeded(req.username)

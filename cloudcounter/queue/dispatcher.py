@@ -64,20 +64,29 @@ class Dispatcher:
         self._last_stats: list[dict[str, Any]] | None = None
         self._next_positions = 0.0
         self._pending: list[Awaitable[None]] = []
+        self._outbox: asyncio.Queue[Awaitable[None]] = asyncio.Queue()
+        self._delivering = False
         self._handle_times: list[tuple[str, float]] = []
+        self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
+        self._last_call: dict[int, str] = {}  # agent id -> the call it last wrapped up
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._route_loop(), name="queue-route"),
-                       asyncio.create_task(self._timer_loop(), name="queue-timers")]
+                       asyncio.create_task(self._timer_loop(), name="queue-timers"),
+                       asyncio.create_task(self._deliver_loop(), name="queue-notify")]
+        self._delivering = True
 
     async def stop(self) -> None:
+        self._delivering = False
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
+        while not self._outbox.empty():  # deliver what was decided before the stop
+            self._pending.append(self._outbox.get_nowait())
         await self._flush()
 
     # ---------------------------------------------------------------- helpers
@@ -85,10 +94,17 @@ class Dispatcher:
         self._pending.append(aw)
 
     async def _flush(self) -> None:
+        """After a locked section: notifications go to the delivery task, in order, so that
+        neither the lock holder nor the routing loop waits for sockets. Without a running
+        delivery task (unit tests drive the dispatcher by hand) they are delivered inline."""
         handle, self._handle_times = self._handle_times, []
         for skill, seconds in handle:
             await self.store.add_handle_time(skill, seconds)
         pending, self._pending = self._pending, []
+        if self._delivering:
+            for aw in pending:
+                self._outbox.put_nowait(aw)
+            return
         for aw in pending:
             try:
                 await aw
@@ -144,14 +160,30 @@ class Dispatcher:
 
     async def _position_eta(self, call: Call) -> tuple[int, float | None]:
         now = self.clock()
-        waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()]
-        pos = routing.positions(waiting, now, self.config.aging_s).get(call.call_id, 0)
-        return pos, await self._eta(call.skill, pos)
+        me = self._waiting(call, now)
+        others = [self._waiting(c, now) for c in await self.store.waiting_calls()
+                  if c.skill == call.skill and c.call_id != call.call_id]
+        pos = routing.position_of(me, others, now, self.config.aging_s) \
+            if call.state is CallState.QUEUED else 0
+        staffing = await self._staffing()
+        return pos, await self._eta(call.skill, pos, staffing)
 
-    async def _eta(self, skill: str, position: int) -> float | None:
-        staffed = sum(1 for a in await self.store.agents()
-                      if skill in a.skills and a.state not in (AgentState.OFFLINE, AgentState.AWAY))
-        eta = routing.estimate_wait(position, staffed, await self.store.handle_times(skill),
+    async def _staffing(self) -> dict[str, int]:
+        """Agents signed in and not away, per skill."""
+        out: dict[str, int] = {}
+        for a in await self.store.agents():
+            if a.state not in (AgentState.OFFLINE, AgentState.AWAY):
+                for skill in a.skills:
+                    out[skill] = out.get(skill, 0) + 1
+        return out
+
+    async def _eta(self, skill: str, position: int, staffing: dict[str, int],
+                   handle: dict[str, list[float]] | None = None) -> float | None:
+        times = handle[skill] if handle is not None and skill in handle else \
+            await self.store.handle_times(skill)
+        if handle is not None:
+            handle[skill] = times
+        eta = routing.estimate_wait(position, staffing.get(skill, 0), times,
                                     self.config.default_handle_s)
         return None if math.isinf(eta) else round(eta, 1)
 
@@ -164,9 +196,9 @@ class Dispatcher:
     async def request_call(self, *, customer_id: str, service: str, skill: str,
                            priority: int = 0) -> tuple[Call, int, float | None]:
         async with self._locked():
-            calls = await self.store.calls()
-            if any(c.customer_id == customer_id and c.state is not CallState.ENDED for c in calls):
+            if customer_id in self._active_by_customer:
                 raise Conflict("this customer already has a call", code="already_in_call")
+            calls = await self.store.calls()
             if sum(1 for c in calls if c.state is CallState.QUEUED) >= self.config.max_queue_length:
                 raise RateLimited("the queue is full, try again later", code="queue_full")
             self._seq += 1
@@ -174,6 +206,7 @@ class Dispatcher:
                         service=service, skill=skill, priority=priority,
                         enqueued_at=self.clock(), seq=self._seq)
             await self.store.put_call(call)
+            self._active_by_customer[customer_id] = call.call_id
             self.journal.call_created(call, self.wall())
             self._event(call, f"customer:{customer_id}", "call.requested", service=service,
                         priority=priority)
@@ -215,10 +248,8 @@ class Dispatcher:
             return call
 
     async def active_call_of(self, customer_id: str) -> Call | None:
-        for c in await self.store.calls():
-            if c.customer_id == customer_id and c.state is not CallState.ENDED:
-                return c
-        return None
+        call_id = self._active_by_customer.get(customer_id)
+        return await self.store.get_call(call_id) if call_id else None
 
     # ---------------------------------------------------------------- agent side
     async def agent_online(self, agent_id: int, username: str, skills: frozenset[str],
@@ -304,8 +335,17 @@ class Dispatcher:
                              then: AgentState = AgentState.AVAILABLE) -> None:
         async with self._locked():
             agent = await self._agent(agent_id)
-            if agent.state is not AgentState.WRAP_UP or agent.call_id != call_id:
+            late = agent.state is not AgentState.WRAP_UP \
+                and self._last_call.get(agent_id) == call_id
+            if not late and (agent.state is not AgentState.WRAP_UP or agent.call_id != call_id):
                 raise InvalidState("no wrap-up pending for this call", code="no_wrap_up")
+            if late:  # the wrap-up timer ran out first: keep the outcome, change no state
+                self._last_call.pop(agent_id, None)
+                self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
+                                   {"outcome": outcome, "notes": notes, "late": True},
+                                   at=self.wall())
+                self.journal.call_updated(call_id, outcome=outcome, notes=notes)
+                return
             self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
                                {"outcome": outcome, "notes": notes}, at=self.wall())
             self.journal.call_updated(call_id, outcome=outcome, notes=notes)
@@ -363,6 +403,8 @@ class Dispatcher:
         agent = await self.store.get_agent(call.agent_id) if call.agent_id else None
         was = call.state
         call.transition(CallState.ENDED)
+        if self._active_by_customer.get(call.customer_id) == call.call_id:
+            del self._active_by_customer[call.customer_id]
         self._grace.pop(call.call_id, None)
         self._last_position.pop(call.call_id, None)
         self._event(call, actor, "call.ended", reason=reason.value, **payload)
@@ -411,6 +453,16 @@ class Dispatcher:
                     await self._offer(call, agent)
             return len(assignments)
 
+    async def _deliver_loop(self) -> None:
+        while True:
+            aw = await self._outbox.get()
+            try:
+                await aw
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue listener failed")
+
     async def _route_loop(self) -> None:
         while True:
             await self._kick.wait()
@@ -454,6 +506,7 @@ class Dispatcher:
                         if agent.call_id:
                             self.journal.event(agent.call_id, SYSTEM, "wrap_up.timeout",
                                                {"agent": agent.username}, at=self.wall())
+                            self._last_call[agent.agent_id] = agent.call_id
                         agent.call_id = None
                         self._set_agent(agent, AgentState.AVAILABLE, "wrap_up_timeout")
                     self._wrap.pop(agent_id, None)
@@ -465,9 +518,11 @@ class Dispatcher:
         queued = await self.store.waiting_calls()
         waiting = [self._waiting(c, now) for c in queued]
         pos = routing.positions(waiting, now, self.config.aging_s)
+        staffing = await self._staffing()
+        handle: dict[str, list[float]] = {}
         for call in queued:
             p = pos.get(call.call_id, 0)
-            eta = await self._eta(call.skill, p)
+            eta = await self._eta(call.skill, p, staffing, handle)
             key = (p, int(eta or -1))
             if not call.held and self._last_position.get(call.call_id) != key:
                 self._last_position[call.call_id] = key

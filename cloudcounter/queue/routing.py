@@ -78,6 +78,15 @@ def positions(calls: Iterable[WaitingCall], now: float,
     return out
 
 
+def position_of(call: WaitingCall, others: Iterable[WaitingCall], now: float,
+                aging_s: float | None = None) -> int:
+    """1-based position of ``call`` among ``others`` for the same skill, in one pass."""
+    def key(c: WaitingCall) -> tuple[int, float, int]:
+        return (-effective_priority(c, now, aging_s), c.enqueued_at, c.seq)
+    mine = key(call)
+    return 1 + sum(1 for c in others if c.skill == call.skill and key(c) < mine)
+
+
 def estimate_wait(position: int, staffed_agents: int, handle_times: Sequence[float],
                   default_handle_s: float = 180.0) -> float:
     """Seconds until a call at ``position`` is likely answered.
