@@ -128,6 +128,10 @@ class Result:
     calls: int
     hub_cpu_per_call: float  # fraction of one core
     hub_cpu_total: float
+    hub_user_per_call: float
+    hub_sys_per_call: float
+    loop_lag_median_ms: float
+    loop_lag_p99_ms: float
     client_cpu_total: float
     agent_fps_mean: float
     agent_fps_min: float
@@ -136,9 +140,36 @@ class Result:
     hub_in_fps_mean: float
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
+
+
+class LoopLag:
+    """How late a 10 ms sleep wakes up: the hub's event loop latency."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            self.samples.append(loop.time() - start - 0.01)
+
+    def start(self) -> None:
+        self.samples.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> tuple[float, float]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        ordered = sorted(self.samples) or [0.0]
+        return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
 
 
 async def run_mode(
@@ -167,7 +198,7 @@ async def run_mode(
         parent.send(answers)
         await asyncio.sleep(warmup)
 
-        async def snapshot() -> tuple[float, dict[str, Any]]:
+        async def snapshot() -> tuple[tuple[float, float], dict[str, Any]]:
             cpu = _cpu()
             parent.send("snapshot")
             return cpu, await asyncio.to_thread(parent.recv)
@@ -175,9 +206,12 @@ async def run_mode(
         def hub_frames() -> int:
             return sum(h.stats().from_customer.video_frames for h in hubs if mode == "forward")
 
+        lag = LoopLag()
         cpu0, snap0 = await snapshot()
         hub0 = hub_frames()
+        lag.start()
         await asyncio.sleep(seconds)
+        lag_median, lag_p99 = await lag.stop()
         cpu1, snap1 = await snapshot()
         hub1 = hub_frames()
         parent.send("stop")
@@ -194,12 +228,18 @@ async def run_mode(
         return [(b - a) / elapsed for a, b in zip(snap0[key], snap1[key], strict=True)]
 
     agent_fps = rates("agent_video")
-    hub_cpu = (cpu1 - cpu0) / elapsed
+    hub_user = (cpu1[0] - cpu0[0]) / elapsed
+    hub_sys = (cpu1[1] - cpu0[1]) / elapsed
+    hub_cpu = hub_user + hub_sys
     return Result(
         mode=mode,
         calls=calls,
         hub_cpu_per_call=hub_cpu / calls,
         hub_cpu_total=hub_cpu,
+        hub_user_per_call=hub_user / calls,
+        hub_sys_per_call=hub_sys / calls,
+        loop_lag_median_ms=lag_median * 1000,
+        loop_lag_p99_ms=lag_p99 * 1000,
         client_cpu_total=(snap1["cpu"] - snap0["cpu"]) / elapsed,
         agent_fps_mean=sum(agent_fps) / calls,
         agent_fps_min=min(agent_fps),
@@ -213,10 +253,12 @@ def show(result: Result) -> None:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"{result.mode:8} calls={result.calls:3d}  hub CPU/call={result.hub_cpu_per_call:6.1%}"
+        f" (user {result.hub_user_per_call:.1%} sys {result.hub_sys_per_call:.1%})"
         f"  hub CPU={result.hub_cpu_total:6.1%}  clients CPU={result.client_cpu_total:6.1%}"
         f"  agent fps mean={result.agent_fps_mean:5.1f} min={result.agent_fps_min:5.1f}"
         f"  hub in fps={result.hub_in_fps_mean:5.1f}"
         f"  customer fps={result.customer_fps_mean:5.1f}  audio pps={result.audio_pps_mean:5.1f}"
+        f"  loop lag p50/p99={result.loop_lag_median_ms:.1f}/{result.loop_lag_p99_ms:.1f} ms"
         f"  (load average {load})",
         flush=True,
     )
