@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cloudcounter.db.models import CallEvent, CallSession
@@ -146,9 +146,15 @@ class DbJournal:
                 keys = sorted({k for row in inserts.values() for k in row})
                 await s.execute(insert(CallSession),
                                 [{k: row.get(k) for k in keys} for row in inserts.values()])
+            # one executemany per set of updated columns
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for call_id, fields in updates.items():
-                await s.execute(update(CallSession).where(CallSession.id == call_id)
-                                .values(**fields))
+                groups.setdefault(tuple(sorted(fields)), []).append({"_id": call_id, **fields})
+            table = CallSession.__table__
+            for cols, rows in groups.items():
+                stmt = (update(table).where(table.c.id == bindparam("_id"))
+                        .values({c: bindparam(c) for c in cols}))
+                await s.execute(stmt, rows)
             if events:
                 await s.execute(insert(CallEvent), events)
         for call_id, fields in {**inserts, **updates}.items():

@@ -18,6 +18,8 @@ from cloudcounter.media.port import MediaGateway, NoMedia
 from cloudcounter.queue.dispatcher import Dispatcher
 from cloudcounter.queue.model import Agent
 
+PROFILE_TTL_S = 3600.0
+
 
 @dataclass
 class HubContext:
@@ -28,15 +30,17 @@ class HubContext:
     dispatcher: Dispatcher = None  # type: ignore[assignment]
     services: dict[str, repo.Service] = field(default_factory=dict)
     media: MediaGateway = field(default_factory=NoMedia)
+    analysis: Any = None  # hub.analysis.manager.AnalysisManager, when vision is enabled
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:
         self.services = {s.code: s for s in await repo.list_services(self.sm)}
 
-    async def customer_profile(self, customer_id: str) -> dict[str, Any]:
-        """What agents see of a customer (cached briefly: it is read on every offer)."""
+    async def customer_profile(self, customer_id: str, refresh: bool = False) -> dict[str, Any]:
+        """What agents see of a customer. Read from the database when the customer connects
+        (``refresh``) and kept for ``PROFILE_TTL_S``, so that offers never wait for it."""
         hit = self._profiles.get(customer_id)
-        if hit is not None and time.monotonic() - hit[0] < 30:
+        if not refresh and hit is not None and time.monotonic() - hit[0] < PROFILE_TTL_S:
             return hit[1]
         try:
             c = await repo.get_customer(self.sm, customer_id)
@@ -44,8 +48,8 @@ class HubContext:
             raise Unauthenticated("unknown customer", code="unknown_customer") from None
         profile = {"id": c.id, "name": c.name, "id_number_masked": c.id_number_masked,
                    "phone_masked": mask_phone(c.phone), "risk_level": c.risk_level,
-                   "has_reference_photo": bool(c.photo_path)}
-        if len(self._profiles) > 10_000:
+                   "has_reference_photo": c.face_descriptor is not None}
+        if len(self._profiles) > 50_000:
             self._profiles.clear()
         self._profiles[customer_id] = (time.monotonic(), profile)
         return profile

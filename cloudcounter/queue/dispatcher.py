@@ -9,6 +9,7 @@ Every transition goes to the :class:`CallJournal`; notifications go to the
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -25,6 +26,7 @@ from cloudcounter.queue.store import QueueStore
 
 log = logging.getLogger(__name__)
 SYSTEM = "system"
+NO_AGENTS: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class QueueConfig:
     aging_s: float | None = 300.0  # one priority level per this many seconds of waiting
     default_handle_s: float = 180.0
     tick_s: float = 0.1
+    route_coalesce_s: float = 0.005
 
 
 class Dispatcher:
@@ -64,7 +67,12 @@ class Dispatcher:
         self._last_stats: list[dict[str, Any]] | None = None
         self._next_positions = 0.0
         self._pending: list[Awaitable[None]] = []
+        self._bulk: list[Awaitable[None]] = []  # position and stats updates
         self._outbox: asyncio.Queue[Awaitable[None]] = asyncio.Queue()
+        self._bulk_outbox: collections.deque[Awaitable[None]] = collections.deque()
+        self._mail = asyncio.Event()
+        self._position_sent: dict[str, float] = {}
+        self._wc: dict[str, routing.WaitingCall] = {}
         self._delivering = False
         self._handle_times: list[tuple[str, float]] = []
         self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
@@ -87,6 +95,10 @@ class Dispatcher:
         self._tasks = []
         while not self._outbox.empty():  # deliver what was decided before the stop
             self._pending.append(self._outbox.get_nowait())
+        self._pending.extend(self._bulk_outbox)
+        self._pending.extend(self._bulk)
+        self._bulk_outbox.clear()
+        self._bulk = []
         await self._flush()
 
     # ---------------------------------------------------------------- helpers
@@ -101,11 +113,15 @@ class Dispatcher:
         for skill, seconds in handle:
             await self.store.add_handle_time(skill, seconds)
         pending, self._pending = self._pending, []
+        bulk, self._bulk = self._bulk, []
         if self._delivering:
             for aw in pending:
                 self._outbox.put_nowait(aw)
+            self._bulk_outbox.extend(bulk)
+            if pending or bulk:
+                self._mail.set()
             return
-        for aw in pending:
+        for aw in pending + bulk:
             try:
                 await aw
             except asyncio.CancelledError:
@@ -188,9 +204,14 @@ class Dispatcher:
         return None if math.isinf(eta) else round(eta, 1)
 
     def _waiting(self, call: Call, now: float) -> routing.WaitingCall:
-        active = frozenset(a for a, until in call.excluded.items() if until > now)
-        return routing.WaitingCall(call.call_id, call.skill, call.priority, call.enqueued_at,
-                                   call.seq, active)
+        """The routing view of a call, cached until its exclusions change (the timer removes
+        expired exclusions, so every listed exclusion is active)."""
+        wc = self._wc.get(call.call_id)
+        if wc is None:
+            wc = routing.WaitingCall(call.call_id, call.skill, call.priority, call.enqueued_at,
+                                     call.seq, frozenset(call.excluded) or NO_AGENTS)
+            self._wc[call.call_id] = wc
+        return wc
 
     # ---------------------------------------------------------------- customer side
     async def request_call(self, *, customer_id: str, service: str, skill: str,
@@ -371,6 +392,7 @@ class Dispatcher:
         call.agent_id = None
         call.offer_expires_at = None
         call.excluded[agent.agent_id] = self.clock() + self.config.exclusion_s
+        self._wc.pop(call.call_id, None)
         agent.call_id = None
         self._notify(self.listener.offer_withdrawn(call, agent, reason))
         if reason == "missed":
@@ -407,6 +429,8 @@ class Dispatcher:
             del self._active_by_customer[call.customer_id]
         self._grace.pop(call.call_id, None)
         self._last_position.pop(call.call_id, None)
+        self._position_sent.pop(call.call_id, None)
+        self._wc.pop(call.call_id, None)
         self._event(call, actor, "call.ended", reason=reason.value, **payload)
         self.journal.call_updated(call.call_id, state=call.state.value, ended_at=self.wall(),
                                   end_reason=reason.value)
@@ -439,11 +463,14 @@ class Dispatcher:
     async def route_once(self) -> int:
         async with self._locked():
             now = self.clock()
-            waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()
-                       if not c.held]
             idle = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since)
                     for a in await self.store.agents() if a.state is AgentState.AVAILABLE]
-            if not waiting or not idle:
+            if not idle:
+                return 0
+            skills = frozenset().union(*(a.skills for a in idle))
+            waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()
+                       if not c.held and c.skill in skills]
+            if not waiting:
                 return 0
             assignments = routing.route(waiting, idle, now, self.config.aging_s)
             for a in assignments:
@@ -454,8 +481,14 @@ class Dispatcher:
             return len(assignments)
 
     async def _deliver_loop(self) -> None:
+        """Deliver notifications in order; offers, answers and ends go before position
+        updates, which a customer may receive a moment late without harm."""
         while True:
-            aw = await self._outbox.get()
+            if self._outbox.empty() and not self._bulk_outbox:
+                self._mail.clear()
+                await self._mail.wait()
+            aw = self._outbox.get_nowait() if not self._outbox.empty() \
+                else self._bulk_outbox.popleft()
             try:
                 await aw
             except asyncio.CancelledError:
@@ -466,6 +499,8 @@ class Dispatcher:
     async def _route_loop(self) -> None:
         while True:
             await self._kick.wait()
+            # Let a burst of requests and freed agents gather: one pass routes them all.
+            await asyncio.sleep(self.config.route_coalesce_s)
             self._kick.clear()
             try:
                 await self.route_once()
@@ -498,6 +533,7 @@ class Dispatcher:
                     for a in expired:
                         del call.excluded[a]
                     if expired:
+                        self._wc.pop(call.call_id, None)
                         self._kick.set()
             for agent_id, deadline in list(self._wrap.items()):
                 if now >= deadline:
@@ -524,13 +560,19 @@ class Dispatcher:
             p = pos.get(call.call_id, 0)
             eta = await self._eta(call.skill, p, staffing, handle)
             key = (p, int(eta or -1))
-            if not call.held and self._last_position.get(call.call_id) != key:
-                self._last_position[call.call_id] = key
-                self._notify(self.listener.position_changed(call, p, eta))
+            if call.held or self._last_position.get(call.call_id) == key:
+                continue
+            # The first ten hear of every change; callers further back every few seconds.
+            every = self.config.position_interval_s * (1 if p <= 10 else 5)
+            if now - self._position_sent.get(call.call_id, -math.inf) < every - 1e-6:
+                continue
+            self._position_sent[call.call_id] = now
+            self._last_position[call.call_id] = key
+            self._bulk.append(self.listener.position_changed(call, p, eta))
         stats = self.stats_from(queued, now)
         if stats != self._last_stats:
             self._last_stats = stats
-            self._notify(self.listener.queue_stats(stats))
+            self._bulk.append(self.listener.queue_stats(stats))
 
     @staticmethod
     def stats_from(queued: list[Call], now: float) -> list[dict[str, Any]]:

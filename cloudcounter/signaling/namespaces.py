@@ -26,7 +26,7 @@ from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, PROTOCOL_VERSION, SUPPORTED_VERSIONS, CallRef, CallRequest,
-    MediaOffer, Message, Note, StatusSet, Wrapup,
+    CheckLiveness, MediaOffer, Message, Note, StatusSet, Wrapup,
 )
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class CustomerNamespace(RoleNamespace):
             check_version(auth)
             token = auth.get("token") if isinstance(auth, dict) else None
             ident = verify_customer_token(self.ctx.settings.customer_token_secret, token)
-            profile = await self.ctx.customer_profile(ident.customer_id)
+            profile = await self.ctx.customer_profile(ident.customer_id, refresh=True)
         except CloudCounterError as exc:
             raise refuse(exc) from None
         self.conns[sid] = Conn("customer", ident, profile)
@@ -250,3 +250,23 @@ class AgentNamespace(RoleNamespace):
 
     async def ev_queue_snapshot(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
         return await self.ctx.dispatcher.snapshot()
+
+    # -- identity and liveness checks (cloudcounter.hub.analysis) -------------------------
+    async def _checked_call(self, conn: Conn, call_id: str) -> Any:
+        call = await self.ctx.dispatcher.store.get_call(call_id)
+        if call is None or not self.owns(conn, call) or call.state is not CallState.IN_CALL:
+            raise NotFound("no such call in progress", code="unknown_call")
+        if self.ctx.analysis is None:
+            raise CloudCounterError("face analysis is not available", code="vision_unavailable")
+        return call
+
+    async def ev_check_identity(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
+        call = await self._checked_call(conn, msg.call_id)
+        return await self.ctx.analysis.request_identity(  # type: ignore[no-any-return]
+            call.call_id, call.customer_id, conn.ident.actor)
+
+    async def ev_check_liveness(self, sid: str, conn: Conn, msg: CheckLiveness
+                                ) -> dict[str, Any]:
+        call = await self._checked_call(conn, msg.call_id)
+        return self.ctx.analysis.request_liveness(  # type: ignore[no-any-return]
+            call.call_id, conn.ident.actor, msg.count)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cloudcounter.queue.model import Agent, AgentState, Call
+from cloudcounter.queue.model import Agent, AgentState, Call, CallState
 from cloudcounter.signaling.namespaces import AGENTS_ROOM, agent_room, customer_room
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ class SignalingListener:
             await self.ctx.media.close_leg(call.call_id, "agent")
 
     async def position_changed(self, call: Call, position: int, eta_s: float | None) -> None:
+        if call.state is not CallState.QUEUED:  # answered meanwhile: the update is stale
+            return
         await self._to_customer(call, "call:position", {
             "call_id": call.call_id, "position": position, "estimated_wait_s": eta_s})
 
