@@ -4,6 +4,10 @@ import {
 } from "./common.js";
 import { signIn, signOut } from "./login.js";
 import {
+  CHECK_ERRORS, FAIL_REASONS, IDENTITY, LIVENESS, SIGNALS, actionIcon, actionLabel, evidenceThumb,
+  evidenceViewer, fmtDistance, mark, signalTitle, stepOf,
+} from "./checks.js";
+import {
   MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled,
 } from "./media.js";
 
@@ -55,6 +59,29 @@ const ui = {
   custEmpty: $("#customer-empty"),
   custFacts: $("#customer-facts"),
   creditText: $("#credit-text"),
+  checkIdentity: $("#check-identity"),
+  checkLiveness: $("#check-liveness"),
+  checksHint: $("#checks-hint"),
+  checksAuto: $("#checks-auto"),
+  checkNotice: $("#check-notice"),
+  identityRow: $("[data-check=identity]"),
+  identityState: $("#identity-state"),
+  identityBody: $("#identity-body"),
+  livenessRow: $("[data-check=liveness]"),
+  livenessState: $("#liveness-state"),
+  lpBox: $("#liveness-progress"),
+  lpIcon: $("#lp-icon-slot"),
+  lpStep: $("#lp-step"),
+  lpPrompt: $("#lp-prompt"),
+  lpSeconds: $("#lp-seconds"),
+  lpBar: $("#lp-bar"),
+  lpSteps: $("#lp-steps"),
+  livenessResult: $("#liveness-result"),
+  alerts: $("#analysis-alerts"),
+  alertTitle: $("#alert-title"),
+  alertText: $("#alert-text"),
+  alertVerify: $("#alert-verify"),
+  alertHistory: $("#alert-history"),
 };
 
 const st = {
@@ -165,6 +192,8 @@ function riskBadge(el, level) {
 
 function showCustomer(c, service) {
   if (!c) {
+    resetChecks(null);
+setInterval(tickProgress, 200);
     ui.custEmpty.hidden = false;
     ui.custFacts.hidden = true;
     ui.creditText.textContent = "Shown during car-loan interviews.";
@@ -242,6 +271,7 @@ async function acceptOffer() {
   ui.notesList.replaceChildren();
   ui.timer.textContent = "0:00";
   setStage("call");
+  resetChecks(st.call);
   ui.hangup.focus();
   startMedia();
 }
@@ -287,6 +317,7 @@ async function startMedia() {
       if (call.leg !== leg) return;
       call.mediaState = state;
       document.body.dataset.mediaState = state;
+      checksMediaState();
       const texts = { negotiating: "Connecting video…", connected: "Video connected",
         reconnecting: "Video interrupted, reconnecting…", unavailable: "Video unavailable",
         failed: "Video failed", closed: "" };
@@ -328,6 +359,396 @@ async function hangup() {
     ui.hangup.disabled = false;
   }
 }
+
+
+// ------------------------------------------------------------------ identity and liveness checks
+// The hub runs the analysis; the console asks for checks (check:identity, check:liveness) and
+// shows what comes back (check:progress, check:result, analysis:alert). Checks a service runs
+// automatically arrive the same way, without a request from here.
+const openEvidence = evidenceViewer();
+const STATE_TEXT = { idle: "Not started", waiting: "Automatic, when the video starts",
+  requesting: "Starting…", running: "Checking…", interrupted: "Interrupted", stalled: "No result yet" };
+
+const chk = {
+  callId: null,
+  acceptedAt: 0,
+  auto: [],
+  identity: null,
+  liveness: null,
+  alerts: [], // [{signal, at, resolved}]
+  signal: "none",
+};
+
+function freshCheck(kind) {
+  const auto = chk.auto.includes(kind);
+  return { state: auto ? "waiting" : "idle", auto, checkId: null, result: null, watchdog: null,
+    autoTimer: null, note: "", challenges: [], progress: null, deadline: 0, requestedIds: new Set() };
+}
+
+/** A new call (or none): forget the previous results. */
+function resetChecks(call) {
+  for (const c of [chk.identity, chk.liveness]) if (c) { clearTimeout(c.watchdog); clearTimeout(c.autoTimer); }
+  const svc = call && call.service && (st.services.get(call.service.code) || call.service);
+  chk.callId = call ? call.id : null;
+  chk.acceptedAt = call ? call.acceptedAt : 0;
+  chk.auto = (svc && Array.isArray(svc.auto_checks)) ? svc.auto_checks : [];
+  chk.identity = freshCheck("identity");
+  chk.liveness = freshCheck("liveness");
+  if (call && call.customer && call.customer.has_reference_photo === false) {
+    chk.identity.state = "idle";
+    chk.identity.note = "No reference photo on file for this customer, so the face cannot be compared.";
+  }
+  chk.alerts = [];
+  chk.signal = "none";
+  ui.checksAuto.hidden = !(call && chk.auto.length);
+  ui.checksAuto.textContent = `Automatic: ${chk.auto.map((k) => (k === "identity" ? "identity" : "liveness")).join(" + ")}`;
+  clearNotice(ui.checkNotice);
+  renderIdentity();
+  renderLiveness();
+  renderAlerts();
+  updateCheckButtons();
+}
+
+function inCallForChecks() {
+  return !!(st.call && st.call.id === chk.callId);
+}
+
+function updateCheckButtons() {
+  const live = inCallForChecks();
+  const busy = (c) => c && ["requesting", "running"].includes(c.state);
+  ui.checkIdentity.disabled = !live || busy(chk.identity);
+  ui.checkLiveness.disabled = !live || busy(chk.liveness);
+  const noPhoto = live && st.call.customer && st.call.customer.has_reference_photo === false;
+  ui.checksHint.textContent = !live ? "Available during a call."
+    : noPhoto ? "No reference photo on file: identity cannot be compared."
+      : "Results appear below and go on the call record.";
+  ui.checksHint.dataset.kind = noPhoto ? "warn" : "";
+}
+
+function setRowState(row, stateEl, c, text) {
+  row.dataset.state = c.result ? "done" : c.state;
+  row.dataset.auto = String(!!c.auto);
+  stateEl.textContent = text;
+}
+
+/** Keep a row from spinning forever if its result never comes. */
+function watch(c, seconds) {
+  clearTimeout(c.watchdog);
+  const id = c.checkId;
+  c.watchdog = setTimeout(() => {
+    if (c.state !== "running" || c.checkId !== id) return;
+    c.state = "stalled";
+    renderIdentity();
+    renderLiveness();
+    updateCheckButtons();
+  }, seconds * 1000);
+}
+
+function whenText(m) {
+  const at = Date.parse(m.at);
+  if (Number.isNaN(at)) return "";
+  const t = new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return chk.acceptedAt ? `${t} · ${fmtDuration((at - chk.acceptedAt) / 1000)} into the call` : t;
+}
+
+function renderIdentity() {
+  const c = chk.identity;
+  const row = ui.identityRow;
+  if (!c.result) {
+    const text = c.state === "waiting" && inCallForChecks() && st.call.mediaState === "connected"
+      ? "Checking automatically…" : STATE_TEXT[c.state] || c.state;
+    setRowState(row, ui.identityState, c, text);
+    row.dataset.verdict = "";
+    row.dataset.requested = "";
+    row.dataset.checkId = c.checkId || "";
+    const note = c.state === "stalled" ? "The hub has not sent a result. You can start the check again." : c.note;
+    ui.identityBody.replaceChildren(note ? h("p", { class: "small muted check-msg" }, note) : "");
+    return;
+  }
+  const m = c.result;
+  const v = IDENTITY[m.verdict] || { label: m.verdict ? humanize(m.verdict) : "Not completed", tone: "warn",
+    text: (m.details && m.details.reason) ? humanize(m.details.reason) : "The check could not be completed." };
+  setRowState(row, ui.identityState, c, "");
+  ui.identityState.replaceChildren(h("span", { class: "verdict", "data-tone": v.tone, "data-testid": "identity-verdict" }, v.label));
+  row.dataset.verdict = m.verdict || "";
+  row.dataset.checkId = m.check_id || "";
+  row.dataset.requested = String(c.requestedIds.has(m.check_id));
+  const d = m.details || {};
+  const figures = [];
+  if (typeof d.distance === "number" && typeof d.threshold === "number") {
+    const scale = Math.max(1, d.distance * 1.15, d.threshold * 1.6);
+    const pct = (x) => `${Math.min(100, Math.max(0, (x / scale) * 100)).toFixed(1)}%`;
+    figures.push(h("div", { class: "distance-meter", "data-tone": d.distance <= d.threshold ? "ok" : "bad",
+      style: `--threshold:${pct(d.threshold)};--distance:${pct(d.distance)}`, "aria-hidden": "true" },
+    h("span", { class: "tick" }), h("span", { class: "value" })),
+    h("p", { class: "small figures" },
+      h("span", { "data-testid": "identity-distance" }, `Distance ${fmtDistance(d.distance)}`),
+      h("span", { class: "muted" }, ` · threshold ${fmtDistance(d.threshold)}`),
+      h("span", { class: "muted" }, d.distance <= d.threshold ? " (within)" : " (above)")));
+  }
+  figures.push(h("p", { class: "small check-msg" }, v.text));
+  figures.push(h("p", { class: "small muted when" }, [sourceText(c, m), whenText(m)].filter(Boolean).join(" · ")));
+  ui.identityBody.replaceChildren(h("div", { class: "result-grid" },
+    h("div", { class: "result-text" }, figures),
+    m.evidence_url ? evidenceThumb(m.evidence_url, "Frame used for the identity check", openEvidence, "identity-evidence") : null));
+}
+
+function renderLiveness() {
+  const c = chk.liveness;
+  const row = ui.livenessRow;
+  const running = c.state === "running" && !c.result;
+  ui.lpBox.hidden = !running || !c.progress;
+  if (!c.result) {
+    const text = running ? (c.progress ? "In progress" : "Starting…")
+      : c.state === "waiting" && inCallForChecks() && st.call.mediaState === "connected"
+        ? "Starting automatically…" : STATE_TEXT[c.state] || c.state;
+    setRowState(row, ui.livenessState, c, text);
+    row.dataset.verdict = "";
+    row.dataset.requested = "";
+    row.dataset.checkId = c.checkId || "";
+    const note = c.state === "stalled" ? "The hub has not sent a result. You can start the check again." : c.note;
+    ui.livenessResult.hidden = !note || running;
+    ui.livenessResult.replaceChildren(note && !running ? h("p", { class: "small muted check-msg" }, note) : "");
+    if (running && c.progress) renderProgress();
+    return;
+  }
+  const m = c.result;
+  const v = LIVENESS[m.verdict] || { label: humanize(m.verdict || "not completed"), tone: "warn" };
+  setRowState(row, ui.livenessState, c, "");
+  ui.livenessState.replaceChildren(h("span", { class: "verdict", "data-tone": v.tone, "data-testid": "liveness-verdict" }, v.label));
+  row.dataset.verdict = m.verdict || "";
+  row.dataset.checkId = m.check_id || "";
+  row.dataset.requested = String(c.requestedIds.has(m.check_id));
+  const d = m.details || {};
+  const list = Array.isArray(d.challenges) ? d.challenges : [];
+  const passed = list.filter((x) => x.passed).length;
+  ui.livenessResult.dataset.verdict = m.verdict || "";
+  ui.livenessResult.replaceChildren(h("div", { class: "result-grid" },
+    h("div", { class: "result-text" },
+      list.length ? h("p", { class: "small" }, `${passed} of ${list.length} actions seen in time`) : null,
+      h("ul", { class: "lv-challenges", "data-testid": "liveness-challenges" }, list.map((x) =>
+        h("li", { "data-passed": String(!!x.passed), "data-action": x.action },
+          mark(x.passed ? "ok" : "bad"), actionIcon(x.action, "tiny"),
+          h("span", { class: "lv-name" }, actionLabel(x.action)),
+          h("span", { class: "lv-when muted num" }, x.passed
+            ? (typeof x.seen_at_s === "number" ? `seen at ${x.seen_at_s.toFixed(1)} s` : "seen")
+            : "not seen")))),
+      m.verdict !== "pass" && d.reason ? h("p", { class: "small check-msg" }, FAIL_REASONS[d.reason] || humanize(d.reason)) : null,
+      h("p", { class: "small muted when" }, [sourceText(c, m), whenText(m)].filter(Boolean).join(" · "))),
+    m.evidence_url ? evidenceThumb(m.evidence_url, "Frame from the liveness check", openEvidence, "liveness-evidence") : null));
+  ui.livenessResult.hidden = false;
+}
+
+function renderProgress() {
+  const c = chk.liveness;
+  const p = c.progress;
+  const total = p.total || c.challenges.length;
+  ui.lpBox.dataset.action = p.action;
+  ui.lpBox.dataset.index = String(p.index);
+  if (ui.lpIcon.firstChild?.dataset?.action !== p.action) ui.lpIcon.replaceChildren(actionIcon(p.action, "animate"));
+  ui.lpStep.textContent = stepOf(p.index, total);
+  ui.lpPrompt.textContent = p.prompt || actionLabel(p.action);
+  const actions = c.challenges.length ? c.challenges : Array.from({ length: total }, (_, i) => (i === p.index ? p.action : null));
+  ui.lpSteps.replaceChildren(...actions.map((a, i) => {
+    const state = i < p.index ? "done" : i === p.index ? "current" : "next";
+    return h("li", { "data-state": state, "aria-current": state === "current" ? "step" : null },
+      state === "done" ? mark("ok") : h("span", { class: "step-num", "aria-hidden": "true" }, String(i + 1)),
+      h("span", {}, a ? actionLabel(a) : "…"));
+  }));
+  tickProgress();
+}
+
+function tickProgress() {
+  const c = chk.liveness;
+  if (!c || !c.progress || c.result || c.state !== "running") return;
+  const left = Math.max(0, (c.deadline - Date.now()) / 1000);
+  ui.lpSeconds.textContent = `${Math.ceil(left)} s`;
+  const total = c.progress.expires_in_s || 1;
+  ui.lpBar.style.transform = `scaleX(${Math.min(1, left / total)})`;
+}
+
+function sourceText(c, m) {
+  if (c.requestedIds.has(m.check_id)) return "Requested by you";
+  return c.auto ? "Automatic for this service" : "Started by the hub";
+}
+
+function renderAny(kind) {
+  if (kind === "identity") renderIdentity(); else renderLiveness();
+}
+
+function showCheckError(e) {
+  const known = CHECK_ERRORS[e.code];
+  showNotice(ui.checkNotice, { kind: e.code === "check_running" ? "info" : "warn", code: e.code,
+    title: known ? known.title : "The check could not be started",
+    text: known ? known.text : e.message });
+}
+
+async function requestCheck(kind) {
+  if (!inCallForChecks()) return;
+  const c = kind === "identity" ? chk.identity : chk.liveness;
+  const callId = chk.callId;
+  clearNotice(ui.checkNotice);
+  clearTimeout(c.autoTimer);
+  c.note = "";
+  const before = { ...c };
+  Object.assign(c, { state: "requesting", result: null, progress: null, checkId: null });
+  renderAny(kind);
+  updateCheckButtons();
+  try {
+    const ack = await ask(st.socket, `check:${kind}`, { call_id: callId });
+    if (chk.callId !== callId) return;
+    c.requestedIds.add(ack.check_id);
+    if (c.result && c.checkId === ack.check_id) { renderAny(kind); return; } // result before ack
+    c.checkId = ack.check_id;
+    if (c.state === "requesting") c.state = "running";
+    if (kind === "liveness") {
+      c.challenges = Array.isArray(ack.challenges) ? ack.challenges : [];
+      watch(c, 15 + 10 * Math.max(3, c.challenges.length));
+    } else {
+      watch(c, 30);
+    }
+  } catch (e) {
+    if (chk.callId !== callId) return;
+    Object.assign(c, before, { state: before.result ? "done" : (before.state === "waiting" ? "waiting" : "idle") });
+    if (e.code === "check_running" && !before.result) { c.state = "running"; watch(c, 40); }
+    showCheckError(e);
+  }
+  renderAny(kind);
+  updateCheckButtons();
+}
+
+function onCheckProgress(m) {
+  if (m.call_id !== chk.callId || (m.kind && m.kind !== "liveness")) return;
+  const c = chk.liveness;
+  if (c.checkId !== m.check_id) {
+    // a check this console did not start (automatic), or the progress came before the ack
+    if (c.checkId && c.result) c.challenges = [];
+    c.result = null;
+    c.checkId = m.check_id;
+  }
+  clearTimeout(c.autoTimer);
+  c.note = "";
+  c.state = "running";
+  c.progress = m;
+  c.deadline = Date.now() + (m.expires_in_s || 0) * 1000;
+  if (c.challenges.length < (m.total || 0)) {
+    c.challenges = Array.from({ length: m.total }, (_, i) => c.challenges[i] || null);
+  }
+  c.challenges[m.index] = m.action;
+  watch(c, (m.expires_in_s || 5) + 20);
+  renderLiveness();
+  updateCheckButtons();
+}
+
+function onCheckResult(m) {
+  if (m.call_id !== chk.callId) return;
+  const c = m.kind === "identity" ? chk.identity : m.kind === "liveness" ? chk.liveness : null;
+  if (!c) return;
+  clearTimeout(c.watchdog);
+  clearTimeout(c.autoTimer);
+  c.note = "";
+  c.checkId = m.check_id;
+  c.result = m;
+  if (m.kind === "identity") armAutoWatch("liveness", 30); // the next automatic check follows
+  c.state = "done";
+  c.progress = null;
+  renderAny(m.kind);
+  updateCheckButtons();
+}
+
+// alerts: the current face signal, prominent; earlier problems listed beside it
+function onAnalysisAlert(m) {
+  if (m.call_id !== chk.callId || !m.signal) return;
+  chk.signal = m.signal;
+  if (m.signal === "face_ok") {
+    for (const a of chk.alerts) a.resolved = true;
+  } else {
+    const last = chk.alerts[chk.alerts.length - 1];
+    if (!(last && last.signal === m.signal && !last.resolved)) chk.alerts.push({ signal: m.signal, at: m.at, resolved: false });
+    if (chk.alerts.length > 8) chk.alerts.splice(0, chk.alerts.length - 8);
+  }
+  renderAlerts();
+}
+
+function renderAlerts() {
+  const sig = chk.signal;
+  const info = SIGNALS[sig];
+  ui.alerts.dataset.signal = sig;
+  ui.alerts.dataset.tone = info ? info.tone : "none";
+  document.body.dataset.faceSignal = sig;
+  const hadProblem = chk.alerts.length > 0;
+  if (sig === "none" || !info) {
+    ui.alertTitle.textContent = "Face monitoring";
+    ui.alertText.textContent = "Alerts appear here if the face leaves the picture, someone else appears, or the face changes.";
+  } else if (sig === "face_ok") {
+    ui.alertTitle.textContent = hadProblem ? "Face back in view" : info.title;
+    ui.alertText.textContent = hadProblem ? "One face, as expected. Earlier alerts stay listed for this call." : info.text;
+  } else {
+    ui.alertTitle.textContent = info.title;
+    ui.alertText.textContent = info.text;
+  }
+  const changed = chk.alerts.some((a) => a.signal === "face_changed");
+  ui.alertVerify.hidden = !(changed && inCallForChecks());
+  ui.alertHistory.hidden = !hadProblem;
+  ui.alertHistory.replaceChildren(...chk.alerts.map((a) => {
+    const at = Date.parse(a.at);
+    const when = !Number.isNaN(at) && chk.acceptedAt ? fmtDuration((at - chk.acceptedAt) / 1000) : "";
+    return h("li", { "data-signal": a.signal, "data-resolved": String(a.resolved) },
+      h("span", { class: "num" }, when), " ", signalTitle(a.signal));
+  }));
+}
+
+/** The call ended: no new checks; a check still running is reported as interrupted unless
+ * its result follows shortly. */
+function checksCallEnded(callId) {
+  if (callId !== chk.callId) return;
+  updateCheckButtons();
+  renderAlerts();
+  for (const [kind, c] of [["identity", chk.identity], ["liveness", chk.liveness]]) {
+    if (c.state === "waiting") { c.state = "idle"; renderAny(kind); }
+    if (!["running", "requesting"].includes(c.state)) continue;
+    clearTimeout(c.watchdog);
+    c.watchdog = setTimeout(() => {
+      if (chk.callId !== callId || c.result) return;
+      c.state = "interrupted";
+      c.progress = null;
+      renderAny(kind);
+    }, 5000);
+  }
+}
+
+/**
+ * Automatic checks run one after the other once the video arrives, and the hub announces
+ * nothing until their first progress or result; one that never reports (skipped by the hub)
+ * falls back to "not started" so the agent can run it by hand.
+ */
+function armAutoWatch(kind, seconds) {
+  const c = kind === "identity" ? chk.identity : chk.liveness;
+  if (!c || c.state !== "waiting") return;
+  clearTimeout(c.autoTimer);
+  const callId = chk.callId;
+  c.autoTimer = setTimeout(() => {
+    if (chk.callId !== callId || c.state !== "waiting") return;
+    c.state = "idle";
+    c.note = "The automatic check did not start. Run it yourself if you need it.";
+    renderAny(kind);
+  }, seconds * 1000);
+}
+
+function checksMediaState() {
+  if (!chk.identity) return;
+  if (inCallForChecks() && st.call.mediaState === "connected") {
+    if (!chk.identity.autoTimer) armAutoWatch("identity", 30);
+    if (!chk.liveness.autoTimer) armAutoWatch("liveness", chk.identity.state === "waiting" ? 60 : 30);
+  }
+  renderIdentity();
+  renderLiveness();
+}
+
+ui.checkIdentity.addEventListener("click", () => requestCheck("identity"));
+ui.checkLiveness.addEventListener("click", () => requestCheck("liveness"));
+ui.alertVerify.addEventListener("click", () => requestCheck("identity"));
+resetChecks(null);
 
 // ------------------------------------------------------------------ wrap-up
 let wrapTimer = null;
@@ -452,12 +873,16 @@ function connect() {
     const customer = st.call && st.call.id === m.call_id ? st.call.customer : null;
     endCallMedia();
     st.call = null;
+    checksCallEnded(m.call_id);
     if (customer || (st.wrap && st.wrap.call_id === m.call_id) || st.state === "wrap_up") {
       st.wrap = { call_id: m.call_id, customer: customer || (st.wrap && st.wrap.customer),
         deadline: m.wrap_up_s ? Date.now() + m.wrap_up_s * 1000 : null };
       showWrapup(m);
     }
   });
+  socket.on("check:progress", onCheckProgress);
+  socket.on("check:result", onCheckResult);
+  socket.on("analysis:alert", onAnalysisAlert);
   socket.on("session:replaced", () => {
     st.kickedOut = true;
     endCallMedia();

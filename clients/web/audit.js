@@ -2,6 +2,10 @@
 // (one control drives both) beside the call's timeline; selecting an event seeks both players.
 import { $, api, clearNotice, fmtDateTime, fmtDuration, h, humanize, showNotice } from "./common.js";
 import { signIn, signOut } from "./login.js";
+import {
+  FAIL_REASONS, IDENTITY, LIVENESS, SIGNALS, actionIcon, actionLabel, evidenceThumb, evidenceViewer,
+  fmtDistance, mark, signalTitle, stepOf,
+} from "./checks.js";
 
 const PAGE = 25;
 const ui = {
@@ -184,6 +188,79 @@ function eventText(ev) {
   return parts.join(" · ");
 }
 
+const openEvidence = evidenceViewer();
+const CHECK_NAMES = { identity: "Identity", liveness: "Liveness" };
+const CHECK_REASONS = {
+  no_reference_photo: "No reference photo on file for this customer",
+  no_video: "No video from the customer",
+  vision_unavailable: "Face analysis was unavailable",
+  check_running: "A check was already running",
+  segment_ended: "The video segment ended before the result",
+};
+
+/** Where an auditor fetches a check's evidence frame (the payload names the file). */
+function evidenceUrl(callId, p) {
+  if (p.evidence_url) return p.evidence_url;
+  if (!p.evidence) return null;
+  return `/api/calls/${encodeURIComponent(callId)}/evidence/${encodeURIComponent(p.evidence)}`;
+}
+
+/** How a timeline entry reads: title, optional badge, text, extra nodes, tone, evidence URL. */
+function eventView(ev, callId) {
+  const p = ev.payload || {};
+  const checkName = CHECK_NAMES[p.kind] || humanize(p.kind || "check");
+  switch (ev.kind) {
+    case "check.requested": {
+      const list = Array.isArray(p.challenges) ? p.challenges.map(actionLabel).join(", ") : "";
+      const auto = ev.actor === "system" || p.auto || p.automatic;
+      return { title: `${checkName} check started`, tone: "check",
+        text: [auto ? "Automatic for this service" : "Requested by the agent",
+          list ? `Challenges: ${list}` : null].filter(Boolean).join(" · ") };
+    }
+    case "liveness.challenge":
+      return { title: `Liveness ${stepOf(p.index, p.total).toLowerCase()}: ${actionLabel(p.action)}`, tone: "check",
+        text: p.expires_in_s ? `${p.expires_in_s} s to respond` : "" };
+    case "check.result": {
+      const d = p.details || {};
+      const known = p.kind === "identity" ? IDENTITY[p.verdict] : LIVENESS[p.verdict];
+      const badge = h("span", { class: "verdict", "data-tone": known ? known.tone : "warn", "data-testid": "timeline-verdict" },
+        known ? known.label : humanize(p.verdict || "unknown"));
+      let text = "";
+      let extra = null;
+      if (typeof d.distance === "number") {
+        text = `Distance ${fmtDistance(d.distance)} · threshold ${fmtDistance(d.threshold)}`
+          + (typeof d.threshold === "number" ? (d.distance <= d.threshold ? " (within)" : " (above)") : "");
+      }
+      if (Array.isArray(d.challenges)) {
+        extra = h("ul", { class: "tl-challenges" }, d.challenges.map((x) =>
+          h("li", { "data-passed": String(!!x.passed) }, mark(x.passed ? "ok" : "bad"), actionIcon(x.action, "tiny"),
+            actionLabel(x.action),
+            h("span", { class: "muted" }, x.passed && typeof x.seen_at_s === "number" ? ` ${x.seen_at_s.toFixed(1)} s` : x.passed ? "" : " not seen"))));
+        if (p.verdict !== "pass" && d.reason) text = FAIL_REASONS[d.reason] || humanize(d.reason);
+      }
+      const tone = known ? known.tone : "warn";
+      return { title: `${checkName} check`, badge, text, extra, tone: `result-${tone}`,
+        evidence: evidenceUrl(callId, p), evidenceCaption: `Frame used for the ${checkName.toLowerCase()} check` };
+    }
+    case "check.skipped":
+      return { title: `${checkName} check skipped`, tone: "result-warn",
+        text: (CHECK_REASONS[p.reason] || humanize(p.reason || "")) };
+    case "check.abandoned":
+      return { title: `${checkName} check ended without a verdict`, tone: "result-warn",
+        text: CHECK_REASONS[p.reason] || humanize(p.reason || "") };
+    case "evidence.accessed":
+      return { title: "Evidence frame viewed", text: p.file || "" };
+    case "analysis.alert": {
+      const info = SIGNALS[p.signal];
+      return { title: p.signal === "face_ok" ? "Face back in view" : `Alert: ${signalTitle(p.signal)}`,
+        tone: p.signal === "face_ok" ? "alert-ok" : `alert-${info ? info.tone : "warn"}`,
+        text: p.signal === "face_ok" ? "" : (info ? info.text : "") };
+    }
+    default:
+      return { title: humanize(ev.kind), text: eventText(ev) };
+  }
+}
+
 const signed = (s) => (s <= -1 ? `−${fmtDuration(-s)}` : fmtDuration(Math.max(0, s)));
 
 async function openReplay(callId) {
@@ -253,13 +330,19 @@ function loadSegment(data, segment) {
 
   const items = (data.timeline || []).map((ev) => {
     const at = (Date.parse(ev.at) - origin) / 1000;
-    return h("li", {}, h("button", {
-      type: "button", "data-testid": "timeline-event", "data-kind": ev.kind, "data-offset": String(at),
-      "aria-label": `${signed(at)} ${humanize(ev.kind)} by ${ev.actor}`,
-      onclick: () => { st.sync.seek(Math.max(0, at)); },
-    }, h("span", { class: "t" }, signed(at)),
-    h("span", { class: "k" }, humanize(ev.kind), h("span", { class: "a" }, ev.actor),
-      eventText(ev) ? h("span", { class: "p" }, eventText(ev)) : null)));
+    const view = eventView(ev, c.id || st.callId);
+    return h("li", { class: "tl-item", "data-tone": view.tone || null, "data-kind": ev.kind },
+      h("button", {
+        type: "button", class: "tl-seek", "data-testid": "timeline-event", "data-kind": ev.kind,
+        "data-offset": String(at), "data-tone": view.tone || null,
+        "aria-label": `${signed(at)} ${view.title} by ${ev.actor}`,
+        onclick: () => { st.sync.seek(Math.max(0, at)); },
+      }, h("span", { class: "t" }, signed(at)),
+      h("span", { class: "k" }, view.badge ? h("span", { class: "k-line" }, view.title, " ", view.badge) : view.title,
+        h("span", { class: "a" }, ev.actor),
+        view.text ? h("span", { class: "p" }, view.text) : null)),
+      view.extra || view.evidence ? h("div", { class: "tl-extra" }, view.extra || null,
+        view.evidence ? evidenceThumb(view.evidence, view.evidenceCaption, openEvidence, "timeline-evidence") : null) : null);
   });
   ui.timeline.replaceChildren(...items);
   onTick(0);
@@ -273,10 +356,10 @@ function onTick(t) {
   ui.time.textContent = `${fmtDuration(t)} / ${fmtDuration(sync.total)}`;
   if (document.activeElement !== ui.seek) ui.seek.value = String(t);
   let current = null;
-  for (const b of ui.timeline.querySelectorAll("button")) {
+  for (const b of ui.timeline.querySelectorAll("button.tl-seek")) {
     if (Number(b.dataset.offset) <= t + 0.05) current = b;
   }
-  for (const b of ui.timeline.querySelectorAll("button.current")) if (b !== current) b.classList.remove("current");
+  for (const b of ui.timeline.querySelectorAll("button.tl-seek.current")) if (b !== current) b.classList.remove("current");
   if (current) current.classList.add("current");
 }
 

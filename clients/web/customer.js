@@ -7,6 +7,7 @@ import {
 import {
   MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, stopStream,
 } from "./media.js";
+import { ACTIONS, actionIcon, stepOf } from "./checks.js";
 
 const FATAL_CONNECT = new Set(["unauthenticated", "token_expired", "unknown_customer",
   "unsupported_protocol", "invalid_token", "forbidden"]);
@@ -33,6 +34,14 @@ const ui = {
   hangup: $("#hangup-button"),
   endedReason: $("#ended-reason"),
   newCall: $("#new-call-button"),
+  lp: $("#liveness-prompt"),
+  lpStep: $("#lp-step"),
+  lpDots: $("#lp-dots"),
+  lpIcon: $("#lp-icon-slot"),
+  lpRing: $("#lp-ring"),
+  lpSeconds: $("#lp-seconds"),
+  lpPrompt: $("#lp-prompt"),
+  lpHelp: $("#lp-help"),
 };
 
 const st = {
@@ -199,6 +208,7 @@ function wireSocket(socket) {
   socket.on("call:queued", (m) => {
     if (!st.call || m.call_id !== st.call.id) return;
     if (m.requeued) {
+      hideChallenge();
       closeLeg();
       showNotice(ui.notice, { kind: "info", title: "Your adviser was disconnected", code: "requeued",
         text: "You keep your place in line; the next adviser will join you." });
@@ -216,6 +226,8 @@ function wireSocket(socket) {
     st.call.iceServers = m.ice_servers || [];
     startCallView();
   });
+  socket.on("liveness:challenge", showChallenge);
+  socket.on("liveness:done", livenessDone);
   socket.on("call:state", (m) => {
     clearTimeout(st.stateCheck);
     if (!st.call) st.call = { id: m.call_id };
@@ -352,6 +364,65 @@ function closeLeg() {
   mediaMessage(null);
 }
 
+
+// ------------------------------------------------------------------ liveness prompts
+// The hub sends each challenge (liveness:challenge) and the end of the check (liveness:done);
+// the page shows the action large over the adviser's video, with its countdown.
+const lv = { deadline: 0, total: 0, timer: null, hideTimer: null, callId: null };
+
+function showChallenge(m) {
+  if (!st.call || m.call_id !== st.call.id) return;
+  clearTimeout(lv.hideTimer);
+  lv.callId = m.call_id;
+  lv.total = m.expires_in_s || 0;
+  lv.deadline = Date.now() + lv.total * 1000;
+  const action = ACTIONS[m.action];
+  ui.lp.dataset.state = "challenge";
+  ui.lp.dataset.action = m.action;
+  ui.lp.dataset.index = String(m.index);
+  ui.lpStep.textContent = stepOf(m.index, m.total);
+  ui.lpDots.replaceChildren(...Array.from({ length: m.total || 0 }, (_, i) =>
+    h("li", { "data-state": i < m.index ? "done" : i === Number(m.index) ? "current" : "next" })));
+  ui.lpIcon.replaceChildren(actionIcon(m.action, "animate"));
+  ui.lpPrompt.textContent = m.prompt || (action ? action.prompt : m.action);
+  ui.lpHelp.textContent = "Look at the camera, then do this once.";
+  ui.lp.hidden = false;
+  clearInterval(lv.timer);
+  tickChallenge();
+  lv.timer = setInterval(tickChallenge, 200);
+}
+
+function tickChallenge() {
+  const left = Math.max(0, (lv.deadline - Date.now()) / 1000);
+  ui.lpSeconds.textContent = String(Math.ceil(left));
+  ui.lpRing.style.strokeDashoffset = String(lv.total ? 100 - (left / lv.total) * 100 : 100);
+  // no next prompt long after the window closed: the check ended without telling us
+  if (left === 0 && Date.now() - lv.deadline > 10000) hideChallenge();
+}
+
+function livenessDone(m) {
+  if (!st.call || m.call_id !== st.call.id) return;
+  clearInterval(lv.timer);
+  ui.lp.dataset.state = "done";
+  ui.lp.dataset.verdict = m.verdict || "";
+  ui.lpStep.textContent = "Check complete";
+  for (const d of ui.lpDots.children) d.dataset.state = "done";
+  const done = h("span", { class: "lp-done-icon", "aria-hidden": "true" });
+  done.innerHTML = '<svg viewBox="0 0 24 24"><path d="M5 12.5l4.5 4.5L19 7.5"/></svg>';
+  ui.lpIcon.replaceChildren(done);
+  ui.lpPrompt.textContent = "Thank you, that's all";
+  ui.lpHelp.textContent = "Your adviser will continue with you.";
+  ui.lp.hidden = false;
+  lv.hideTimer = setTimeout(hideChallenge, 3500);
+}
+
+function hideChallenge() {
+  clearInterval(lv.timer);
+  clearTimeout(lv.hideTimer);
+  ui.lp.hidden = true;
+  ui.lp.dataset.state = "idle";
+}
+
 const END_TEXT = {
   agent: "Your adviser ended the call. Thank you for banking with us.",
   customer: "You ended the call. Thank you for banking with us.",
@@ -364,6 +435,7 @@ const END_TEXT = {
 };
 
 function endCall(m) {
+  hideChallenge();
   clearTimeout(st.stateCheck);
   clearInterval(st.timer);
   closeLeg();

@@ -2,7 +2,7 @@
 
 One module-scoped call (customer page at phone size + agent console) is shared by the call,
 media and audit tests: a browser call costs seconds, and the auditor needs a finished call.
-Screenshots of the three pages are written to docs/screenshots/.
+Screenshots of the customer page and the audit page are written to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -14,33 +14,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import HubProcess, screenshot
+from .conftest import DESKTOP, PHONE, HubProcess, page_of, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"viewport": {"width": 375, "height": 812}, "device_scale_factor": 2,
-         "is_mobile": True, "has_touch": True}
-DESKTOP = {"viewport": {"width": 1440, "height": 900}}
 MEDIA_SETTLED = ("() => ['connected', 'unavailable', 'failed']"
                  ".includes(document.body.dataset.mediaState)")
 NOTE = "Customer confirmed the last card payment; card blocked and a new one ordered."
-
-
-def page_of(ctx: Any) -> Any:
-    page = ctx.pages[0] if ctx.pages else ctx.new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors  # type: ignore[attr-defined]
-    return page
-
-
-def sign_in(page: Any, url: str, username: str, password: str) -> None:
-    page.goto(url)
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    page.wait_for_selector("body[data-signed-in=true]")
 
 
 def video_progress(page: Any, testid: str, timeout_s: float = 15.0) -> dict[str, float]:
@@ -116,8 +96,7 @@ def first_call(hub: HubProcess, browser_factory: Any) -> Iterator[FirstCall]:
     agent.get_by_test_id("note-add").click()
     agent.wait_for_selector("[data-testid=notes-list] li")
     time.sleep(1.0)  # a little call after the note, so the note sits inside the recordings
-    screenshot(customer, "customer")
-    screenshot(agent, "agent")
+    screenshot(customer, "customer")  # agent.png is taken during a check (test_checks.py)
 
     customer.get_by_test_id("hangup-button").click()
     customer.wait_for_selector("body[data-view=ended]")
