@@ -81,7 +81,20 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await media.stop()
 
-    app.cleanup_ctx.extend([database, journal_ctx, queue_ctx, media_ctx])
+    async def analysis_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Identity and liveness checks in calls; the vision pool starts with the first
+        # call's media. CLOUDCOUNTER_VISION_WORKERS=0 turns analysis off.
+        from cloudcounter.hub.analysis.manager import AnalysisManager
+
+        manager = AnalysisManager(ctx) if settings.vision_workers > 0 else None
+        ctx.analysis = manager
+        if manager is not None:
+            getattr(ctx.media, "listeners", []).append(manager)
+        yield
+        if manager is not None:
+            await manager.stop()
+
+    app.cleanup_ctx.extend([database, journal_ctx, queue_ctx, media_ctx, analysis_ctx])
     app.on_shutdown.append(_disconnect_all(sio, owned))
     app.add_routes(api.routes)
     app.add_routes(recording_api.routes)

@@ -74,6 +74,14 @@ class Settings:
     customer_token_ttl_s: int = 600
     max_message_bytes: int = 64 * 1024
     vision_workers: int = 1
+    vision_idle_fps: float = 3.0
+    vision_challenge_fps: float = 20.0
+    vision_drift_interval_s: float = 5.0
+    vision_match_threshold: float = 0.6
+    vision_drift_threshold: float = 0.6
+    vision_liveness_window_s: float = 5.0
+    vision_liveness_challenges: int = 3
+    vision_alert_hold_s: float = 1.5
     faces_dir: Path = Path("../shared/data/faces")
     web_dir: Path = Path("clients/web")
     node_modules_dir: Path = Path("node_modules")
@@ -127,6 +135,11 @@ class Settings:
             raise SettingsError(f"secret(s) {', '.join(short)} must be at least 32 characters")
         if s.queue_backend not in {"memory", "redis"}:
             raise SettingsError(f"{PREFIX}QUEUE_BACKEND must be 'memory' or 'redis'")
+        if not 1 <= s.vision_liveness_challenges <= 5:
+            raise SettingsError(f"{PREFIX}VISION_LIVENESS_CHALLENGES must be 1 to 5")
+        if min(s.vision_idle_fps, s.vision_challenge_fps, s.vision_liveness_window_s) <= 0:
+            raise SettingsError(f"{PREFIX}VISION_IDLE_FPS, _CHALLENGE_FPS and "
+                                "_LIVENESS_WINDOW_S must be positive")
         return s
 
     @property

@@ -160,3 +160,40 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
                           {"recording_id": rec.id, "participant": rec.participant})
     return web.FileResponse(path, headers={"Content-Type": "video/webm",
                                            "Cache-Control": "private, no-store"})
+
+
+@routes.get("/api/calls/{call_id}/evidence/{name}")
+async def evidence_frame(request: web.Request) -> web.StreamResponse:
+    """The JPEG frame an identity or liveness check used (saved beside the recordings).
+
+    Auditors and admins, and the agent who handled the call; each access is on the
+    call's timeline. Only well-formed names of this call's evidence are looked up.
+    """
+    from cloudcounter.errors import Forbidden
+    from cloudcounter.hub.analysis.evidence import valid_name
+
+    ident = staff(request, "agent", *AUDIT_ROLES)
+    ctx = request.app[CTX]
+    call_id, name = request.match_info["call_id"][:40], request.match_info["name"][:80]
+    if not valid_name(call_id, name):
+        raise NotFound("no such evidence")
+    async with ctx.sm() as s:
+        row = await s.get(CallSession, call_id)
+        paths = (await s.scalars(select(Recording.path)
+                                 .where(Recording.call_id == call_id))).all()
+    if row is None:
+        raise NotFound("no such evidence")
+    if ident.role == "agent":
+        live = await ctx.dispatcher.store.get_call(call_id)
+        handled = {row.agent_id, live.agent_id if live is not None else None}
+        if ident.user_id not in handled:
+            raise Forbidden("only the agent who handled the call may see its evidence")
+    for directory in sorted({Path(p).parent for p in paths}):
+        path = directory / name
+        if await asyncio.to_thread(path.is_file):
+            break
+    else:
+        raise NotFound("evidence file is missing", code="evidence_missing")
+    ctx.journal.event(call_id, ident.actor, "evidence.accessed", {"file": name})
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg",
+                                           "Cache-Control": "private, no-store"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -57,6 +57,11 @@ class Empty(Message):
     pass
 
 
+class CheckLiveness(Message):
+    call_id: CallId
+    count: Annotated[int, Field(ge=1, le=5, strict=True)] = 3
+
+
 # event name -> schema, per namespace
 CUSTOMER_EVENTS: dict[str, type[Message]] = {
     "call:request": CallRequest,
@@ -73,4 +78,6 @@ AGENT_EVENTS: dict[str, type[Message]] = {
     "call:wrapup": Wrapup,
     "media:offer": MediaOffer,
     "queue:snapshot": Empty,
+    "check:identity": CallRef,
+    "check:liveness": CheckLiveness,
 }

@@ -1,0 +1,47 @@
+"""The hub's vision pool: :class:`VisionPool` whose workers die with the hub.
+
+A spawned worker of a :class:`~concurrent.futures.ProcessPoolExecutor` blocks on
+its call queue forever if the hub is killed (SIGKILL leaves no chance to shut the
+pool down). Its initializer here loads the models, as the vision core's does, and
+starts a watchdog thread that exits the worker once its parent process is gone.
+Kept light: spawned workers import this module.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from cloudcounter.vision.pool import VisionPool, init_worker
+
+WATCH_INTERVAL_S = 1.0
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(WATCH_INTERVAL_S)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def init_hub_worker() -> None:
+    """Pool initializer: exit with the parent, then load the models."""
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="parent-watch",
+                     daemon=True).start()
+    init_worker()
+
+
+class HubVisionPool(VisionPool):
+    """:class:`VisionPool` with :func:`init_hub_worker` as the workers' initializer."""
+
+    def start(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.size,
+            mp_context=multiprocessing.get_context(self._mp_context),
+            initializer=init_hub_worker,
+        )
