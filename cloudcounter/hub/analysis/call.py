@@ -217,8 +217,8 @@ class CallAnalysis:
                                   urgent=self.identity is not None):
             return
         want = self.identity is not None or (not fast and self.descriptors.wanted(t))
-        rgb = await self.convert(frame)
         try:
+            rgb = await self.convert(frame)
             analysis = await self.pool.analyse(rgb, want)
         except asyncio.CancelledError:
             raise
