@@ -85,7 +85,8 @@ async def _client(conn: Connection, clip: Path, calls: int) -> None:
             return
 
 
-def client_main(conn: Connection, clip: str, calls: int) -> None:
+def client_main(conn: Connection, clip: str, calls: int, rcvbuf: int) -> None:
+    seam.set_udp_receive_buffer(rcvbuf)
     asyncio.run(_client(conn, Path(clip), calls))
 
 
@@ -179,11 +180,18 @@ class LoopLag:
 
 
 async def run_mode(
-    mode: str, calls: int, clip: Path, seconds: float, warmup: float, record_dir: Path | None
+    mode: str,
+    calls: int,
+    clip: Path,
+    seconds: float,
+    warmup: float,
+    record_dir: Path | None,
+    rcvbuf: int = 2 << 20,
 ) -> Result:
+    seam.set_udp_receive_buffer(rcvbuf)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=client_main, args=(child, str(clip), calls), daemon=True)
+    proc = ctx.Process(target=client_main, args=(child, str(clip), calls, rcvbuf), daemon=True)
     proc.start()
     hubs: list[Any] = []
     try:
@@ -284,6 +292,9 @@ async def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="forward without recording")
     parser.add_argument("--clip", type=Path, help="a VP8/Opus WebM (default: made from a clip)")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument(
+        "--rcvbuf", type=int, default=2 << 20, help="UDP SO_RCVBUF for ICE sockets (bytes)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_media_") as tmp:
@@ -293,17 +304,20 @@ async def main() -> None:
         record_dir = None if args.no_record else Path(tmp) / "recordings"
         print(
             f"cpus={os.cpu_count()}  clip={clip.name} 640x480 30 fps VP8+Opus both ways, "
-            f"window={args.seconds:.0f}s, recording={'off' if record_dir is None else 'on'}",
+            f"window={args.seconds:.0f}s, recording={'off' if record_dir is None else 'on'}, "
+            f"rcvbuf={args.rcvbuf}",
             flush=True,
         )
         forward = await run_mode(
-            "forward", args.calls, clip, args.seconds, args.warmup, record_dir
+            "forward", args.calls, clip, args.seconds, args.warmup, record_dir, args.rcvbuf
         )
         show(forward)
         if args.baseline_calls == 0:
             return
         relay_calls = args.calls if args.baseline_calls is None else args.baseline_calls
-        baseline = await run_mode("relay", relay_calls, clip, args.seconds, args.warmup, None)
+        baseline = await run_mode(
+            "relay", relay_calls, clip, args.seconds, args.warmup, None, args.rcvbuf
+        )
         show(baseline)
         ratio = forward.hub_cpu_per_call / baseline.hub_cpu_per_call
         ratio_30 = forward.hub_cpu_per_call_30fps / baseline.hub_cpu_per_call_30fps

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _rtcrtpreceiver
@@ -225,6 +226,22 @@ def host_addresses(addresses: Sequence[str] | None) -> Iterator[None]:
         _host_addresses.reset(token)
 
 
+# -- UDP receive buffers ---------------------------------------------------------------
+
+
+def set_udp_receive_buffer(nbytes: int) -> None:
+    """SO_RCVBUF for the UDP sockets ICE opens from now on, in this process.
+
+    aioice asks for 256 KiB (``aioice.turn.UDP_SOCKET_BUFFER_SIZE``, read when
+    gathering). A hub carrying many calls needs more: when its event loop is
+    late by a few hundred ms (a GC pause, a busy machine), a key frame burst
+    overflows the buffer and the lost packets stall the receivers' jitter
+    buffers until retransmitted. The kernel caps the value at
+    ``net.core.rmem_max``.
+    """
+    aioice.turn.UDP_SOCKET_BUFFER_SIZE = int(nbytes)
+
+
 # -- aioice consent task after close ------------------------------------------------
 
 
@@ -353,6 +370,13 @@ def check_seam() -> None:
         "aioice.ice.Connection.connect starts query_consent(); close() sets _closing",
     )
     from aiortc.rtcicetransport import RTCIceGatherer
+
+    _require(
+        isinstance(getattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE", None), int)
+        and "turn.UDP_SOCKET_BUFFER_SIZE"
+        in inspect.getsource(aioice.ice.Connection.get_component_candidates),
+        "aioice sets SO_RCVBUF from aioice.turn.UDP_SOCKET_BUFFER_SIZE when gathering",
+    )
 
     _require(
         "self._connection = Connection(" in inspect.getsource(RTCIceGatherer.__init__),

@@ -134,3 +134,27 @@ async def test_host_addresses_scope_gathering_to_loopback() -> None:
 
     assert await candidates(["127.0.0.1"]) == {"127.0.0.1"}
     assert "127.0.0.1" not in await candidates(None)  # aioice's default, untouched
+
+
+async def test_udp_receive_buffer_applies_to_new_ice_sockets() -> None:
+    import socket
+
+    import aioice.turn
+
+    previous = aioice.turn.UDP_SOCKET_BUFFER_SIZE
+    seam.set_udp_receive_buffer(1 << 20)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio")
+        with seam.host_addresses(["127.0.0.1"]):
+            await pc.setLocalDescription(await pc.createOffer())
+        dtls = pc.getTransceivers()[0].receiver.transport
+        protocols = dtls.transport.iceGatherer._connection._protocols
+        sizes = [
+            p.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            for p in protocols
+        ]
+        assert sizes and all(size >= 1 << 20 for size in sizes)  # Linux doubles it
+    finally:
+        seam.set_udp_receive_buffer(previous)
+        await pc.close()
