@@ -366,7 +366,7 @@ async function hangup() {
 // shows what comes back (check:progress, check:result, analysis:alert). Checks a service runs
 // automatically arrive the same way, without a request from here.
 const openEvidence = evidenceViewer();
-const STATE_TEXT = { idle: "Not started", waiting: "Automatic, when the video starts",
+const STATE_TEXT = { idle: "Not started", waiting: "Automatic",
   requesting: "Starting…", running: "Checking…", interrupted: "Interrupted", stalled: "No result yet" };
 
 const chk = {
@@ -456,7 +456,7 @@ function renderIdentity() {
   const row = ui.identityRow;
   if (!c.result) {
     const text = c.state === "waiting" && inCallForChecks() && st.call.mediaState === "connected"
-      ? "Checking automatically…" : STATE_TEXT[c.state] || c.state;
+      ? "Automatic…" : STATE_TEXT[c.state] || c.state;
     setRowState(row, ui.identityState, c, text);
     row.dataset.verdict = "";
     row.dataset.requested = "";
@@ -501,7 +501,7 @@ function renderLiveness() {
   if (!c.result) {
     const text = running ? (c.progress ? "In progress" : "Starting…")
       : c.state === "waiting" && inCallForChecks() && st.call.mediaState === "connected"
-        ? "Starting automatically…" : STATE_TEXT[c.state] || c.state;
+        ? "Automatic, next" : STATE_TEXT[c.state] || c.state;
     setRowState(row, ui.livenessState, c, text);
     row.dataset.verdict = "";
     row.dataset.requested = "";
@@ -531,8 +531,9 @@ function renderLiveness() {
           mark(x.passed ? "ok" : "bad"), actionIcon(x.action, "tiny"),
           h("span", { class: "lv-name" }, actionLabel(x.action)),
           h("span", { class: "lv-when muted num" }, x.passed
-            ? (typeof x.seen_at_s === "number" ? `seen at ${x.seen_at_s.toFixed(1)} s` : "seen")
-            : "not seen")))),
+            ? (typeof x.seen_at_s === "number" ? `${x.seen_at_s.toFixed(1)} s` : "")
+            : ""),
+          h("span", { class: "visually-hidden" }, x.passed ? ": seen" : ": not seen")))),
       m.verdict !== "pass" && d.reason ? h("p", { class: "small check-msg" }, FAIL_REASONS[d.reason] || humanize(d.reason)) : null,
       h("p", { class: "small muted when" }, [sourceText(c, m), whenText(m)].filter(Boolean).join(" · "))),
     m.evidence_url ? evidenceThumb(m.evidence_url, "Frame from the liveness check", openEvidence, "liveness-evidence") : null));
@@ -684,18 +685,23 @@ function renderAlerts() {
     ui.alertTitle.textContent = hadProblem ? "Face back in view" : info.title;
     ui.alertText.textContent = hadProblem ? "One face, as expected. Earlier alerts stay listed for this call." : info.text;
   } else {
-    ui.alertTitle.textContent = info.title;
+    const current = chk.alerts[chk.alerts.length - 1];
+    const since = current && alertOffset(current);
+    ui.alertTitle.textContent = since ? `${info.title} · since ${since}` : info.title;
     ui.alertText.textContent = info.text;
   }
   const changed = chk.alerts.some((a) => a.signal === "face_changed");
   ui.alertVerify.hidden = !(changed && inCallForChecks());
-  ui.alertHistory.hidden = !hadProblem;
-  ui.alertHistory.replaceChildren(...chk.alerts.map((a) => {
-    const at = Date.parse(a.at);
-    const when = !Number.isNaN(at) && chk.acceptedAt ? fmtDuration((at - chk.acceptedAt) / 1000) : "";
-    return h("li", { "data-signal": a.signal, "data-resolved": String(a.resolved) },
-      h("span", { class: "num" }, when), " ", signalTitle(a.signal));
-  }));
+  // earlier alerts of this call (the current one is in the title)
+  const earlier = chk.alerts.filter((a, i) => a.resolved || i < chk.alerts.length - 1);
+  ui.alertHistory.hidden = earlier.length === 0;
+  ui.alertHistory.replaceChildren(...earlier.map((a) => h("li", { "data-signal": a.signal,
+    "data-resolved": String(a.resolved) }, h("span", { class: "num" }, alertOffset(a)), " ", signalTitle(a.signal))));
+}
+
+function alertOffset(a) {
+  const at = Date.parse(a.at);
+  return !Number.isNaN(at) && chk.acceptedAt ? fmtDuration((at - chk.acceptedAt) / 1000) : "";
 }
 
 /** The call ended: no new checks; a check still running is reported as interrupted unless

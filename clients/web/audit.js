@@ -234,8 +234,9 @@ function eventView(ev, callId) {
       if (Array.isArray(d.challenges)) {
         extra = h("ul", { class: "tl-challenges" }, d.challenges.map((x) =>
           h("li", { "data-passed": String(!!x.passed) }, mark(x.passed ? "ok" : "bad"), actionIcon(x.action, "tiny"),
-            actionLabel(x.action),
-            h("span", { class: "muted" }, x.passed && typeof x.seen_at_s === "number" ? ` ${x.seen_at_s.toFixed(1)} s` : x.passed ? "" : " not seen"))));
+            h("span", {}, actionLabel(x.action)),
+            h("span", { class: "muted num" }, x.passed && typeof x.seen_at_s === "number" ? `${x.seen_at_s.toFixed(1)} s` : ""),
+            h("span", { class: "visually-hidden" }, x.passed ? "seen" : "not seen"))));
         if (p.verdict !== "pass" && d.reason) text = FAIL_REASONS[d.reason] || humanize(d.reason);
       }
       const tone = known ? known.tone : "warn";

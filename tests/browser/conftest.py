@@ -83,6 +83,48 @@ def make_y4m(clip: Path, target: Path, seconds: float = 4.0, size: tuple[int, in
     return target
 
 
+def make_still_y4m(image: Path, target: Path, crops: list[tuple[int, int, int, int]],
+                   size: tuple[int, int] = (640, 480), frames: int = 30, fps: int = 15) -> Path:
+    """A camera that shows a still picture: the ``crops`` (left, top, right, bottom) of
+    ``image`` side by side, each stretched to an equal share of ``size``."""
+    import av
+    import numpy as np
+
+    with av.open(str(image)) as src:
+        picture = next(src.decode(video=0)).to_ndarray(format="rgb24")
+    width = size[0] // len(crops)
+    parts = []
+    for left, top, right, bottom in crops:
+        part = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[top:bottom, left:right]),
+                                          format="rgb24")
+        parts.append(part.reformat(width=width, height=size[1]).to_ndarray(format="rgb24"))
+    canvas = np.ascontiguousarray(np.concatenate(parts, axis=1))
+    with av.open(str(target), "w", format="yuv4mpegpipe") as dst:
+        out = dst.add_stream("rawvideo", rate=fps)
+        out.width, out.height = canvas.shape[1], canvas.shape[0]
+        out.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in out.encode(frame):
+                dst.mux(packet)
+        for packet in out.encode(None):
+            dst.mux(packet)
+    return target
+
+
+@pytest.fixture(scope="session")
+def two_faces_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A camera showing two people (someone else in the frame: a fraud signal)."""
+    photo = FACES_DIR / "photos" / "two_people.jpg"
+    if not photo.is_file():
+        missing(f"{photo} not found (set CLOUDCOUNTER_FACES_DIR)")
+    # the two faces of the photo (about 150 px each at 1126x661), side by side and large
+    # enough for the hub's detection on a 320 px wide copy of each frame
+    return make_still_y4m(photo, tmp_path_factory.mktemp("camera2") / "two.y4m",
+                          crops=[(219, 0, 419, 300), (766, 20, 966, 320)])
+
+
 @pytest.fixture(scope="session")
 def fake_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
     video_dir = FACES_DIR / "video"
@@ -201,12 +243,15 @@ def launch(pw: Any, user_data: Path, fake_camera: Path, *, allow_media: bool = T
 @pytest.fixture(scope="module")
 def browser_factory(playwright: Any, fake_camera: Path,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """``factory(name, allow_media=True)`` -> a fresh persistent context (closed at the end)."""
+    """``factory(name, allow_media=True, camera=None)`` -> a fresh persistent context with
+    the fake camera (or ``camera``), closed at the end."""
     contexts: list[Any] = []
     base = tmp_path_factory.mktemp("profiles")
 
-    def factory(name: str, *, allow_media: bool = True, **options: Any) -> Any:
-        ctx = launch(playwright, base / name, fake_camera, allow_media=allow_media, **options)
+    def factory(name: str, *, allow_media: bool = True, camera: Path | None = None,
+                **options: Any) -> Any:
+        ctx = launch(playwright, base / name, camera or fake_camera, allow_media=allow_media,
+                     **options)
         contexts.append(ctx)
         return ctx
 

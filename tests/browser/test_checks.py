@@ -98,6 +98,7 @@ class CheckedCall:
     progress: dict[str, Any] = field(default_factory=dict)
     liveness: dict[str, Any] = field(default_factory=dict)
     customer_done: str = ""
+    alert_call_id: str = ""
 
 
 def buttons(agent: Any) -> dict[str, bool]:
@@ -243,6 +244,30 @@ def test_identity_without_reference_photo_is_explained(hub: HubProcess,
     notice.wait_for(timeout=10_000)
     assert "No reference photo on file for this customer" in notice.inner_text()
     end_call(customer, agent)
+
+
+def test_someone_else_in_the_picture_raises_an_alert(hub: HubProcess, browser_factory: Any,
+                                                     two_faces_camera: Any,
+                                                     checked_call: CheckedCall) -> None:
+    """A customer camera showing two people: the console's alert strip says so, calmly
+    (a status region, no dialog), and the alert goes on the call's timeline."""
+    agent = checked_call.agent
+    customer = page_of(browser_factory("checks-two-faces", camera=two_faces_camera, **PHONE))
+    checked_call.alert_call_id = start_call(customer, agent, hub.url, "cus_demo_joe",
+                                            "card_loss")
+    strip = agent.get_by_test_id("analysis-alerts")
+    agent.wait_for_selector("[data-testid=analysis-alerts][data-signal=multiple_faces]",
+                            timeout=25_000)
+    assert "Several faces in view" in strip.inner_text()
+    assert agent.locator("#alert-current").get_attribute("aria-live") == "assertive"
+    assert " · since 0:" in agent.locator("#alert-title").inner_text()
+    assert agent.evaluate("document.body.dataset.faceSignal") == "multiple_faces"
+    strip.scroll_into_view_if_needed()
+    screenshot(agent, "agent-alert")
+    end_call(customer, agent)
+    # the next call starts with a clean strip
+    assert agent.get_by_test_id("analysis-alerts").get_attribute("data-signal") in {"none"}
+    assert customer.js_errors == [] and agent.js_errors == []
 
 
 def test_auditor_sees_the_checks_on_the_timeline(hub: HubProcess, browser_factory: Any,
