@@ -3,11 +3,11 @@
     .venv/bin/python loadtests/bench_vision_call.py [--calls 2] [--idle-s 8]
 
 Starts a hub in this process (temporary SQLite and recordings), then ``--calls``
-simultaneous calls (demo agents alice, carol, bob; services without automatic checks)
-whose customers stream talking.mp4 (VP8, 640x480, 30 fps). Per call: a first identity
-check (waits for the pool's models if cold), a second one (warm latency), ``--idle-s``
-of continuity monitoring, then a 3-challenge liveness check (the talking clip does not
-follow the prompts: it measures the challenge rate, the verdict does not matter).
+simultaneous calls (demo agents alice, carol, bob and three demo customers; services
+without automatic checks) whose customers stream talking.mp4 (VP8, 640x480, 30 fps).
+Per call: a first identity check (waits for the pool's models if cold), a second one
+(warm latency), ``--idle-s`` of continuity monitoring, then a 3-challenge liveness
+check (the clip does not follow the prompts: it measures the challenge rate only).
 
 Reports analysed fps (idle and during the challenge), identity latency (request ack to
 result) and CPU seconds: of the vision workers (psutil, children of this process) and of
@@ -47,6 +47,7 @@ from cloudcounter.sim.media import SimMedia  # noqa: E402
 from cloudcounter.vision.data import faces_dir  # noqa: E402
 
 AGENTS = [("alice", "card_loss"), ("carol", "car_loan"), ("bob", "large_transfer")]
+CUSTOMERS = {"alice": "cus_demo_barack", "carol": "cus_demo_joe", "bob": "cus_demo_eileen"}
 
 
 async def next_event(conn: Connection, name: str, timeout: float = 30.0,
@@ -64,7 +65,7 @@ async def one_call(url: str, secret: str, agent: str, service: str, clip: Path,
     a = Connection(url, "/agent", await login(url, agent, password))
     await a.connect()
     await a.call("agent:status", {"status": "available"})
-    c = Connection(url, "/customer", mint_customer_token(secret, "cus_demo_barack", 600))
+    c = Connection(url, "/customer", mint_customer_token(secret, CUSTOMERS[agent], 600))
     await c.connect()
     call_id = (await c.call("call:request", {"service": service}))["call_id"]
     await next_event(a, "call:offer", call_id=call_id)
@@ -85,17 +86,23 @@ async def one_call(url: str, secret: str, agent: str, service: str, clip: Path,
             await next_event(a, "check:result", check_id=ack["check_id"])
             latencies.append(time.monotonic() - started)
         out["identity_s"] = latencies
+        print(agent, "identity", latencies, flush=True)
         analysis = ctx.analysis.calls[call_id]
         n0, t0 = analysis.stats.analysed, time.monotonic()
         await asyncio.sleep(idle_s)
         out["idle_fps"] = (analysis.stats.analysed - n0) / (time.monotonic() - t0)
         ack = await a.call("check:liveness", {"call_id": call_id, "count": 3})
+        print(agent, "idle", out["idle_fps"], flush=True)
         first = await next_event(a, "check:progress", check_id=ack["check_id"])
         n0, t0 = analysis.stats.analysed, time.monotonic()
         result = await next_event(a, "check:result", check_id=ack["check_id"])
         out["challenge_fps"] = (analysis.stats.analysed - n0) / (time.monotonic() - t0)
         out["liveness"] = (result["verdict"], first["action"])
         out["analysis_ms_p50"] = statistics.median(analysis.stats.analysis_ms)
+    except TimeoutError:
+        analysis = ctx.analysis.calls.get(call_id)
+        out["error"] = f"timed out: {out}, {analysis and analysis.sampler.stats}"
+        raise
     finally:
         await a.call("call:hangup", {"call_id": call_id})
         for m in medias:
@@ -151,7 +158,7 @@ async def media_only(url: str, secret: str, agent: str, service: str, clip: Path
     a = Connection(url, "/agent", await login(url, agent, password))
     await a.connect()
     await a.call("agent:status", {"status": "available"})
-    c = Connection(url, "/customer", mint_customer_token(secret, "cus_demo_barack", 600))
+    c = Connection(url, "/customer", mint_customer_token(secret, CUSTOMERS[agent], 600))
     await c.connect()
     call_id = (await c.call("call:request", {"service": service}))["call_id"]
     await next_event(a, "call:offer", call_id=call_id)

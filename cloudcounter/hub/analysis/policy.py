@@ -54,8 +54,8 @@ class Sampler:
 
     ``admit(now, fast, busy, capacity)``: the frame is analysed if it is due at
     the current rate and the pool has a free worker (``busy < capacity``);
-    during a liveness check (``fast``) one frame per worker may wait, so that
-    checks keep their rate when calls compete for the pool. Otherwise it is
+    during a liveness check (``fast``) or for a waiting identity check (``urgent``) one
+    frame per worker may wait, so that checks keep their rate when calls compete. Otherwise it is
     dropped, never queued.
     """
 
@@ -65,13 +65,13 @@ class Sampler:
 
     def admit(self, now: float, *, fast: bool, busy: int, capacity: int,
               urgent: bool = False) -> bool:
-        """``urgent``: a check waits for this frame (skip the rate limit, not the busy rule)."""
+        """``urgent``: a check waits for this frame (no rate limit; may wait like ``fast``)."""
         self.stats.offered += 1
         interval = 1.0 / (self.config.challenge_fps if fast else self.config.idle_fps)
         if not urgent and self._next is not None and now < self._next - self.config.tolerance_s:
             self.stats.skipped_rate += 1
             return False
-        if busy >= capacity * (2 if fast else 1):
+        if busy >= capacity * (2 if fast or urgent else 1):
             self.stats.dropped_busy += 1
             return False
         # The schedule keeps the average rate (2 of 3 frames at 20 of 30 fps) and never
