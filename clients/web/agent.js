@@ -497,7 +497,8 @@ function renderLiveness() {
   const c = chk.liveness;
   const row = ui.livenessRow;
   const running = c.state === "running" && !c.result;
-  ui.lpBox.hidden = !running || !c.progress;
+  const warmup = running && !c.progress && c.challenges.some(Boolean);
+  ui.lpBox.hidden = !running || !(c.progress || warmup);
   if (!c.result) {
     const text = running ? (c.progress ? "In progress" : "Starting…")
       : c.state === "waiting" && inCallForChecks() && st.call.mediaState === "connected"
@@ -510,6 +511,7 @@ function renderLiveness() {
     ui.livenessResult.hidden = !note || running;
     ui.livenessResult.replaceChildren(note && !running ? h("p", { class: "small muted check-msg" }, note) : "");
     if (running && c.progress) renderProgress();
+    else if (warmup) renderWarmup();
     return;
   }
   const m = c.result;
@@ -557,6 +559,20 @@ function renderProgress() {
       h("span", {}, a ? actionLabel(a) : "…"));
   }));
   tickProgress();
+}
+
+/** Between the ack and the first challenge (the hub warms up for about a second). */
+function renderWarmup() {
+  const c = chk.liveness;
+  ui.lpBox.dataset.action = "";
+  ui.lpBox.dataset.index = "";
+  ui.lpIcon.replaceChildren(actionIcon("generic"));
+  ui.lpStep.textContent = "Getting ready";
+  ui.lpPrompt.textContent = "The first challenge opens in a moment";
+  ui.lpSeconds.textContent = "";
+  ui.lpBar.style.transform = "scaleX(1)";
+  ui.lpSteps.replaceChildren(...c.challenges.map((a, i) => h("li", { "data-state": "next" },
+    h("span", { class: "step-num", "aria-hidden": "true" }, String(i + 1)), h("span", {}, a ? actionLabel(a) : "…"))));
 }
 
 function tickProgress() {

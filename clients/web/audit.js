@@ -249,6 +249,8 @@ function eventView(ev, callId) {
     case "check.abandoned":
       return { title: `${checkName} check ended without a verdict`, tone: "result-warn",
         text: CHECK_REASONS[p.reason] || humanize(p.reason || "") };
+    case "evidence.failed":
+      return { title: "Evidence frame not saved", tone: "result-warn", text: eventText(ev) };
     case "evidence.accessed":
       return { title: "Evidence frame viewed", text: p.file || "" };
     case "analysis.alert": {

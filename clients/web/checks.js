@@ -30,6 +30,7 @@ export const FAIL_REASONS = {
   multiple_faces: "Several faces appeared during the check.",
   no_face: "The face left the picture during the check.",
   face_changed: "The face changed during the check.",
+  no_video: "No video could be analysed for 15 seconds.",
   call_ended: "The call ended before the check was complete.",
   ended: "The call ended before the check was complete.",
 };

@@ -233,10 +233,16 @@ function wireSocket(socket) {
     if (!st.call) st.call = { id: m.call_id };
     if (m.call_id !== st.call.id) return;
     if (m.state === "in_call") {
+      // the hub says who the adviser is and how to reach the media path again
+      if (m.agent && m.agent.display_name) st.call.agent = m.agent.display_name;
+      if (Array.isArray(m.ice_servers)) st.call.iceServers = m.ice_servers;
       if (document.body.dataset.view !== "call") startCallView();
       else if (!st.call.leg || !["connected", "negotiating"].includes(st.call.mediaState)) startMedia();
     } else if (m.state !== "ended") {
-      if (document.body.dataset.view !== "queue") showQueue(null, null);
+      const known = m.position !== undefined && m.position !== null;
+      if (known || document.body.dataset.view !== "queue") {
+        showQueue(known ? m.position : null, m.estimated_wait_s ?? null);
+      }
     }
   });
   socket.on("call:ended", (m) => {
