@@ -171,7 +171,7 @@ class CallMedia:
         host_addresses: Sequence[str] | None,
         on_ended: Callable[[Role, EndReason], None] | None = None,
         origin: float | None = None,
-        queue_size: int = 120,
+        queue_size: int = 30,  # per outgoing track: ~1 s of video; beyond, drop and resync
     ) -> None:
         seam.install()
         self.call_id = call_id
