@@ -159,6 +159,43 @@ async def test_offer_without_vp8_is_refused_with_a_code(hub: Hub) -> None:
         await c.close()
 
 
+async def test_a_participant_can_offer_again_and_media_resumes(hub: Hub) -> None:
+    """A browser that lost its peer connection offers again: its leg is replaced, the other
+    leg and the recording go on."""
+    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
+    await agent.connect()
+    await agent.call("agent:status", {"status": "available"})
+    cust = Connection(hub.url, "/customer", hub.customer_token())
+    await cust.connect()
+    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
+    await agent.expect("call:offer", timeout=5)
+    await agent.call("call:accept", {"call_id": call_id})
+    first, am = SimMedia("customer"), SimMedia("agent")
+    await asyncio.gather(first.start(cust, call_id), am.start(agent, call_id))
+    await first.stop()  # the customer's browser drops its peer connection
+    second = SimMedia("customer")
+    await second.start(cust, call_id)  # and offers again on the same call
+    assert am.peer is not None
+    seen = am.peer.received.frames["video"]
+    for _ in range(100):
+        if am.peer.received.frames["video"] > seen + 20 and second.peer is not None \
+                and second.peer.received.frames["video"] > 20:
+            break
+        await asyncio.sleep(0.05)
+    assert am.peer.received.frames["video"] > seen + 20  # the agent sees the customer again
+    assert second.peer is not None and second.peer.received.frames["video"] > 20
+    assert (await agent.call("call:hangup", {"call_id": call_id}))["ok"]
+    await second.stop()
+    await am.stop()
+    await hub.ctx.journal.flush()
+    _, detail, _ = await audit_get(hub, f"/api/calls/{call_id}")
+    negotiated = [e["payload"] for e in detail["timeline"] if e["kind"] == "media.negotiated"]
+    assert [p["renegotiated"] for p in negotiated if p["role"] == "customer"] == [False, True]
+    assert len(detail["recordings"]) == 2  # still one file per participant
+    for c in (agent, cust):
+        await c.close()
+
+
 async def test_a_vanished_customer_ends_the_call(hub: Hub, face_clip: Path) -> None:
     """The customer's phone dies (SIGKILL: no hang-up, no BYE): the call ends as failed."""
     agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 
 from cloudcounter.db.models import Recording
-from cloudcounter.media.call import CallMedia, EndReason as LegEnd, Role
+from cloudcounter.media import seam
+from cloudcounter.media.call import CallMedia, EndReason as LegEnd, Role, check_offer
 from cloudcounter.media.errors import RecordingFailed
 from cloudcounter.queue.model import EndReason
 from cloudcounter.signaling.namespaces import agent_room
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from cloudcounter.recordings.writer import RecordingInfo
 
 log = logging.getLogger(__name__)
+UDP_RECEIVE_BUFFER = 2 << 20
 LEG_END_REASON = {LegEnd.ICE_FAILED: EndReason.FAILED, LegEnd.CONNECTION_LOST: EndReason.FAILED,
                   LegEnd.CONNECTION_CLOSED: EndReason.COMPLETED}
 
@@ -44,6 +46,8 @@ class Segment:
 
 class HubMedia:
     def __init__(self, ctx: "HubContext") -> None:
+        # aioice's 256 KiB UDP buffers overflow on a key-frame burst when the loop is late
+        seam.set_udp_receive_buffer(UDP_RECEIVE_BUFFER)
         self.ctx = ctx
         self.segments: dict[str, Segment] = {}
         self._counts: dict[str, int] = {}
@@ -54,9 +58,11 @@ class HubMedia:
     # -- MediaGateway ---------------------------------------------------------------
     async def answer(self, call_id: str, role: str, offer_sdp: str) -> str:
         segment = await self._segment(call_id)
+        check_offer(offer_sdp)  # refuse a bad offer before touching a working leg
+        renegotiated = await segment.media.reset_leg(role)  # type: ignore[arg-type]
         answer = await segment.media.answer(role, offer_sdp)  # type: ignore[arg-type]
-        self.ctx.journal.event(call_id, role, "media.negotiated",
-                               {"role": role, "segment": segment.number})
+        self.ctx.journal.event(call_id, role, "media.negotiated", {
+            "role": role, "segment": segment.number, "renegotiated": renegotiated})
         return answer
 
     async def close_leg(self, call_id: str, role: str) -> None:

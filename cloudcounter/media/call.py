@@ -244,6 +244,16 @@ class CallMedia:
             await self._close_leg(leg)
             raise
 
+    async def reset_leg(self, role: Role) -> bool:
+        """Close ``role``'s leg so that the participant can offer again (its browser lost
+        its peer connection). The other leg and both recordings go on; packets of the new
+        leg flow into the same outgoing tracks and files. Returns whether a leg was closed."""
+        leg = self._legs.pop(role, None)
+        if leg is None:
+            return False
+        await self._close_leg(leg)
+        return True
+
     # -- forwarding ----------------------------------------------------------------
 
     def _on_track(self, leg: _Leg, track: MediaStreamTrack) -> None:
