@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cloudcounter.db.models import CallEvent, CallSession
@@ -150,7 +150,8 @@ class DbJournal:
             groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for call_id, fields in updates.items():
                 groups.setdefault(tuple(sorted(fields)), []).append({"_id": call_id, **fields})
-            table = CallSession.__table__
+            table = CallSession.__table__  # Core table: executemany, not ORM bulk-by-PK
+            assert isinstance(table, Table)
             for cols, rows in groups.items():
                 stmt = (update(table).where(table.c.id == bindparam("_id"))
                         .values({c: bindparam(c) for c in cols}))

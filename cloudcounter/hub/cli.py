@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Sequence
 
 from cloudcounter.errors import CloudCounterError
 from cloudcounter.hub.settings import Settings, SettingsError
@@ -115,7 +115,8 @@ def cmd_token_customer(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sim(args: argparse.Namespace, fn: Callable[[argparse.Namespace], Awaitable[int]]) -> int:
+def run_sim(args: argparse.Namespace,
+            fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
     import aiohttp
 
     from cloudcounter.sim.client import SimError

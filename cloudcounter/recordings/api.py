@@ -131,7 +131,8 @@ async def call_detail(request: web.Request) -> web.Response:
     ctx.journal.event(call_id, ident.actor, "audit.viewed", {})
     recordings = [recording_row(r) for r in recs]
     return web.json_response({
-        "call": call_summary(*row, recordings), "recordings": recordings,
+        "call": call_summary(row[0], row[1], row[2], row[3], recordings),
+        "recordings": recordings,
         "timeline": [{"seq": e.seq, "at": iso(e.at), "actor": e.actor, "kind": e.kind,
                       "payload": e.payload} for e in events]})
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import av
+from aiortc import MediaStreamTrack
 
 from cloudcounter.media.client import ClientPeer
 from cloudcounter.media.sources import (
@@ -70,6 +71,8 @@ class SimMedia:
             self.video = await asyncio.to_thread(encoded_source, self.video)
 
     async def start(self, conn: Connection, call_id: str) -> None:
+        audio: MediaStreamTrack | None
+        video: MediaStreamTrack | None
         if self.video:
             await self.prepare()
             player = EncodedFilePlayer(Path(self.video))
