@@ -607,8 +607,8 @@ async function requestCheck(kind) {
   clearNotice(ui.checkNotice);
   clearTimeout(c.autoTimer);
   c.note = "";
-  const before = { ...c };
-  Object.assign(c, { state: "requesting", result: null, progress: null, checkId: null });
+  const before = { state: c.state, result: c.result, checkId: c.checkId, challenges: c.challenges };
+  Object.assign(c, { state: "requesting", result: null, progress: null, checkId: null, challenges: [] });
   renderAny(kind);
   updateCheckButtons();
   try {
@@ -626,8 +626,10 @@ async function requestCheck(kind) {
     }
   } catch (e) {
     if (chk.callId !== callId) return;
-    Object.assign(c, before, { state: before.result ? "done" : (before.state === "waiting" ? "waiting" : "idle") });
-    if (e.code === "check_running" && !before.result) { c.state = "running"; watch(c, 40); }
+    if (c.state === "requesting") { // nothing arrived meanwhile: back to what was shown
+      Object.assign(c, before, { state: before.result ? "done" : (before.state === "waiting" ? "waiting" : "idle") });
+      if (e.code === "check_running" && !before.result) { c.state = "running"; watch(c, 40); }
+    }
     showCheckError(e);
   }
   renderAny(kind);
@@ -639,7 +641,7 @@ function onCheckProgress(m) {
   const c = chk.liveness;
   if (c.checkId !== m.check_id) {
     // a check this console did not start (automatic), or the progress came before the ack
-    if (c.checkId && c.result) c.challenges = [];
+    c.challenges = [];
     c.result = null;
     c.checkId = m.check_id;
   }

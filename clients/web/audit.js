@@ -132,14 +132,19 @@ function query(offset) {
   return p;
 }
 
+let listSeq = 0;
+
 async function loadList(offset = 0) {
   st.offset = offset;
+  const seq = ++listSeq; // a slower earlier answer must not replace a newer one
   let data;
   try {
     data = await api(`/api/calls?${query(offset)}`);
   } catch (e) {
+    if (seq !== listSeq) return undefined;
     return apiFailed(e, "The call list could not be loaded");
   }
+  if (seq !== listSeq) return undefined;
   clearNotice(ui.notice);
   st.total = data.total || 0;
   const rows = (data.calls || []).map(callRow);

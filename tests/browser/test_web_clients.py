@@ -182,7 +182,16 @@ def test_auditor_finds_and_replays_the_call(hub: HubProcess, browser_factory: An
     assert "Card-loss report" in row.inner_text()
     row.focus()
     page.keyboard.press("Enter")  # keyboard opens the replay
-    page.get_by_test_id("timeline").locator("[data-testid=timeline-event]").first.wait_for()
+    try:
+        page.get_by_test_id("timeline").locator("[data-testid=timeline-event]").first.wait_for(
+            timeout=30_000)
+    except Exception as exc:  # say why: a script error, a notice, or a slow hub
+        notice = page.query_selector("[data-testid=notice]")
+        raise AssertionError(
+            f"no timeline: js_errors={page.js_errors}"
+            f" view={page.evaluate('document.body.dataset.view')}"
+            f" hash={page.evaluate('location.hash')}"
+            f" notice={notice.inner_text() if notice else None}") from exc
     kinds = page.eval_on_selector_all("[data-testid=timeline-event]",
                                       "bs => bs.map(b => b.dataset.kind)")
     assert "agent.note" in kinds and "call.ended" in kinds, kinds
