@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -20,6 +20,8 @@ from cloudcounter.db.models import CallEvent, CallSession
 from cloudcounter.queue.model import Call
 
 log = logging.getLogger(__name__)
+CALLS = cast(Table, CallSession.__table__)
+EVENTS = cast(Table, CallEvent.__table__)
 TIME_FIELDS = {"queued_at", "offered_at", "answered_at", "ended_at"}
 
 
@@ -142,22 +144,20 @@ class DbJournal:
             for e in events:
                 self._seq[e["call_id"]] += 1
                 e["seq"] = self._seq[e["call_id"]]
-            if inserts:
+            if inserts:  # Core statements: the ORM's bulk path costs the event loop more
                 keys = sorted({k for row in inserts.values() for k in row})
-                await s.execute(insert(CallSession),
+                await s.execute(insert(CALLS),
                                 [{k: row.get(k) for k in keys} for row in inserts.values()])
             # one executemany per set of updated columns
             groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for call_id, fields in updates.items():
                 groups.setdefault(tuple(sorted(fields)), []).append({"_id": call_id, **fields})
-            table = CallSession.__table__  # Core table: executemany, not ORM bulk-by-PK
-            assert isinstance(table, Table)
             for cols, rows in groups.items():
-                stmt = (update(table).where(table.c.id == bindparam("_id"))
+                stmt = (update(CALLS).where(CALLS.c.id == bindparam("_id"))
                         .values({c: bindparam(c) for c in cols}))
                 await s.execute(stmt, rows)
             if events:
-                await s.execute(insert(CallEvent), events)
+                await s.execute(insert(EVENTS), events)
         for call_id, fields in {**inserts, **updates}.items():
             if fields.get("state") == "ended":
                 self._seq.pop(call_id, None)

@@ -27,6 +27,7 @@ from cloudcounter.queue.store import QueueStore
 log = logging.getLogger(__name__)
 SYSTEM = "system"
 NO_AGENTS: frozenset[int] = frozenset()
+BULK_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Dispatcher:
         self._mail = asyncio.Event()
         self._position_sent: dict[str, float] = {}
         self._wc: dict[str, routing.WaitingCall] = {}
+        self._staffing_cache: dict[str, int] | None = None
         self._delivering = False
         self._handle_times: list[tuple[str, float]] = []
         self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
@@ -146,6 +148,7 @@ class Dispatcher:
         previous = agent.transition(target, now)
         if previous is target:
             return
+        self._staffing_cache = None
         if previous is AgentState.WRAP_UP:
             self._wrap.pop(agent.agent_id, None)
             answered = self._answered.pop(agent.agent_id, None)
@@ -185,12 +188,15 @@ class Dispatcher:
         return pos, await self._eta(call.skill, pos, staffing)
 
     async def _staffing(self) -> dict[str, int]:
-        """Agents signed in and not away, per skill."""
+        """Agents signed in and not away, per skill (cached until an agent changes state)."""
+        if self._staffing_cache is not None:
+            return self._staffing_cache
         out: dict[str, int] = {}
         for a in await self.store.agents():
             if a.state not in (AgentState.OFFLINE, AgentState.AWAY):
                 for skill in a.skills:
                     out[skill] = out.get(skill, 0) + 1
+        self._staffing_cache = out
         return out
 
     async def _eta(self, skill: str, position: int, staffing: dict[str, int],
@@ -481,20 +487,27 @@ class Dispatcher:
             return len(assignments)
 
     async def _deliver_loop(self) -> None:
-        """Deliver notifications in order; offers, answers and ends go before position
-        updates, which a customer may receive a moment late without harm."""
+        """Deliver notifications: offers, answers and ends before position updates.
+
+        Everything waiting is sent as one concurrent batch: python-socketio's ``emit``
+        waits for a task per recipient, so sending one at a time would cost an event-loop
+        turn per notification. The batch's tasks start in the order the notifications were
+        made, and each reaches ``emit`` without waiting, so a recipient still gets them in
+        order.
+        """
         while True:
             if self._outbox.empty() and not self._bulk_outbox:
                 self._mail.clear()
                 await self._mail.wait()
-            aw = self._outbox.get_nowait() if not self._outbox.empty() \
-                else self._bulk_outbox.popleft()
-            try:
-                await aw
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("queue listener failed")
+            batch: list[Awaitable[None]] = []
+            while not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            if not batch:
+                while self._bulk_outbox and len(batch) < BULK_BATCH:
+                    batch.append(self._bulk_outbox.popleft())
+            for result in await asyncio.gather(*batch, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.error("queue listener failed", exc_info=result)
 
     async def _route_loop(self) -> None:
         while True:
