@@ -330,4 +330,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--uvloop" in sys.argv:  # the hub's production loop (cloudcounter serve uses it)
+        sys.argv.remove("--uvloop")
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

@@ -59,8 +59,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"demo mode {'on' if s.demo else 'off'})", flush=True)
     if s.demo:
         print(credentials_text(base), flush=True)
-    web.run_app(create_app(s), host=s.host, port=s.port, print=None, access_log=None)
+    web.run_app(create_app(s), host=s.host, port=s.port, print=None, access_log=None,
+                loop=new_event_loop(s.event_loop))
     return 0
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop where available: it halves the event loop's cost per media datagram."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+            return uvloop.new_event_loop()
+        except ImportError:
+            logging.getLogger(__name__).warning("uvloop is not installed; using asyncio's loop")
+    return asyncio.new_event_loop()
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ class Settings:
     web_dir: Path = Path("clients/web")
     node_modules_dir: Path = Path("node_modules")
     log_level: str = "INFO"
+    event_loop: str = "uvloop"
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -133,6 +134,8 @@ class Settings:
         short = [PREFIX + n.upper() for n in sorted(SECRET_FIELDS) if len(getattr(s, n)) < 32]
         if short and not s.demo:
             raise SettingsError(f"secret(s) {', '.join(short)} must be at least 32 characters")
+        if s.event_loop not in {"uvloop", "asyncio"}:
+            raise SettingsError(f"{PREFIX}EVENT_LOOP must be 'uvloop' or 'asyncio'")
         if s.queue_backend not in {"memory", "redis"}:
             raise SettingsError(f"{PREFIX}QUEUE_BACKEND must be 'memory' or 'redis'")
         if not 1 <= s.vision_liveness_challenges <= 5:
