@@ -11,7 +11,7 @@ export CLOUDCOUNTER_FACES_DIR ?= $(abspath ../shared/data/faces)
 run: setup seed
 	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter serve
 
-test: setup chromium
+test: setup seed chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: python-deps npm-deps migrate

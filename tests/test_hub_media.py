@@ -53,6 +53,20 @@ def probe(path: Path) -> dict[str, Any]:
     return out
 
 
+async def answered_call(hub: Hub) -> tuple[Connection, Connection, str]:
+    """An agent (alice) and a customer connected, a card-loss call requested and answered."""
+    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
+    await agent.connect()
+    await agent.call("agent:status", {"status": "available"})
+    cust = Connection(hub.url, "/customer", hub.customer_token())
+    await cust.connect()
+    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
+    await agent.expect("call:offer", timeout=5)
+    assert (await agent.call("call:accept", {"call_id": call_id}))["ok"]
+    await cust.expect("call:accepted", timeout=5)
+    return agent, cust, call_id
+
+
 async def test_a_call_carries_media_both_ways_and_is_recorded(hub: Hub, face_clip: Path) -> None:
     ready = asyncio.Event()
     agent_task = asyncio.create_task(run_agent(
@@ -109,15 +123,7 @@ async def test_unwritable_recordings_dir_keeps_the_call_and_tells_the_agent(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the recordings directory should be")
     hub = await hub_factory(recordings_dir=blocker / "rec")
-    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
-    await agent.connect()
-    await agent.call("agent:status", {"status": "available"})
-    cust = Connection(hub.url, "/customer", hub.customer_token())
-    await cust.connect()
-    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
-    await agent.expect("call:offer", timeout=5)
-    await agent.call("call:accept", {"call_id": call_id})
-    await cust.expect("call:accepted", timeout=5)
+    agent, cust, call_id = await answered_call(hub)
     cm, am = SimMedia("customer"), SimMedia("agent")
     await asyncio.gather(cm.start(cust, call_id), am.start(agent, call_id))
     _, failed = await agent.expect("call:recording_failed", timeout=10)
@@ -138,14 +144,7 @@ async def test_unwritable_recordings_dir_keeps_the_call_and_tells_the_agent(
 
 
 async def test_offer_without_vp8_is_refused_with_a_code(hub: Hub) -> None:
-    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
-    await agent.connect()
-    await agent.call("agent:status", {"status": "available"})
-    cust = Connection(hub.url, "/customer", hub.customer_token())
-    await cust.connect()
-    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
-    await agent.expect("call:offer", timeout=5)
-    await agent.call("call:accept", {"call_id": call_id})
+    agent, cust, call_id = await answered_call(hub)
     h264_only = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
                  "m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 127.0.0.1\r\n"
                  "a=rtpmap:102 H264/90000\r\na=sendrecv\r\na=mid:0\r\n")
@@ -162,14 +161,7 @@ async def test_offer_without_vp8_is_refused_with_a_code(hub: Hub) -> None:
 async def test_a_participant_can_offer_again_and_media_resumes(hub: Hub) -> None:
     """A browser that lost its peer connection offers again: its leg is replaced, the other
     leg and the recording go on."""
-    agent = Connection(hub.url, "/agent", await hub.agent_token("alice"))
-    await agent.connect()
-    await agent.call("agent:status", {"status": "available"})
-    cust = Connection(hub.url, "/customer", hub.customer_token())
-    await cust.connect()
-    call_id = (await cust.call("call:request", {"service": "card_loss"}))["call_id"]
-    await agent.expect("call:offer", timeout=5)
-    await agent.call("call:accept", {"call_id": call_id})
+    agent, cust, call_id = await answered_call(hub)
     first, am = SimMedia("customer"), SimMedia("agent")
     await asyncio.gather(first.start(cust, call_id), am.start(agent, call_id))
     await first.stop()  # the customer's browser drops its peer connection
