@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() == "true"
 FACES_DIR = Path(os.environ.get("CLOUDCOUNTER_FACES_DIR", ROOT.parent / "shared/data/faces"))
 CHROMIUM = Path(os.environ.get("CLOUDCOUNTER_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to test-artifacts/ (ignored by git); set CLOUDCOUNTER_SCREENSHOTS=docs/screenshots
+# to refresh the README's pictures from a run.
+SCREENSHOTS = ROOT / os.environ.get("CLOUDCOUNTER_SCREENSHOTS", "test-artifacts/screenshots")
 CLI = Path(sys.executable).with_name("cloudcounter")
 
 BASE_ARGS = [

@@ -6,7 +6,7 @@ shows a person who is not the enrolled customer (cus_demo_barack is enrolled fro
 so identity should say "no match"; liveness passes or fails depending on what the clip does
 in each window, so only that a verdict appears is asserted.
 
-Writes docs/screenshots/agent.png (the console during a liveness check),
+Screenshots (folder: conftest.SCREENSHOTS): agent.png (the console during a liveness check),
 customer-liveness.png (the prompt on the phone) and audit-checks.png.
 """
 

@@ -2,7 +2,7 @@
 
 One module-scoped call (customer page at phone size + agent console) is shared by the call,
 media and audit tests: a browser call costs seconds, and the auditor needs a finished call.
-Screenshots of the customer page and the audit page are written to docs/screenshots/.
+Screenshots of the customer page and the audit page go to conftest.SCREENSHOTS.
 """
 
 from __future__ import annotations
