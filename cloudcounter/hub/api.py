@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -10,11 +9,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
+from cloudcounter.agents import accounts
 from cloudcounter.db import repo
 from cloudcounter.db.models import Customer
 from cloudcounter.errors import CloudCounterError, InvalidMessage, NotFound, Unauthenticated
-from cloudcounter.hub.auth import StaffIdentity, mint_customer_token, mint_staff_token, \
-    verify_password
+from cloudcounter.hub.auth import StaffIdentity, mint_customer_token, mint_staff_token
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.http_auth import LoginThrottle, require_staff
 from cloudcounter.signaling.namespaces import SESSION_COOKIE
@@ -92,16 +91,13 @@ async def login(request: web.Request) -> web.Response:
     ctx, throttle = request.app[CTX], request.app[THROTTLE]
     req: Login = await body(request, Login)
     throttle.check(req.username)
-    user = await repo.get_user(ctx.sm, username=req.username)
-    # argon2 is deliberately slow (~100 ms): never on the event loop
-    valid = await asyncio.to_thread(verify_password, user.password_hash if user else None,
-                                    req.password)
-    if not valid or user is None or user.disabled:
+    try:
+        user = await accounts.authenticate(ctx.sm, req.username, req.password)
+    except Unauthenticated:
         throttle.failed(req.username)
-        raise Unauthenticated("wrong username or password", code="bad_credentials")
+        raise
     throttle.succeeded(req.username)
-    ident = StaffIdentity(user.id, user.username, user.role, user.display_name,
-                          tuple(user.skill_codes))
+    ident = accounts.identity(user)
     token = mint_staff_token(ctx.settings.secret_key, ident, ctx.settings.staff_token_ttl_s)
     resp = web.json_response({"token": token, "user": {
         "username": user.username, "role": user.role, "display_name": user.display_name,

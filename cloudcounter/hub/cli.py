@@ -92,17 +92,12 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from cloudcounter.db import repo
+    from cloudcounter.agents import accounts
     from cloudcounter.db.models import Role
-    from cloudcounter.hub.auth import hash_password
-    try:
-        pw = hash_password(args.password)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
     skills = [k.strip() for k in (args.skills or "").split(",") if k.strip()]
-    user = run_db(lambda sm: repo.add_user(sm, username=args.username, password_hash=pw,
-                                           role=Role(args.role), display_name=args.name,
-                                           skills=skills))
+    user = run_db(lambda sm: accounts.create(sm, username=args.username, password=args.password,
+                                             role=Role(args.role), display_name=args.name,
+                                             skills=skills))
     print(f"user {user.username} ({user.role}) created")
     return 0
 

@@ -9,9 +9,10 @@ from typing import Any
 import socketio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from cloudcounter.agents import accounts
 from cloudcounter.db import repo
 from cloudcounter.db.journal import DbJournal
-from cloudcounter.errors import Forbidden, NotFound, Unauthenticated
+from cloudcounter.errors import NotFound, Unauthenticated
 from cloudcounter.hub.auth import StaffIdentity
 from cloudcounter.hub.settings import Settings
 from cloudcounter.media.port import MediaGateway, NoMedia
@@ -55,11 +56,7 @@ class HubContext:
         return profile
 
     async def load_staff(self, user_id: int) -> StaffIdentity:
-        user = await repo.get_user(self.sm, user_id=user_id)
-        if user is None or user.disabled:
-            raise Forbidden("account disabled or removed", code="account_disabled")
-        return StaffIdentity(user.id, user.username, user.role, user.display_name,
-                             tuple(user.skill_codes))
+        return await accounts.load(self.sm, user_id)
 
     def agent_state_payload(self, agent: Agent, reason: str) -> dict[str, Any]:
         return {"state": agent.state.value, "reason": reason, "call_id": agent.call_id,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cloudcounter.db import repo
 from cloudcounter.db.models import Customer, Role
-from cloudcounter.hub.auth import hash_password
+from cloudcounter.agents import accounts
 from cloudcounter.hub.customers import enrol_photo
 
 DEMO_USERS = [
@@ -41,8 +41,8 @@ async def seed(sm: async_sessionmaker, faces_dir: Path) -> list[str]:
     created: list[str] = []
     for username, password, role, name, skills in DEMO_USERS:
         if await repo.get_user(sm, username=username) is None:
-            await repo.add_user(sm, username=username, password_hash=hash_password(password),
-                                role=role, display_name=name, skills=skills)
+            await accounts.create(sm, username=username, password=password, role=role,
+                                  display_name=name, skills=skills)
             created.append(f"user {username} ({role.value})")
     async with sm() as s, s.begin():
         existing = set((await s.scalars(select(Customer.id))).all())
