@@ -12,6 +12,7 @@ import asyncio
 import functools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from typing import Callable
 
 from cloudcounter.vision.analysis import DEFAULT_DETECT_WIDTH, FrameAnalysis, Image, analyse_frame
 from cloudcounter.vision.errors import VisionError
@@ -39,6 +40,7 @@ class VisionPool:
         detect_width: int | None = DEFAULT_DETECT_WIDTH,
         mirrored: bool = False,
         mp_context: str = "spawn",
+        initializer: Callable[[], None] = init_worker,
     ) -> None:
         if size < 1:
             raise ValueError("pool size must be at least 1")
@@ -46,6 +48,7 @@ class VisionPool:
         self.detect_width = detect_width
         self.mirrored = mirrored
         self._mp_context = mp_context
+        self._initializer = initializer
         self._executor: ProcessPoolExecutor | None = None
         self._in_flight = 0
 
@@ -65,7 +68,7 @@ class VisionPool:
         self._executor = ProcessPoolExecutor(
             max_workers=self.size,
             mp_context=multiprocessing.get_context(self._mp_context),
-            initializer=init_worker,
+            initializer=self._initializer,
         )
 
     async def warm_up(self) -> None:

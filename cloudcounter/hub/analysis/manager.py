@@ -28,10 +28,10 @@ from cloudcounter.errors import CloudCounterError, InvalidState
 from cloudcounter.hub.analysis.call import AnalysisConfig, CallAnalysis, CallStats
 from cloudcounter.hub.analysis.evidence import Image, write_jpeg
 from cloudcounter.hub.analysis.policy import SamplingConfig
-from cloudcounter.hub.analysis.worker import HubVisionPool
+from cloudcounter.hub.analysis.worker import init_hub_worker
 from cloudcounter.hub.settings import Settings
 from cloudcounter.signaling.namespaces import agent_room, customer_room
-from cloudcounter.vision import Action, FrameAnalysis
+from cloudcounter.vision import Action, FrameAnalysis, VisionPool
 
 if TYPE_CHECKING:
     from cloudcounter.hub.context import HubContext
@@ -88,7 +88,7 @@ class AnalysisManager:
         self.ctx = ctx
         self.config = analysis_config(ctx.settings)
         self.pool_size = pool_size or max(1, ctx.settings.vision_workers)
-        self.pool: HubVisionPool | None = None
+        self.pool: VisionPool | None = None
         #: Test seam: the challenge picker's RNG (None: ``random.SystemRandom``).
         self.rng: random.Random | None = None
         self.calls: dict[str, CallAnalysis] = {}
@@ -105,16 +105,16 @@ class AnalysisManager:
     def busy(self) -> int:
         return self.pool.busy if self.pool is not None else 0
 
-    def ensure_pool(self) -> HubVisionPool:
+    def ensure_pool(self) -> VisionPool:
         if self._stopping:
             raise vision_unavailable("the hub is stopping")
         if self.pool is None:
-            self.pool = HubVisionPool(self.pool_size)
+            self.pool = VisionPool(self.pool_size, initializer=init_hub_worker)
             self.pool.start()
             self._spawn(self._warm_up(self.pool), "vision-warm-up")
         return self.pool
 
-    async def _warm_up(self, pool: HubVisionPool) -> None:
+    async def _warm_up(self, pool: VisionPool) -> None:
         try:
             await pool.warm_up()
         except asyncio.CancelledError:

@@ -1,4 +1,4 @@
-"""The hub's vision pool: :class:`VisionPool` whose workers die with the hub.
+"""The initializer of the hub's vision workers (``VisionPool(initializer=init_hub_worker)``).
 
 A spawned worker of a :class:`~concurrent.futures.ProcessPoolExecutor` blocks on
 its call queue forever if the hub is killed (SIGKILL leaves no chance to shut the
@@ -10,13 +10,11 @@ Kept light: spawned workers import this module.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 
-from cloudcounter.vision.pool import VisionPool, init_worker
+from cloudcounter.vision.pool import init_worker
 
 WATCH_INTERVAL_S = 1.0
 #: Workers run at a lower priority than the hub: under CPU contention forwarding and
@@ -41,15 +39,3 @@ def init_hub_worker() -> None:
                      daemon=True).start()
     init_worker()
 
-
-class HubVisionPool(VisionPool):
-    """:class:`VisionPool` with :func:`init_hub_worker` as the workers' initializer."""
-
-    def start(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ProcessPoolExecutor(
-            max_workers=self.size,
-            mp_context=multiprocessing.get_context(self._mp_context),
-            initializer=init_hub_worker,
-        )
