@@ -116,7 +116,7 @@ async def test_agent_disconnect_requeues_at_the_original_place(q: Dispatcher) ->
     await q.agent_offline(1)  # lost in the middle of the call
     call = await q.store.get_call(first)
     assert call is not None and call.state is CallState.QUEUED and call.agent_id is None
-    pos, _ = await q._position_eta(call)
+    pos, _ = await q.position_of(call)
     assert pos == 1  # ahead of the two calls that came after it
     await agent(q, 2, "a2")
     await q.route_once()
@@ -136,7 +136,7 @@ async def test_customer_reconnect_within_grace_keeps_place_and_expiry_abandons(
     await q.tick()
     await q.customer_reconnected(a)
     call = await q.store.get_call(a)
-    assert call is not None and (await q._position_eta(call))[0] == 1
+    assert call is not None and (await q.position_of(call))[0] == 1
     await q.customer_disconnected(b)
     await agent(q, 1, "a1")
     await q.route_once()  # b is held: it is not offered while its customer is away
@@ -169,7 +169,7 @@ async def test_wrap_up_then_available_and_handle_time_feeds_estimates(q: Dispatc
     # position 1 with one agent: half a handle time
     call = await q.store.get_call(nxt)
     assert call is not None
-    assert (await q._position_eta(call))[1] == pytest.approx(60.5)
+    assert (await q.position_of(call))[1] == pytest.approx(60.5)
 
 
 async def test_wrap_up_times_out(q: Dispatcher) -> None:

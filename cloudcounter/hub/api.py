@@ -17,6 +17,7 @@ from cloudcounter.hub.auth import StaffIdentity, mint_customer_token, mint_staff
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.http_auth import LoginThrottle, require_staff
 from cloudcounter.signaling.namespaces import SESSION_COOKIE
+from cloudcounter.signaling.edge import schema_problems
 from cloudcounter.signaling.schemas import PROTOCOL_VERSION
 
 CTX: web.AppKey[HubContext] = web.AppKey("ctx", HubContext)
@@ -44,9 +45,8 @@ async def body(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidMessage("body does not match the schema", problems=[
-            {"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)[:5]]) from None
+        raise InvalidMessage("body does not match the schema",
+                             problems=schema_problems(exc)) from None
 
 
 def staff(request: web.Request, *roles: str) -> StaffIdentity:

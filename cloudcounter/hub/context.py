@@ -9,11 +9,9 @@ from typing import Any
 import socketio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from cloudcounter.agents import accounts
 from cloudcounter.db import repo
 from cloudcounter.db.journal import DbJournal
 from cloudcounter.errors import NotFound, Unauthenticated
-from cloudcounter.hub.auth import StaffIdentity
 from cloudcounter.hub.settings import Settings
 from cloudcounter.media.port import MediaGateway, NoMedia
 from cloudcounter.queue.dispatcher import Dispatcher
@@ -54,9 +52,6 @@ class HubContext:
             self._profiles.clear()
         self._profiles[customer_id] = (time.monotonic(), profile)
         return profile
-
-    async def load_staff(self, user_id: int) -> StaffIdentity:
-        return await accounts.load(self.sm, user_id)
 
     def agent_state_payload(self, agent: Agent, reason: str) -> dict[str, Any]:
         return {"state": agent.state.value, "reason": reason, "call_id": agent.call_id,

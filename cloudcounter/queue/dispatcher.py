@@ -175,9 +175,6 @@ class Dispatcher:
 
     async def position_of(self, call: Call) -> tuple[int, float | None]:
         """The call's position among calls for the same skill, and its estimated wait."""
-        return await self._position_eta(call)
-
-    async def _position_eta(self, call: Call) -> tuple[int, float | None]:
         now = self.clock()
         me = self._waiting(call, now)
         others = [self._waiting(c, now) for c in await self.store.waiting_calls()
@@ -239,7 +236,7 @@ class Dispatcher:
                         priority=priority)
             self._event(call, SYSTEM, "call.queued", priority=priority)
             self.journal.call_updated(call.call_id, state=call.state.value, queued_at=self.wall())
-            position, eta = await self._position_eta(call)
+            position, eta = await self.position_of(call)
             self._last_position[call.call_id] = (position, int(eta or -1))
             self._kick.set()
         return call, position, eta
@@ -422,7 +419,7 @@ class Dispatcher:
         self._event(call, SYSTEM, "call.requeued", reason=reason, agent=agent.username,
                     was_in_call=was_in_call)
         self.journal.call_updated(call.call_id, state=call.state.value)
-        position, eta = await self._position_eta(call)
+        position, eta = await self.position_of(call)
         self._notify(self.listener.call_queued(call, position, eta, True))
         self._last_position[call.call_id] = (position, int(eta or -1))
         self._kick.set()

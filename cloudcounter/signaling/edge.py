@@ -43,10 +43,14 @@ def decode(event: str, args: tuple[Any, ...], schemas: dict[str, type[Message]],
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]) or "(payload)",
-                     "problem": e["msg"]}
-                    for e in exc.errors(include_url=False, include_input=False)[:5]]
-        raise InvalidMessage("payload does not match the schema", problems=problems) from None
+        raise InvalidMessage("payload does not match the schema",
+                             problems=schema_problems(exc)) from None
+
+
+def schema_problems(exc: ValidationError, limit: int = 5) -> list[dict[str, str]]:
+    """What was wrong, field by field (without echoing the input back)."""
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "(payload)", "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)[:limit]]
 
 
 def ok(**data: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import socketio
 from socketio.exceptions import ConnectionRefusedError
 
+from cloudcounter.agents import accounts
 from cloudcounter.errors import (
     CloudCounterError, Forbidden, InvalidMessage, InvalidState, NotFound, Unauthenticated,
 )
@@ -189,7 +190,7 @@ class AgentNamespace(RoleNamespace):
             ident = verify_staff_token(self.ctx.settings.secret_key, token)
             if ident.role != "agent":
                 raise Forbidden("only agents use the agent console", code="wrong_role")
-            user = await self.ctx.load_staff(ident.user_id)
+            user = await accounts.load(self.ctx.sm, ident.user_id)
         except CloudCounterError as exc:
             raise refuse(exc) from None
         old = self.sid_of.get(user.user_id)
@@ -212,10 +213,8 @@ class AgentNamespace(RoleNamespace):
         uid = conn.ident.user_id  # type: ignore[union-attr]
         if self.sid_of.get(uid) == sid:
             del self.sid_of[uid]
-            call_id = (a.call_id if (a := await self.ctx.dispatcher.store.get_agent(uid)) else None)
+            # a call in progress is re-queued; its media closes with the re-queue notification
             await self.ctx.dispatcher.agent_offline(uid)
-            if call_id:
-                await self.ctx.media.close_leg(call_id, "agent")
 
     def owns(self, conn: Conn, call: Any) -> bool:
         return call.agent_id == conn.ident.user_id  # type: ignore[union-attr]
