@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -115,6 +116,23 @@ class Hub:
 
     def customer_token(self, customer_id: str = "cus_demo_barack", **kw: Any) -> str:
         return mint_customer_token(self.settings.customer_token_secret, customer_id, 600, **kw)
+
+    async def get(self, path: str, user: str = "audrey",
+                  **kw: Any) -> tuple[int, Any, dict[str, str]]:
+        """GET as a staff user (the auditor by default): status, body (JSON decoded when
+        it is JSON, bytes otherwise) and headers."""
+        token = await self.agent_token(user)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as h:
+            async with h.get(self.url + path, **kw) as r:
+                body = await (r.json() if r.content_type == "application/json" else r.read())
+                return r.status, body, dict(r.headers)
+
+    async def call_detail(self, call_id: str) -> dict[str, Any]:
+        """The auditor's view of a call (call, timeline, recordings), journal flushed first."""
+        await self.ctx.journal.flush()
+        status, body, _ = await self.get(f"/api/calls/{call_id}")
+        assert status == 200, body
+        return dict(body)
 
     async def agent_token(self, username: str = "alice") -> str:
         from cloudcounter.hub.demo import DEMO_USERS

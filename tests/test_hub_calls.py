@@ -16,12 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 async def timeline(hub: Hub, call_id: str) -> list[str]:
-    await hub.ctx.journal.flush()
-    token = await hub.agent_token("audrey")
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(f"{hub.url}/api/calls/{call_id}") as r:
-            assert r.status == 200
-            return [e["kind"] for e in (await r.json())["timeline"]]
+    return [e["kind"] for e in (await hub.call_detail(call_id))["timeline"]]
 
 
 async def test_simulators_complete_calls(hub: Hub) -> None:
@@ -154,11 +149,7 @@ async def test_customer_gone_past_grace_is_abandoned(hub: Hub) -> None:
     await asyncio.sleep(hub.settings.customer_grace_s + 0.6)
     kinds = await timeline(hub, call_id)
     assert kinds[-1] == "call.ended"
-    await hub.ctx.journal.flush()
-    token = await hub.agent_token("audrey")
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(f"{hub.url}/api/calls/{call_id}") as r:
-            assert (await r.json())["call"]["end_reason"] == "abandoned"
+    assert (await hub.call_detail(call_id))["call"]["end_reason"] == "abandoned"
 
 
 async def test_service_catalogue_is_public(hub: Hub) -> None:

@@ -26,14 +26,6 @@ from tests.conftest import ROOT, Hub
 pytestmark = [pytest.mark.integration, pytest.mark.vision]
 
 
-async def audit_get(hub: Hub, path: str, **kw: Any) -> tuple[int, Any, dict[str, str]]:
-    token = await hub.agent_token("audrey")
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(hub.url + path, **kw) as r:
-            body = await (r.json() if r.content_type == "application/json" else r.read())
-            return r.status, body, dict(r.headers)
-
-
 def probe(path: Path) -> dict[str, Any]:
     """Decode a recording with PyAV: frames and duration of each stream."""
     out: dict[str, Any] = {}
@@ -83,9 +75,7 @@ async def test_a_call_carries_media_both_ways_and_is_recorded(hub: Hub, face_cli
     assert am["video_frames"] > 60 and am["audio_frames"] > 100, am
     assert am["first_frame_ms"] is not None and am["first_frame_ms"] < 2000, am
     assert am["video_fps"] > 20, am
-    await hub.ctx.journal.flush()
-    status, detail, _ = await audit_get(hub, f"/api/calls/{res.call_id}")
-    assert status == 200
+    detail = await hub.call_detail(res.call_id)  # type: ignore[arg-type]
     call, recs = detail["call"], detail["recordings"]
     kinds = [e["kind"] for e in detail["timeline"]]
     for k in ("media.negotiated", "recording.started", "recording.stopped"):
@@ -106,15 +96,11 @@ async def test_a_call_carries_media_both_ways_and_is_recorded(hub: Hub, face_cli
         # audio and video of a participant start together (same arrival clock)
         assert abs(info["video"]["first"] - info["audio"]["first"]) < 0.5
         # playback with range requests, auditors only, on the timeline
-        status, body, headers = await audit_get(hub, rec["url"], headers={"Range": "bytes=0-99"})
+        status, body, headers = await hub.get(rec["url"], headers={"Range": "bytes=0-99"})
         assert status == 206 and len(body) == 100
         assert headers["Content-Range"].startswith("bytes 0-99/")
-    agent_token = await hub.agent_token("alice")
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {agent_token}"}) as h:
-        async with h.get(hub.url + recs[0]["url"]) as r:
-            assert r.status == 403
-    await hub.ctx.journal.flush()
-    _, detail, _ = await audit_get(hub, f"/api/calls/{res.call_id}")
+    assert (await hub.get(recs[0]["url"], user="alice"))[0] == 403  # an agent may not
+    detail = await hub.call_detail(res.call_id)
     assert "recording.accessed" in [e["kind"] for e in detail["timeline"]]
 
 
@@ -133,8 +119,7 @@ async def test_unwritable_recordings_dir_keeps_the_call_and_tells_the_agent(
     assert (await agent.call("call:hangup", {"call_id": call_id}))["ok"]
     await cm.stop()
     await am.stop()
-    await hub.ctx.journal.flush()
-    _, detail, _ = await audit_get(hub, f"/api/calls/{call_id}")
+    detail = await hub.call_detail(call_id)
     kinds = [e["kind"] for e in detail["timeline"]]
     assert "recording.failed" in kinds and kinds[-1] in ("call.ended", "recording.stopped",
                                                          "agent.state")
@@ -179,8 +164,7 @@ async def test_a_participant_can_offer_again_and_media_resumes(hub: Hub) -> None
     assert (await agent.call("call:hangup", {"call_id": call_id}))["ok"]
     await second.stop()
     await am.stop()
-    await hub.ctx.journal.flush()
-    _, detail, _ = await audit_get(hub, f"/api/calls/{call_id}")
+    detail = await hub.call_detail(call_id)
     negotiated = [e["payload"] for e in detail["timeline"] if e["kind"] == "media.negotiated"]
     assert [p["renegotiated"] for p in negotiated if p["role"] == "customer"] == [False, True]
     assert len(detail["recordings"]) == 2  # still one file per participant

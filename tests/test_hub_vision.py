@@ -15,7 +15,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import av
 import numpy as np
 import pytest
@@ -155,20 +154,8 @@ async def find_files(hub: Hub, name: str) -> list[Path]:
     return await asyncio.to_thread(lambda: list(root.glob(f"**/{name}")))
 
 
-async def http_get(hub: Hub, user: str, path: str) -> tuple[int, bytes, str]:
-    token = await hub.agent_token(user)
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(hub.url + path) as r:
-            return r.status, await r.read(), r.content_type
-
-
 async def timeline(hub: Hub, call_id: str) -> list[dict[str, Any]]:
-    import json
-
-    await hub.ctx.journal.flush()
-    status, body, _ = await http_get(hub, "audrey", f"/api/calls/{call_id}")
-    assert status == 200
-    return list(json.loads(body)["timeline"])
+    return list((await hub.call_detail(call_id))["timeline"])
 
 
 # ------------------------------------------------------------------ integration
@@ -193,17 +180,16 @@ async def test_identity_check_in_a_call_reports_no_match_with_evidence(
     name = f"{rig.call_id}-{ack['check_id']}.jpg"
     assert result["evidence_url"] == f"/api/calls/{rig.call_id}/evidence/{name}"
     # the handling agent may see it during the call
-    status, body, ctype = await http_get(hub, "alice", result["evidence_url"])
-    assert status == 200 and ctype == "image/jpeg" and body[:2] == b"\xff\xd8"
+    status, body, headers = await hub.get(result["evidence_url"], user="alice")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
     await rig.close()
     (webm,) = await find_files(hub, f"{rig.call_id}-customer.webm")
     assert await asyncio.to_thread((webm.parent / name).is_file)  # beside the recordings
-    assert (await http_get(hub, "audrey", result["evidence_url"]))[0] == 200
-    assert (await http_get(hub, "carol", result["evidence_url"]))[0] == 403
+    assert (await hub.get(result["evidence_url"]))[0] == 200
+    assert (await hub.get(result["evidence_url"], user="carol"))[0] == 403
     for bad_name in ("..%2F..%2Fhub.db", f"{rig.call_id}-chk_zzzzzzzzzzzz.jpg",
                      f"call_{'1' * 16}-{ack['check_id']}.jpg"):
-        status, _, _ = await http_get(hub, "audrey",
-                                      f"/api/calls/{rig.call_id}/evidence/{bad_name}")
+        status, _, _ = await hub.get(f"/api/calls/{rig.call_id}/evidence/{bad_name}")
         assert status == 404, bad_name
     events = await timeline(hub, rig.call_id)
     kinds = [e["kind"] for e in events]
@@ -259,7 +245,10 @@ async def test_auto_checks_match_a_still_photo_and_fail_its_liveness(
 
 
 async def test_liveness_passes_when_the_customer_opens_their_mouth(
-        hub: Hub, mouth_clip: Path) -> None:
+        hub_factory: Any, mouth_clip: Path) -> None:
+    # The looping clip keeps the mouth closed for up to 4.05 s (5.2 s to 2.05 s of the next
+    # loop): an 8 s window always holds a whole opening, however the challenge falls.
+    hub = await hub_factory(vision_liveness_window_s=8.0)
     no_auto_checks(hub, "card_loss")
     hub.ctx.analysis.rng = random.Random(1)  # test seam: the challenge is open_mouth
     rig = await answered_call(hub, "card_loss", mouth_clip)
