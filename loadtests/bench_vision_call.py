@@ -59,8 +59,9 @@ async def next_event(conn: Connection, name: str, timeout: float = 30.0,
             return data
 
 
-async def one_call(url: str, secret: str, agent: str, service: str, clip: Path,
-                   idle_s: float, ctx: Any) -> dict[str, Any]:
+async def start_call(url: str, secret: str, agent: str, service: str, clip: Path
+                     ) -> tuple[Connection, Connection, str, list[SimMedia]]:
+    """An answered call with media flowing both ways: agent, customer, call id, media."""
     password = next(p for u, p, *_ in DEMO_USERS if u == agent)
     a = Connection(url, "/agent", await login(url, agent, password))
     await a.connect()
@@ -73,6 +74,12 @@ async def one_call(url: str, secret: str, agent: str, service: str, clip: Path,
     await next_event(c, "call:accepted", call_id=call_id)
     medias = [SimMedia("customer", video=clip), SimMedia("agent")]
     await asyncio.gather(medias[0].start(c, call_id), medias[1].start(a, call_id))
+    return a, c, call_id, medias
+
+
+async def one_call(url: str, secret: str, agent: str, service: str, clip: Path,
+                   idle_s: float, ctx: Any) -> dict[str, Any]:
+    a, c, call_id, medias = await start_call(url, secret, agent, service, clip)
     out: dict[str, Any] = {"call_id": call_id}
     try:
         latencies = []
@@ -154,18 +161,7 @@ async def run(calls: int, idle_s: float, workers: int, clip: Path) -> dict[str, 
 
 async def media_only(url: str, secret: str, agent: str, service: str, clip: Path,
                      seconds: float) -> None:
-    password = next(p for u, p, *_ in DEMO_USERS if u == agent)
-    a = Connection(url, "/agent", await login(url, agent, password))
-    await a.connect()
-    await a.call("agent:status", {"status": "available"})
-    c = Connection(url, "/customer", mint_customer_token(secret, CUSTOMERS[agent], 600))
-    await c.connect()
-    call_id = (await c.call("call:request", {"service": service}))["call_id"]
-    await next_event(a, "call:offer", call_id=call_id)
-    await a.call("call:accept", {"call_id": call_id})
-    await next_event(c, "call:accepted", call_id=call_id)
-    medias = [SimMedia("customer", video=clip), SimMedia("agent")]
-    await asyncio.gather(medias[0].start(c, call_id), medias[1].start(a, call_id))
+    a, c, call_id, medias = await start_call(url, secret, agent, service, clip)
     await asyncio.sleep(seconds)
     await a.call("call:hangup", {"call_id": call_id})
     for m in medias:

@@ -8,7 +8,7 @@ import {
   evidenceViewer, fmtDistance, mark, signalTitle, stepOf,
 } from "./checks.js";
 import {
-  MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled,
+  MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, showMediaMessage,
 } from "./media.js";
 
 const STATE_NAMES = { offline: "Offline", available: "Available", offered: "Call offered",
@@ -288,11 +288,7 @@ async function declineOffer() {
 
 // ------------------------------------------------------------------ media
 function mediaMessage(title, text, actions = []) {
-  if (!title) { ui.mediaMessage.hidden = true; ui.mediaMessage.replaceChildren(); return; }
-  ui.mediaMessage.replaceChildren(h("strong", {}, title), h("span", {}, text),
-    ...actions.map((a) => h("div", {}, h("button", { type: "button", class: "btn", style: "margin-top:.7rem",
-      "data-testid": a.testid, onclick: a.onClick }, a.label))));
-  ui.mediaMessage.hidden = false;
+  showMediaMessage(ui.mediaMessage, title, text, actions);
 }
 
 async function startMedia() {

@@ -5,7 +5,8 @@ import {
   $, ApiError, api, ask, clearNotice, connectSocket, fmtDuration, fmtWait, h, showNotice,
 } from "./common.js";
 import {
-  MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, stopStream,
+  MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, showMediaMessage,
+  stopStream,
 } from "./media.js";
 import { ACTIONS, actionIcon, stepOf } from "./checks.js";
 
@@ -318,11 +319,7 @@ function startCallView() {
 }
 
 function mediaMessage(title, text, actions = []) {
-  if (!title) { ui.mediaMessage.hidden = true; ui.mediaMessage.replaceChildren(); return; }
-  ui.mediaMessage.replaceChildren(h("strong", {}, title), h("span", {}, text),
-    ...actions.map((a) => h("div", {}, h("button", { type: "button", class: "btn", style: "margin-top:.7rem",
-      "data-testid": a.testid, onclick: a.onClick }, a.label))));
-  ui.mediaMessage.hidden = false;
+  showMediaMessage(ui.mediaMessage, title, text, actions);
 }
 
 function startMedia() {

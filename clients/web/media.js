@@ -1,6 +1,6 @@
 // Camera/microphone access and the WebRTC leg to the hub (non-trickle: the offer carries every
 // ICE candidate; the hub answers in the media:offer acknowledgement).
-import { AckError, ask } from "./common.js";
+import { AckError, ask, h } from "./common.js";
 
 export class MediaAccessError extends Error {
   constructor(code, message) {
@@ -165,4 +165,14 @@ export function attachStream(video, stream) {
   if (video.srcObject !== stream) video.srcObject = stream;
   const p = video.play();
   if (p && p.catch) p.catch(() => { /* autoplay refused: muted previews always play */ });
+}
+
+/** A message over a video area (no camera, reconnecting...) with optional buttons
+ *  ({label, testid, onClick}); without a title the box is hidden. */
+export function showMediaMessage(box, title, text, actions = []) {
+  if (!title) { box.hidden = true; box.replaceChildren(); return; }
+  box.replaceChildren(h("strong", {}, title), h("span", {}, text),
+    ...actions.map((a) => h("div", {}, h("button", { type: "button", class: "btn", style: "margin-top:.7rem",
+      "data-testid": a.testid, onclick: a.onClick }, a.label))));
+  box.hidden = false;
 }
