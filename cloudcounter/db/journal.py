@@ -65,8 +65,9 @@ class DbJournal:
         self._seq.pop(call_id, None)
 
     def _append(self, op: tuple[str, Any]) -> None:
-        if len(self._ops) >= self._max_pending:
-            log.error("journal backlog full (%d operations): database unreachable?", len(self._ops))
+        if len(self._ops) == self._max_pending:  # said once per crossing, not per operation
+            log.error("journal backlog at %d operations: is the database reachable?",
+                      len(self._ops))
         self._ops.append(op)
         self._wake.set()
 
