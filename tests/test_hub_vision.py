@@ -263,6 +263,8 @@ async def test_liveness_passes_when_the_customer_opens_their_mouth(
     assert result["verdict"] == "pass", result
     (only,) = result["details"]["challenges"]
     assert only["action"] == "open_mouth" and only["passed"] and only["seen_at_s"] > 0
+    assert 0.15 <= only["reaction_s"] <= 2.5  # began after the prompt, within the window
+    assert result["details"]["pad"]["verdict"] != "attack", result["details"]["pad"]
     assert (await rig.customer.wait("liveness:done"))["verdict"] == "pass"
     stats = hub.ctx.analysis.calls[rig.call_id].stats
     await rig.close()
@@ -305,7 +307,8 @@ class FakePool:
     def busy(self) -> int:
         return self.others + self._mine
 
-    async def analyse(self, frame: Any, want_descriptor: bool = False) -> FrameAnalysis:
+    async def analyse(self, frame: Any, want_descriptor: bool = False, *,
+                      stream: str | None = None, want_cues: bool = False) -> FrameAnalysis:
         self.submitted += 1
         self._mine += 1
         try:

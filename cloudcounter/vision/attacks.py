@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -124,3 +126,35 @@ def print_frame(still: Image, t: float, seed: int) -> Image:
                 int(70 + 80 * r.random())).astype(np.float32)
     noise = np.random.default_rng(seed * 7919 + int(t * 1000)).normal(0, 2.0, out.shape)
     return np.clip(out + noise, 0, 255).astype(np.uint8)
+
+
+def render_clip(source: Path, target: Path, kind: str, seed: int, *,
+                seconds: float | None = None) -> Path:
+    """Write an attack clip (VP8 WebM, video only) made from ``source``: ``screen`` (the
+    clip re-filmed from a screen) or ``print`` (its first frame printed and moved)."""
+    import fractions
+
+    import av
+
+    from cloudcounter.vision.data import read_clip
+
+    if kind not in ("screen", "print"):
+        raise ValueError(f"unknown attack kind {kind!r}")
+    frames = list(read_clip(source, end_s=seconds))
+    if not frames:
+        raise ValueError(f"{source} has no video frames")
+    height, width = (d // 2 * 2 for d in frames[0].rgb.shape[:2])
+    fps = 30
+    with av.open(str(target), "w", format="webm") as out:
+        stream: Any = out.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", fps
+        stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        for i, f in enumerate(frames):
+            rgb = (screen_frame(f.rgb, f.t, seed) if kind == "screen"
+                   else print_frame(frames[0].rgb, f.t, seed))
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:height, :width]),
+                                                 format="rgb24").reformat(format="yuv420p")
+            picture.pts, picture.time_base = i, fractions.Fraction(1, fps)
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    return target

@@ -59,9 +59,9 @@ class PadConfig:
     #: Parallax score under this with a turn of at least ``min_turn_deg``: a flat surface.
     flat_parallax: float = 0.10
     border_share: float = 0.5
-    moire_db: float = 14.0
-    bands_db: float = 14.0
-    glare: float = 0.02
+    moire_db: float = 31.0
+    bands_db: float = 99.0  # reported, not decided on: no margin on the data
+    glare: float = 0.06
     cue_share: float = 0.3
 
 
@@ -90,32 +90,45 @@ def _peak_db(magnitude: npt.NDArray[np.float64]) -> float:
     return 20.0 * math.log10(float(magnitude.max()) / median + 1e-9)
 
 
+def _spectral_peak(patch: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """(2-D, row-profile) peakiness of a square native-resolution patch, in dB.
+
+    The band is periods of 2.2 to 8 pixels; the harmonics of an 8-pixel grid (video
+    compression blocks) are left out, since every webcam stream has them.
+    """
+    n = patch.shape[0]
+    patch = patch - cv2.GaussianBlur(patch, (0, 0), 2.0)
+    window = np.hanning(n)
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(patch * np.outer(window, window))))
+    yy, xx = np.mgrid[-n // 2:n // 2, -n // 2:n // 2]
+    radius = np.hypot(yy, xx)
+    block = n // 8
+    grid = ((xx % block) == 0) | ((yy % block) == 0)
+    band = (radius >= n / 8) & (radius <= n / 2.2) & ~grid
+    rows = np.abs(np.fft.rfft(patch.mean(axis=1) * window))
+    k = np.arange(len(rows))
+    row_band = rows[(k >= n / 8) & (k <= n / 2.2) & ((k % block) != 0)]
+    return _peak_db(spectrum[band]), _peak_db(row_band)
+
+
 def frame_cues(rgb: Image, grey: Image, box: "FaceBox", points: npt.NDArray[np.float32]
                ) -> FrameCues:
-    height, width = grey.shape[:2]
+    """Screen and print cues of the face in ``box`` (full-frame pixel coordinates)."""
     x0, y0, x1, y1 = box.left, box.top, box.right, box.bottom
-    face = grey[y0:y1, x0:x1]
-    if face.shape[0] < 16 or face.shape[1] < 16:
+    if x1 - x0 < 24 or y1 - y0 < 24:
         return FrameCues(0.0, 0.0, 0.0, 0.0, 0.0)
-    # Moiré: a re-filmed screen's pixel grid beats with the camera's into stripes.
-    patch = cv2.resize(face, (128, 128), interpolation=cv2.INTER_LINEAR).astype(np.float64)
-    patch -= cv2.GaussianBlur(patch, (0, 0), 3.0)
-    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(patch * np.outer(np.hanning(128),
-                                                                    np.hanning(128)))))
-    yy, xx = np.mgrid[-64:64, -64:64]
-    radius = np.hypot(yy, xx)
-    band = spectrum[(radius >= 10) & (radius <= 56)]
-    moire = _peak_db(band)
-    # Refresh bands: a periodic profile of the face's rows.
-    rows = face.mean(axis=1)
-    rows = rows - cv2.GaussianBlur(rows.reshape(-1, 1), (1, 0), 4.0).ravel()
-    row_spec = np.abs(np.fft.rfft(rows * np.hanning(len(rows))))[3:]
-    bands = _peak_db(row_spec) if len(row_spec) > 4 else 0.0
+    # Moiré and refresh bands: a re-filmed screen's pixel grid beats with the camera's,
+    # in stripes of a few pixels, best seen at native resolution in the face's middle.
+    n = 64 if min(x1 - x0, y1 - y0) >= 64 else 32
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    px, py = max(0, cx - n // 2), max(0, cy - n // 2)
+    patch = grey[py:py + n, px:px + n].astype(np.float64)
+    moire, bands = _spectral_peak(patch) if patch.shape == (n, n) else (0.0, 0.0)
     # Glare: specular, near-white and unsaturated pixels on the face.
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
-    specular = (hsv[:, :, 2] >= 245) & (hsv[:, :, 1] <= 40)
-    glare = float(specular.mean())
-    lab = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB)
+    face_rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    hsv = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2HSV)
+    glare = float(((hsv[:, :, 2] >= 245) & (hsv[:, :, 1] <= 40)).mean())
+    lab = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2LAB)
     chroma = float(np.hypot(lab[:, :, 1].std(), lab[:, :, 2].std()))
     return FrameCues(border=_border(grey, box), moire=round(moire, 2), bands=round(bands, 2),
                      glare=round(glare, 4), chroma=round(chroma, 2))

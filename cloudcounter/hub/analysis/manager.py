@@ -122,10 +122,12 @@ class AnalysisManager:
         except Exception as exc:
             log.error("vision pool failed to start: %r", exc)
 
-    async def analyse(self, frame: Image, want_descriptor: bool = False) -> FrameAnalysis:
+    async def analyse(self, frame: Image, want_descriptor: bool = False, *,
+                      stream: str | None = None, want_cues: bool = False) -> FrameAnalysis:
         pool = self.ensure_pool()
         try:
-            return await pool.analyse(frame, want_descriptor)
+            return await pool.analyse(frame, want_descriptor, stream=stream,
+                                      want_cues=want_cues)
         except BrokenProcessPool:
             if self.pool is pool:
                 log.error("a vision worker died; restarting the pool")
