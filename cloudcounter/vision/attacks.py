@@ -47,8 +47,8 @@ class ScreenParams:
 
 def _warp(rgb: Image, corners: np.ndarray, size: tuple[int, int], border: int) -> Image:
     h, w = rgb.shape[:2]
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    matrix = cv2.getPerspectiveTransform(src, np.float32(corners))
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(src, np.asarray(corners, dtype=np.float32))
     return np.asarray(cv2.warpPerspective(rgb, matrix, size, borderMode=cv2.BORDER_CONSTANT,
                                           borderValue=(border, border, border)), np.uint8)
 
@@ -64,7 +64,8 @@ def _plane_corners(w: int, h: int, out_w: int, out_h: int, fill: float, yaw_deg:
     pts = []
     for x, y in ((-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh)):
         x1, z1 = x * math.cos(yaw), -x * math.sin(yaw)
-        y2, z2 = y * math.cos(pitch) - z1 * math.sin(pitch), y * math.sin(pitch) + z1 * math.cos(pitch)
+        y2 = y * math.cos(pitch) - z1 * math.sin(pitch)
+        z2 = y * math.sin(pitch) + z1 * math.cos(pitch)
         z = depth + z2
         pts.append((out_w / 2 + dx + focal * x1 / z, out_h / 2 + dy + focal * y2 / z))
     return np.array(pts, dtype=np.float32)
@@ -74,7 +75,7 @@ def screen_frame(rgb: Image, t: float, seed: int) -> Image:
     """``rgb`` displayed on a screen and re-filmed at time ``t`` (seconds)."""
     p = ScreenParams.draw(seed)
     h, w = rgb.shape[:2]
-    shown = rgb.astype(np.float32)
+    shown: Any = rgb.astype(np.float32)
     # A screen's gamut and black level, then the beat of its pixel grid with the camera's.
     grey = shown.mean(axis=2, keepdims=True)
     shown = 18 + 0.86 * (grey + 0.75 * (shown - grey))
@@ -91,7 +92,7 @@ def screen_frame(rgb: Image, t: float, seed: int) -> Image:
     corners = _plane_corners(shown_u8.shape[1], shown_u8.shape[0], w, h, p.fill, wobble,
                              0.5 * wobble, 6 * math.sin(0.7 * t + seed), 4 * math.cos(0.5 * t))
     background = int(90 + 60 * random.Random(seed).random())
-    out = _warp(shown_u8, corners, (w, h), background).astype(np.float32)
+    out: Any = _warp(shown_u8, corners, (w, h), background).astype(np.float32)
     if p.glare > 0:
         gx = w * (0.5 + 0.25 * math.sin(0.4 * t + seed))
         gy = h * (0.35 + 0.1 * math.cos(0.3 * t))
@@ -107,7 +108,7 @@ def print_frame(still: Image, t: float, seed: int) -> Image:
     vertical axis (to fake head turns, up to about 30 degrees), tilted and bent."""
     r = random.Random(seed)
     h, w = still.shape[:2]
-    paper = still.astype(np.float32) * 0.82 + 30  # flat contrast, paper white
+    paper: Any = still.astype(np.float32) * 0.82 + 30  # flat contrast, paper white
     pad = max(8, w // 14)
     paper = cv2.copyMakeBorder(paper, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
                                value=(235, 235, 228))
@@ -122,7 +123,7 @@ def print_frame(still: Image, t: float, seed: int) -> Image:
     turn = r.uniform(22, 32) * math.sin(2 * math.pi * t / r.uniform(3.0, 4.5) + seed)
     corners = _plane_corners(pw, ph, w, h, r.uniform(0.7, 0.95), turn, r.uniform(-6, 6),
                              8 * math.sin(0.6 * t), 5 * math.cos(0.8 * t))
-    out = _warp(np.clip(bent, 0, 255).astype(np.uint8), corners, (w, h),
+    out: Any = _warp(np.clip(bent, 0, 255).astype(np.uint8), corners, (w, h),
                 int(70 + 80 * r.random())).astype(np.float32)
     noise = np.random.default_rng(seed * 7919 + int(t * 1000)).normal(0, 2.0, out.shape)
     return np.clip(out + noise, 0, 255).astype(np.uint8)

@@ -26,7 +26,13 @@ from cloudcounter.vision.attacks import print_frame, screen_frame
 from cloudcounter.vision.data import faces_dir, faces_more_dir
 from cloudcounter.vision.errors import EnrolmentError
 from cloudcounter.vision.identity import DEFAULT_MATCH_THRESHOLD, compare, enrol
-from cloudcounter.vision.labels import DEFAULT_LABELS, DEFAULT_LABELS_MORE, Dataset, check_file, load
+from cloudcounter.vision.labels import (
+    DEFAULT_LABELS,
+    DEFAULT_LABELS_MORE,
+    Dataset,
+    check_file,
+    load,
+)
 from cloudcounter.vision.liveness import Verdict, pick_challenges, pick_pauses
 from cloudcounter.vision.pad import PadVerdict
 from cloudcounter.vision.quality import quality_problems
