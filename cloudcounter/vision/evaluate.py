@@ -80,11 +80,20 @@ def evaluate_identity(sets: list[Dataset], clips: list[ev.ClipData], threshold: 
         references.setdefault(person, d)
     live_same: list[float] = []
     live_diff: list[float] = []
+    closest: tuple[float, str] = (9.0, "")
+    farthest: tuple[float, str] = (0.0, "")
     for person, ref in references.items():
-        for other, _clip, _t, d in probes:
+        for other, clip_name, t, d in probes:
             if d is ref:
                 continue
-            (live_same if other == person else live_diff).append(compare(ref, d).distance)
+            distance = compare(ref, d).distance
+            pair = f"{person} vs {other} ({clip_name} at {t:.1f} s): {distance:.3f}"
+            if other == person:
+                live_same.append(distance)
+                farthest = max(farthest, (distance, pair))
+            else:
+                live_diff.append(distance)
+                closest = min(closest, (distance, pair))
     def summary(s: list[float], d: list[float]) -> dict[str, Any]:
         return {"frr": _rate(sum(x > threshold for x in s), len(s)),
                 "far": _rate(sum(x <= threshold for x in d), len(d)),
@@ -92,9 +101,32 @@ def evaluate_identity(sets: list[Dataset], clips: list[ev.ClipData], threshold: 
                 "different_min": round(min(d), 3) if d else None,
                 "margin_same": round(threshold - max(s), 3) if s else None,
                 "margin_different": round(min(d) - threshold, 3) if d else None}
+    # As the product decides: the median of 3 consecutive usable frames of a clip.
+    checks_same: list[float] = []
+    checks_diff: list[float] = []
+    by_clip: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for person, clip_name, _t, d in probes:
+        by_clip.setdefault(clip_name, []).append((person, d))
+    for person, ref in references.items():
+        for rows in by_clip.values():
+            for i in range(0, len(rows) - 2, 3):
+                group = rows[i:i + 3]
+                if any(d is ref for _, d in group):
+                    continue
+                median = float(np.median([compare(ref, d).distance for _, d in group]))
+                (checks_same if group[0][0] == person else checks_diff).append(median)
+    sweep = {f"{t:.2f}": {"frames": {"far": _rate(sum(x <= t for x in live_diff), len(live_diff)),
+                                     "frr": _rate(sum(x > t for x in live_same), len(live_same))},
+                          "checks": {"far": _rate(sum(x <= t for x in checks_diff),
+                                                  len(checks_diff)),
+                                     "frr": _rate(sum(x > t for x in checks_same),
+                                                  len(checks_same))}}
+             for t in (0.5, 0.55, 0.6)}
     return {"threshold": threshold, "refused": refused, "photos": summary(same, different),
+            "checks": summary(checks_same, checks_diff), "sweep": sweep,
             "live_frames": {**summary(live_same, live_diff), "people": len(references),
-                            "probes": len(probes)}}
+                            "probes": len(probes), "closest_different": closest[1],
+                            "farthest_same": farthest[1]}}
 
 
 def evaluate_liveness(clips: list[ev.ClipData], fps: float, sets: list[Dataset],
@@ -223,11 +255,20 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"== identity (threshold {idn['threshold']})")
     for name, code in idn["refused"].items():
         print(f"  enrol {name}: refused ({code})")
-    for part in ("photos", "live_frames"):
+    for part in ("photos", "live_frames", "checks"):
         s = idn[part]
         print(f"  {part}: FRR {s['frr']['errors']}/{s['frr']['total']}, "
               f"FAR {s['far']['errors']}/{s['far']['total']}, same-person max "
               f"{s['same_max']}, different-person min {s['different_min']}")
+    live = idn["live_frames"]
+    print(f"  closest different: {live['closest_different']}; farthest same: "
+          f"{live['farthest_same']}")
+    for t, row in idn["sweep"].items():
+        print(f"  threshold {t}: frames FAR {row['frames']['far']['errors']}/"
+              f"{row['frames']['far']['total']} FRR {row['frames']['frr']['errors']}/"
+              f"{row['frames']['frr']['total']}; checks (median of 3) FAR "
+              f"{row['checks']['far']['errors']}/{row['checks']['far']['total']} FRR "
+              f"{row['checks']['frr']['errors']}/{row['checks']['frr']['total']}")
     for res in report["liveness"]:
         print(f"== liveness at {res['fps']:g} fps (frames as the hub scales them)")
         for note in res["notes"]:

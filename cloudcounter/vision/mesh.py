@@ -51,10 +51,23 @@ class FaceMesher:
                                for p in face.landmark[:MESH_POINTS]], dtype=np.float32)
             faces.append(points)
         faces.sort(key=lambda p: float(np.ptp(p[:, 0]) * np.ptp(p[:, 1])), reverse=True)
-        return faces
+        return _distinct(faces)
 
     def close(self) -> None:
         self._graph.close()
+
+
+def _distinct(faces: list[Mesh]) -> list[Mesh]:
+    """Drop a face whose centre lies inside a larger face: in video mode the graph's
+    detector can start a second track on a face it already tracks (seen on a 40-degree
+    head tilt), which would read as a second person."""
+    kept: list[Mesh] = []
+    for face in faces:
+        cx, cy = float(face[:, 0].mean()), float(face[:, 1].mean())
+        if not any(k[:, 0].min() <= cx <= k[:, 0].max() and k[:, 1].min() <= cy <= k[:, 1].max()
+                   for k in kept):
+            kept.append(face)
+    return kept
 
 
 _lock = threading.Lock()
