@@ -50,6 +50,8 @@ class DetectorConfig:
     mouth_delta: float = 0.30
     mouth_hold_s: float = 0.35
     turn_deg: float = 10.0
+    #: A turn stays beyond ``turn_deg`` at least this long (a head shake does not).
+    turn_min_s: float = 0.35
     turn_return: float = 0.35
     turn_hold_s: float = 1.2
     #: A turn must reach ``turn_deg`` this soon after its onset (a drift is slower).
@@ -86,6 +88,7 @@ class _Turn:
     onset: float
     peak: float = 0.0
     since: float = 0.0
+    last_out: float = 0.0  # last sample beyond turn_deg
     samples: int = 1
     fired: bool = False
 
@@ -224,12 +227,14 @@ class ActionDetector:
         if abs(dyaw) < cfg.turn_rest_deg:
             self._still_since = t
         turn = self._turn
-        tilt = abs(droll) > cfg.tilt_roll_deg and abs(droll) > 1.2 * abs(dyaw)
+        # A tilt: the roll changes more than the yaw (during a turn, than its peak yaw).
+        scale = abs(dyaw) if turn is None else max(turn.peak, abs(dyaw))
+        tilt = abs(droll) > cfg.tilt_roll_deg and abs(droll) > 1.2 * scale
         if turn is None:
             if abs(dyaw) >= cfg.turn_deg and not tilt:
                 onset = self._still_since if self._still_since is not None else t
                 if t - onset <= cfg.turn_rise_s:
-                    self._turn = _Turn(1 if dyaw > 0 else -1, onset, abs(dyaw), t)
+                    self._turn = _Turn(1 if dyaw > 0 else -1, onset, abs(dyaw), t, t)
             return []
         along = dyaw * turn.direction
         if tilt or along < -cfg.turn_rest_deg:
@@ -238,13 +243,18 @@ class ActionDetector:
         turn.peak = max(turn.peak, along)
         if along >= cfg.turn_deg:
             turn.samples += 1
+            turn.last_out = t
         action = Action.TURN_LEFT if turn.direction > 0 else Action.TURN_RIGHT
         if turn.fired:
             if along < cfg.turn_deg / 2:
                 self._turn = None  # re-armed
             return []
-        returned = turn.samples >= 2 and along <= turn.peak * (1.0 - cfg.turn_return)
+        returned = (turn.samples >= 2 and turn.last_out - turn.since >= cfg.turn_min_s
+                    and along <= turn.peak * (1.0 - cfg.turn_return))
         held = along >= cfg.turn_deg + cfg.turn_rest_deg and t - turn.since >= cfg.turn_hold_s
+        if along <= turn.peak * (1.0 - cfg.turn_return) and not returned:
+            self._turn = None  # back too soon: a shake or a glitch, not a turn
+            return []
         if returned or held:
             turn.fired = True
             if returned and along < cfg.turn_deg / 2:
