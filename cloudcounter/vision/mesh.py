@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -23,8 +24,10 @@ import numpy.typing as npt
 
 Mesh = npt.NDArray[np.float32]  # (468, 3) pixels
 MESH_POINTS = 468
-#: Video trackers kept per process (one per call stream); the oldest is closed first.
+#: Video trackers kept per process (one per call stream, about 30 MB each); the least
+#: recently used is closed first, and any left idle this long (the call ended).
 MAX_STREAMS = 16
+STREAM_IDLE_S = 30.0
 #: The attention model (eyelids and lips placed more precisely, iris points dropped).
 REFINE = True
 
@@ -71,7 +74,7 @@ def _distinct(faces: list[Mesh]) -> list[Mesh]:
 
 
 _lock = threading.Lock()
-_streams: OrderedDict[str, FaceMesher] = OrderedDict()
+_streams: OrderedDict[str, tuple[FaceMesher, float]] = OrderedDict()
 _still: FaceMesher | None = None
 
 
@@ -83,21 +86,26 @@ def mesher_for(stream: str | None) -> FaceMesher:
             if _still is None:
                 _still = FaceMesher(video=False)
             return _still
-        mesher = _streams.get(stream)
-        if mesher is None:
-            mesher = _streams[stream] = FaceMesher(video=True)
-            while len(_streams) > MAX_STREAMS:
-                _streams.popitem(last=False)[1].close()
+        now = time.monotonic()
+        entry = _streams.get(stream)
+        mesher = entry[0] if entry is not None else FaceMesher(video=True)
+        _streams[stream] = (mesher, now)
         _streams.move_to_end(stream)
+        while _streams:
+            oldest, (other, used) = next(iter(_streams.items()))
+            if len(_streams) <= MAX_STREAMS and now - used <= STREAM_IDLE_S:
+                break
+            del _streams[oldest]
+            other.close()
         return mesher
 
 
 def forget_stream(stream: str) -> None:
     """Close a stream's tracker (the call ended)."""
     with _lock:
-        mesher = _streams.pop(stream, None)
-    if mesher is not None:
-        mesher.close()
+        entry = _streams.pop(stream, None)
+    if entry is not None:
+        entry[0].close()
 
 
 def load() -> None:
