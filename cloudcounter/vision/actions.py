@@ -46,7 +46,7 @@ class DetectorConfig:
     blink_close: float = 0.80
     blink_depth: float = 0.62
     blink_recover: float = 0.5
-    blink_max_s: float = 0.5
+    blink_max_s: float = 0.55
     mouth_delta: float = 0.30
     mouth_hold_s: float = 0.35
     turn_deg: float = 10.0
