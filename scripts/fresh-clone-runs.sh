@@ -67,7 +67,7 @@ for i in $(seq 1 "$runs"); do
   fi
   rc=$?
   secs=$(( $(date +%s) - start ))
-  line=$(grep -E '^=+ .*(passed|failed|error).* in ' "$log" | tail -1 | tr -d '=' | xargs)
+  line=$(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$log" | tail -1 | tr -d '=' | xargs)
   if [ $rc = 0 ]; then
     result=pass; passed=$((passed + 1))
     [ "$keep" = 1 ] || rm -rf "$clone"

@@ -221,7 +221,10 @@ async def test_auto_checks_match_a_still_photo_and_fail_its_liveness(
     hub = await hub_factory(vision_liveness_window_s=2.0)
     rig = await answered_call(hub, "password_reset", obama_still)
     identity = await rig.agent.wait("check:result", kind="identity", timeout=20)
-    assert identity["verdict"] == "match" and identity["details"]["distance"] < 0.5, identity
+    # the product's verdict; the distance of a still (0.44-0.51 seen) against the 0.6 threshold
+    # varies with which frame of the call is compared, so no tighter bound is asserted
+    assert identity["verdict"] == "match", identity
+    assert identity["details"]["distance"] < identity["details"]["threshold"] == 0.6
     progress = await rig.agent.wait("check:progress", timeout=10)
     assert progress["kind"] == "liveness" and progress["index"] == 0 and progress["total"] == 3
     assert progress["passed_so_far"] == 0 and 0 < progress["expires_in_s"] <= 2.0
@@ -322,12 +325,22 @@ class FakeSource:
     def __init__(self) -> None:
         self.frames: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         self.closed = False
+        self.taken = 0  # frames handed to the analysis
+        self.calls = 0  # recv() calls
+        self._calls_at_take = 0
 
     async def recv(self) -> Any:
+        self.calls += 1
         frame = await self.frames.get()
         if frame is None:
             raise TapClosed
+        self.taken += 1
+        self._calls_at_take = self.calls
         return frame
+
+    def handled(self, count: int) -> bool:
+        """``count`` frames were taken and the analysis came back for the next one."""
+        return self.taken == count and self.calls > self._calls_at_take
 
     def close(self) -> None:
         self.closed = True
@@ -352,22 +365,25 @@ class FakeOutlet:
 
 
 async def test_call_analysis_samples_drops_and_alerts_with_a_fake_pool() -> None:
-    """0.6 s of a face, 1 s of none, then the face: ~10 analysed/s, no_face then face_ok;
-    nothing analysed while other calls keep the pool busy."""
-    pool = FakePool(faces=[1, 0])
+    """0.6 s of a face, 1 s of none, then the face, at 30 frames per second of the call's
+    clock: 10 analysed per second, no_face then face_ok; nothing analysed while other calls
+    keep the pool busy. The clock is the test's: each frame is handed over and fully
+    handled before the next, so the counts do not depend on the machine's speed."""
+    pool = FakePool(faces=[1, 0], delay=0)
     source, outlet = FakeSource(), FakeOutlet()
+    now = [100.0]
     config = AnalysisConfig(sampling=SamplingConfig(idle_fps=10), alert_hold_s=0.3, tick_s=0.05)
     analysis = CallAnalysis("call_" + "a" * 16, source, pool, outlet, config,
-                            convert=lambda f: _ready(f))
+                            convert=lambda f: _ready(f), clock=lambda: now[0])
     task = asyncio.create_task(analysis.run())
 
     async def play(seconds: float, pixel: int) -> None:
-        for _ in range(int(seconds * 30)):
-            frame = np.full((4, 4, 3), pixel, np.uint8)
-            if source.frames.full():
-                source.frames.get_nowait()  # like the tap: the oldest goes
-            source.frames.put_nowait(frame)
-            await asyncio.sleep(1 / 30)
+        for _ in range(round(seconds * 30)):
+            now[0] += 1 / 30
+            count = source.taken + 1
+            await source.frames.put(np.full((4, 4, 3), pixel, np.uint8))
+            while not source.handled(count):
+                await asyncio.sleep(0.001)
 
     await play(0.6, 0)
     await play(1.0, 1)
@@ -379,7 +395,7 @@ async def test_call_analysis_samples_drops_and_alerts_with_a_fake_pool() -> None
     await source.frames.put(None)
     await task
     assert source.closed
-    assert 20 <= analysed <= 29, analysed
+    assert abs(analysed - 2.6 * 10) <= 1, analysed  # 2.6 s of video at 10 analysed/s
     alerts = [d["signal"] for e, d in outlet.sent if e == "analysis:alert"]
     assert alerts == ["no_face", "face_ok"]
     assert [k for k, _ in outlet.journal_log].count("analysis.alert") == 2
