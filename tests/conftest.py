@@ -93,6 +93,15 @@ def face_clip(faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_vp8_webm(faces / "video/talking.mp4", target, seconds=6, gop=30)
 
 
+async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate()`` until it holds; fail after ``timeout`` seconds saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 # ------------------------------------------------------------------ settings and hub
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(

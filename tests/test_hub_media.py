@@ -17,11 +17,13 @@ import aiohttp
 import av
 import pytest
 
+from cloudcounter.media.client import ClientPeer
+from cloudcounter.media.sources import PatternVideoTrack
 from cloudcounter.sim.agent import run_agent
 from cloudcounter.sim.client import Connection
 from cloudcounter.sim.customer import run_customer
 from cloudcounter.sim.media import SimMedia
-from tests.conftest import ROOT, Hub
+from tests.conftest import ROOT, Hub, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.vision]
 
@@ -282,3 +284,105 @@ async def test_sequential_calls_leave_no_tasks_or_peers(hub: Hub) -> None:
     assert (await agent_task).calls == 5
     assert hub.ctx.media.segments == {}  # every call's media is closed
     # the autouse fixture then fails the test if any task or peer connection is left
+
+
+class StoppableVideo(PatternVideoTrack):
+    """A camera whose frames stop on ``stop_sending()`` (the peer connection stays up)."""
+
+    def __init__(self) -> None:
+        super().__init__(320, 240)
+        self.sending = asyncio.Event()
+        self.sending.set()
+
+    def stop_sending(self) -> None:
+        self.sending.clear()
+
+    async def recv(self) -> Any:
+        await self.sending.wait()
+        return await super().recv()
+
+
+async def test_video_that_stops_is_restarted_and_both_sides_are_told(hub_factory: Any) -> None:
+    """The customer's camera stops sending although the connection stays up: the hub
+    tells the agent and the customer that the customer's media stalled, asks the customer
+    to renegotiate, and reports the media flowing again once the new leg delivers."""
+    hub = await hub_factory(media_stall_s=1.0, media_start_timeout_s=4.0, media_restarts=2,
+                            vision_workers=0)  # no analysis: only the media matters here
+    agent, cust, call_id = await answered_call(hub)
+    camera = StoppableVideo()
+    first = ClientPeer(audio=None, video=camera)
+    reply = await cust.call("media:offer", {"call_id": call_id, "type": "offer",
+                                            "sdp": await first.offer()})
+    await first.accept(reply["sdp"])
+    media = hub.ctx.media.segments[call_id].media
+    await wait_until(lambda: media.stats().from_customer.video_frames > 10, 10, "video")
+    camera.stop_sending()
+    _, news = await agent.expect("call:media", timeout=10)
+    assert news == {"call_id": call_id, "participant": "customer", "state": "stalled",
+                    "silent_s": news["silent_s"], "restarts": 1}
+    assert news["silent_s"] >= 1.0
+    _, told = await cust.expect("call:media", timeout=5)
+    assert told == news
+    _, restart = await cust.expect("media:restart", timeout=5)
+    assert restart == {"call_id": call_id, "reason": "no_media", "attempt": 1}
+    # the customer's app renegotiates with a new peer connection
+    second = ClientPeer(audio=None, video=PatternVideoTrack(320, 240))
+    reply = await cust.call("media:offer", {"call_id": call_id, "type": "offer",
+                                            "sdp": await second.offer()})
+    await second.accept(reply["sdp"])
+    _, news = await agent.expect("call:media", timeout=10)
+    assert (news["participant"], news["state"]) == ("customer", "flowing")
+    assert (await agent.call("call:hangup", {"call_id": call_id}))["ok"]
+    for peer in (first, second):
+        await peer.close()
+    await cust.close()
+    await agent.close()
+    timeline = [e["kind"] for e in (await hub.call_detail(call_id))["timeline"]]
+    stalled, restarted, restored = (timeline.index(k) for k in (
+        "media.stalled", "media.restart_requested", "media.restored"))
+    assert stalled < restored and restarted < restored
+
+
+async def test_a_leg_closed_before_its_replacement_keeps_the_call(hub_factory: Any) -> None:
+    """A phone switching networks closes its old peer connection and then offers a new
+    one: the call goes on (the hub asks for the new leg and waits for it); a leg that is
+    never replaced ends the call after ``media_start_timeout_s``."""
+    hub = await hub_factory(media_start_timeout_s=3.0, vision_workers=0)
+    agent, cust, call_id = await answered_call(hub)
+    peers: list[ClientPeer] = []
+
+    async def offer() -> ClientPeer:
+        peer = ClientPeer(audio=None, video=PatternVideoTrack(320, 240))
+        peers.append(peer)
+        reply = await cust.call("media:offer", {"call_id": call_id, "type": "offer",
+                                                "sdp": await peer.offer()})
+        assert reply["ok"], reply
+        await peer.accept(reply["sdp"])
+        return peer
+
+    first = await offer()
+    media = hub.ctx.media.segments[call_id].media
+    await wait_until(lambda: media.stats().from_customer.video_frames > 5, 10, "video")
+    await first.close()  # the old connection goes first (DTLS close)
+    _, restart = await cust.expect("media:restart", timeout=10)
+    assert restart["call_id"] == call_id and restart["reason"] == "connection_closed"
+    _, news = await agent.expect("call:media", timeout=5)
+    assert (news["participant"], news["state"]) == ("customer", "stalled")
+    frames = media.stats().from_customer.video_frames
+    await offer()
+    _, news = await agent.expect("call:media", "call:ended", timeout=10)
+    assert news["state"] == "flowing", news  # not ended: restored
+    assert media.stats().from_customer.video_frames > frames
+    # this time nobody replaces the leg: the call ends once the wait is over
+    await peers[-1].close()
+    _, ended = await agent.expect("call:ended", timeout=15)
+    assert ended["call_id"] == call_id and ended["reason"] == "completed"
+    for peer in peers:
+        await peer.close()
+    await cust.close()
+    await agent.close()
+    timeline = [(e["kind"], e["payload"]) for e in (await hub.call_detail(call_id))["timeline"]]
+    kinds = [k for k, _ in timeline]
+    assert kinds.count("media.leg_ended") == 2 and "media.restored" in kinds
+    (end,) = [p for k, p in timeline if k == "call.ended"]
+    assert end.get("cause") == "connection_closed", end

@@ -337,6 +337,25 @@ async function startMedia() {
   });
 }
 
+/** The hub's media health news (call:media): a participant's media stopped reaching the
+ *  hub, or flows again. The hub asks that participant's app to reconnect its video. */
+function onMediaNews(m) {
+  if (!st.call || st.call.id !== m.call_id) return;
+  document.body.dataset.mediaHealth = `${m.participant}:${m.state}`;
+  if (m.state === "stalled" && m.participant === "customer") {
+    mediaMessage("The customer's video is not reaching the hub",
+      "Their app is reconnecting the video. If it does not come back, ask them to check their connection.");
+  } else if (m.state === "stalled") {
+    mediaMessage("Your video is not reaching the hub", "Reconnecting your video…");
+  } else if (m.state === "flowing" && mediaConnected()) {
+    mediaMessage(null);
+  }
+}
+
+function mediaConnected() {
+  return st.call && st.call.mediaState === "connected";
+}
+
 function endCallMedia() {
   if (st.call && st.call.leg) { const l = st.call.leg; st.call.leg = null; l.close(); }
   ui.remote.srcObject = null;
@@ -903,6 +922,8 @@ function connect() {
   socket.on("check:progress", onCheckProgress);
   socket.on("check:result", onCheckResult);
   socket.on("analysis:alert", onAnalysisAlert);
+  socket.on("call:media", onMediaNews);
+  socket.on("media:restart", (m) => { if (st.call && st.call.id === m.call_id) startMedia(); });
   socket.on("session:replaced", () => {
     st.kickedOut = true;
     endCallMedia();

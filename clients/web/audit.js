@@ -137,9 +137,10 @@ let listSeq = 0;
 async function loadList(offset = 0) {
   st.offset = offset;
   const seq = ++listSeq; // a slower earlier answer must not replace a newer one
+  const params = query(offset);
   let data;
   try {
-    data = await api(`/api/calls?${query(offset)}`);
+    data = await api(`/api/calls?${params}`);
   } catch (e) {
     if (seq !== listSeq) return undefined;
     return apiFailed(e, "The call list could not be loaded");
@@ -148,7 +149,12 @@ async function loadList(offset = 0) {
   clearNotice(ui.notice);
   st.total = data.total || 0;
   const rows = (data.calls || []).map(callRow);
+  // a refreshed list keeps the keyboard focus on the same call
+  const focused = document.activeElement && ui.rows.contains(document.activeElement)
+    ? document.activeElement.closest("[data-call-id]") : null;
   ui.rows.replaceChildren(...rows);
+  if (focused) rows.find((r) => r.dataset.callId === focused.dataset.callId)?.focus();
+  document.body.dataset.listQuery = params.get("q") || "";  // what the list shows
   ui.empty.hidden = rows.length > 0;
   ui.count.textContent = `${st.total} call${st.total === 1 ? "" : "s"}`;
   ui.pageInfo.textContent = st.total ? `${offset + 1}–${offset + rows.length} of ${st.total}` : "";

@@ -228,6 +228,19 @@ function wireSocket(socket) {
     startCallView();
   });
   socket.on("liveness:challenge", showChallenge);
+  socket.on("media:restart", (m) => {  // the hub receives nothing from us: new connection
+    if (st.call && m.call_id === st.call.id && document.body.dataset.view === "call") startMedia();
+  });
+  socket.on("call:media", (m) => {
+    if (!st.call || m.call_id !== st.call.id || document.body.dataset.view !== "call") return;
+    document.body.dataset.mediaHealth = `${m.participant}:${m.state}`;
+    if (m.state === "stalled") {
+      mediaMessage(m.participant === "customer" ? "Your video is not reaching your adviser"
+        : "Your adviser's video has stopped", "Reconnecting the video…");
+    } else if (m.state === "flowing" && st.call.mediaState === "connected") {
+      mediaMessage(null);
+    }
+  });
   socket.on("liveness:done", livenessDone);
   socket.on("call:state", (m) => {
     clearTimeout(st.stateCheck);

@@ -177,6 +177,7 @@ def test_auditor_finds_and_replays_the_call(hub: HubProcess, browser_factory: An
 
     page.get_by_test_id("search-query").fill("Barack")
     page.get_by_test_id("search-submit").click()
+    page.wait_for_selector("body[data-list-query=Barack]")  # the search's answer is shown
     row = page.locator(f"[data-testid=recording-row][data-call-id='{first_call.call_id}']")
     row.wait_for()
     assert "Card-loss report" in row.inner_text()
