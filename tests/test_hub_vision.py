@@ -85,7 +85,9 @@ class Client:
         self.conn = conn
         self.log: list[tuple[str, dict[str, Any]]] = []
 
-    async def wait(self, name: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
+    async def wait(self, name: str, timeout: float = 45.0, **match: Any) -> dict[str, Any]:
+        """The next ``name`` event matching ``match``. The generous default covers a vision
+        pool that is still loading its models on a busy machine."""
         for event, data in self.log:
             if event == name and all(data.get(k) == v for k, v in match.items()):
                 self.log.remove((event, data))
@@ -138,7 +140,7 @@ async def answered_call(hub: Hub, service: str, video: Path | None, *, agent: st
     return Rig(call_id, a, c, medias)
 
 
-async def video_arrived(hub: Hub, call_id: str, timeout: float = 10.0) -> None:
+async def video_arrived(hub: Hub, call_id: str, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -220,20 +222,20 @@ async def test_auto_checks_match_a_still_photo_and_fail_its_liveness(
     """password_reset runs identity then liveness on its own; a photo matches but is not alive."""
     hub = await hub_factory(vision_liveness_window_s=2.0)
     rig = await answered_call(hub, "password_reset", obama_still)
-    identity = await rig.agent.wait("check:result", kind="identity", timeout=20)
+    identity = await rig.agent.wait("check:result", kind="identity", timeout=60)
     # the product's verdict; the distance of a still (0.44-0.51 seen) against the 0.6 threshold
     # varies with which frame of the call is compared, so no tighter bound is asserted
     assert identity["verdict"] == "match", identity
     assert identity["details"]["distance"] < identity["details"]["threshold"] == 0.6
-    progress = await rig.agent.wait("check:progress", timeout=10)
+    progress = await rig.agent.wait("check:progress", timeout=30)
     assert progress["kind"] == "liveness" and progress["index"] == 0 and progress["total"] == 3
     assert progress["passed_so_far"] == 0 and 0 < progress["expires_in_s"] <= 2.0
-    challenge = await rig.customer.wait("liveness:challenge", timeout=5)
+    challenge = await rig.customer.wait("liveness:challenge", timeout=30)
     assert challenge["action"] == progress["action"] and challenge["prompt"]
-    liveness = await rig.agent.wait("check:result", kind="liveness", timeout=10)
+    liveness = await rig.agent.wait("check:result", kind="liveness", timeout=30)
     assert liveness["verdict"] == "fail" and liveness["details"]["reason"] == "timeout"
     assert [c["passed"] for c in liveness["details"]["challenges"]] == [False] * 3
-    assert (await rig.customer.wait("liveness:done", timeout=5))["verdict"] == "fail"
+    assert (await rig.customer.wait("liveness:done", timeout=30))["verdict"] == "fail"
     await rig.close()
     events = await timeline(hub, rig.call_id)
     requested = [e for e in events if e["kind"] == "check.requested"]
@@ -262,7 +264,7 @@ async def test_liveness_passes_when_the_customer_opens_their_mouth(
     assert progress["action"] == "open_mouth" and progress["total"] == 1
     challenge = await rig.customer.wait("liveness:challenge")
     assert challenge["prompt"] == "Open your mouth" and challenge["index"] == 0
-    result = await rig.agent.wait("check:result", check_id=ack["check_id"], timeout=15)
+    result = await rig.agent.wait("check:result", check_id=ack["check_id"], timeout=45)
     assert result["verdict"] == "pass", result
     (only,) = result["details"]["challenges"]
     assert only["action"] == "open_mouth" and only["passed"] and only["seen_at_s"] > 0

@@ -77,7 +77,9 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION})
+    analysis = request.app[CTX].analysis
+    return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION,
+                              "vision": analysis.state if analysis is not None else "off"})
 
 
 @routes.get("/api/services")

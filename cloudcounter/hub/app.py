@@ -91,6 +91,8 @@ def create_app(settings: Settings) -> web.Application:
         ctx.analysis = manager
         if manager is not None:
             getattr(ctx.media, "listeners", []).append(manager)
+            if settings.vision_prestart:
+                manager.ensure_pool()  # its workers load the models in the background
         yield
         if manager is not None:
             await manager.stop()

@@ -77,6 +77,7 @@ class Settings:
     media_start_timeout_s: float = 10.0
     media_restarts: int = 2
     vision_workers: int = 1
+    vision_prestart: bool = True
     vision_idle_fps: float = 3.0
     vision_challenge_fps: float = 20.0
     vision_drift_interval_s: float = 5.0

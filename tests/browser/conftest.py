@@ -191,17 +191,21 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
                                 stdout=out, stderr=subprocess.STDOUT)
     h = HubProcess(f"http://127.0.0.1:{port}", env, log)
     try:
-        deadline = time.monotonic() + 30
+        # ready = serving, and its vision worker has loaded the models (as in production,
+        # where the pool starts with the hub)
+        deadline = time.monotonic() + 90
+        health: Any = None
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"the hub exited with {proc.returncode}:\n{h.log_tail()}")
             try:
-                if h.get("/healthz").get("ok"):
+                health = h.get("/healthz")
+                if health.get("ok") and health.get("vision") == "ready":
                     break
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the hub did not answer /healthz within 30 s:\n{h.log_tail()}")
+                pytest.fail(f"the hub was not ready within 90 s ({health}):\n{h.log_tail()}")
             time.sleep(0.2)
         yield h
     finally:
