@@ -198,6 +198,9 @@ class HubMedia:
         silent = round(verdict.silent_s, 1)
         if verdict.changed:
             kind = "media.stalled" if verdict.state is FlowState.STALLED else "media.restored"
+            log.warning("call %s: %s's media %s (%.1f s without)", seg.call_id, role,
+                        "stalled" if verdict.state is FlowState.STALLED else "flows again",
+                        silent)
             self.ctx.journal.event(seg.call_id, "system", kind, {
                 "participant": role, "segment": seg.number, "silent_s": silent})
         if verdict.restart:
@@ -244,6 +247,8 @@ class HubMedia:
         watch.restarts += 1
         self.ctx.journal.event(call_id, "system", "media.leg_ended", {
             "participant": role, "segment": seg.number, "reason": reason.value})
+        log.warning("call %s: %s's leg ended (%s); waiting for a new one", call_id, role,
+                    reason.value)
         self._spawn(self._await_replacement(seg, role, reason, was is not FlowState.STALLED),
                     f"media-replace-{call_id}-{role}")
 

@@ -39,6 +39,22 @@ BASE_ARGS = [
 ]
 
 
+_HUB_LOGS: list[Path] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing browser test shows what the hub logged (media stalls, errors)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _HUB_LOGS:
+        try:
+            lines = _HUB_LOGS[-1].read_text(errors="replace").splitlines()[-80:]
+        except OSError:
+            return
+        report.sections.append(("hub log (last 80 lines)", "\n".join(lines)))
+
+
 def missing(reason: str) -> None:
     """A missing prerequisite skips the browser tests, except on CI where it fails them."""
     if CI:
@@ -186,6 +202,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
                               text=True, timeout=120)
         assert done.returncode == 0, f"cloudcounter {' '.join(cmd)} failed:\n{done.stderr}"
     log = tmp / "hub.log"
+    _HUB_LOGS.append(log)
     with log.open("wb") as out:
         proc = subprocess.Popen([str(CLI), "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
