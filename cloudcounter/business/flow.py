@@ -65,6 +65,8 @@ class StepRun:
                                "state": self.state.value}
         if s.options:
             out["options"] = [{"value": o.value, "label": o.label} for o in s.options]
+        if s.concern_if:
+            out["concern_if"] = list(s.concern_if)
         if self.missing:
             out["missing_facts"] = list(self.missing)
         if self.state is not StepState.OPEN:

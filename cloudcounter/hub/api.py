@@ -117,7 +117,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
-    ident = staff(request, "agent", "auditor", "admin")
+    ident = staff(request, "agent", "auditor", "admin", "lead")
     return web.json_response({"username": ident.username, "role": ident.role,
                               "display_name": ident.display_name, "skills": list(ident.skills)})
 
@@ -139,8 +139,10 @@ async def demo_customer_token(request: web.Request) -> web.Response:
         raise NotFound("demo mode is off", code="demo_disabled")
     req: DemoToken = await body(request, DemoToken)
     await repo.get_customer(ctx.sm, req.customer_id)
+    from cloudcounter.hub.demo import DEMO_SUBJECTS
     token = mint_customer_token(ctx.settings.customer_token_secret, req.customer_id,
-                                ctx.settings.customer_token_ttl_s)
+                                ctx.settings.customer_token_ttl_s,
+                                subject=DEMO_SUBJECTS.get(req.customer_id))
     return web.json_response({"token": token})
 
 
