@@ -434,7 +434,9 @@ class FlowService:
             now = self.clock()
             skips = f.apply_wrapup(plan, f.agent_actor, now)
             try:
-                await self.store.record_skips(call_id, skips)
+                if skips:
+                    await self.port.call_row()
+                    await self.store.record_skips(call_id, skips)
             except Exception:  # the wrap-up is done and its details are on the timeline
                 log.exception("call %s: skipped steps not stored", call_id)
             a = f.withdraw_approval()

@@ -203,6 +203,9 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
 async def approval(conn: Connection, runner: ScriptRunner, wait: float,
                    res: AgentResult) -> None:
     """At risk level high, ask a team lead and wait for the decision."""
+    snap = await conn.call("flow:snapshot", {"call_id": runner.call_id})
+    if snap.get("ok"):
+        runner.flow = snap["flow"]
     risk = runner.flow.get("risk") or {}
     if wait <= 0 or risk.get("level") != "high" or runner.flow.get("approval_valid"):
         return

@@ -39,12 +39,14 @@ class Connection:
     """One Socket.IO connection to a namespace, with typed-ish helpers."""
 
     def __init__(self, url: str, namespace: str, token: str,
-                 protocol: int | str = PROTOCOL_TEXT) -> None:
+                 protocol: int | str = PROTOCOL_TEXT,
+                 http: aiohttp.ClientSession | None = None) -> None:
         self.url = url
         self.namespace = namespace
         self.token = token
         self.protocol = protocol
-        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False,
+                                        http_session=http)
         self.events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
         async def catch_all(event: str, data: Any = None) -> None:
