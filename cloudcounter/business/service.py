@@ -95,7 +95,7 @@ class FlowService:
             ANALYSIS_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._analysis_loop(), name="flows-analysis"),
                        asyncio.create_task(self._tick_loop(), name="flows-tick")]
@@ -108,7 +108,7 @@ class FlowService:
                 await t
         self._tasks = []
 
-    # -- the call's life ---------------------------------------------------------------------
+    # -- the call's life -----------------------------------------------------------------------
     def call_requested(self, call_id: str, customer_id: str, service: str,
                        subject: dict[str, Any] | None, address: str | None,
                        prompts: bool) -> None:
@@ -225,7 +225,7 @@ class FlowService:
             self.port.call_updated(call_id, business_state=_business(f))
             await self._push(call)
 
-    # -- agent actions ---------------------------------------------------------------------------
+    # -- agent actions -------------------------------------------------------------------------
     def _agent_call(self, call_id: str, agent_id: int) -> _Call:
         call = self.calls.get(call_id)
         if call is None or call.flow.agent_id != agent_id or call.flow.state is FlowState.CLOSED:
@@ -281,7 +281,7 @@ class FlowService:
             await self._push(call)
             return {"risk": f.assessment.to_dict() if f.assessment else None}
 
-    # -- the customer's answers -------------------------------------------------------------------
+    # -- the customer's answers ----------------------------------------------------------------
     async def customer_answer(self, call_id: str, customer_id: str, prompt_id: str,
                               step_id: str, sha256: str, answer: str) -> dict[str, Any]:
         call = self.calls.get(call_id)
@@ -295,7 +295,7 @@ class FlowService:
             return {"step_id": step_id, "answer": answer,
                     "state": f.steps[step_id].state.value}
 
-    # -- analysis results ------------------------------------------------------------------------
+    # -- analysis results ----------------------------------------------------------------------
     def analysis_event(self, call_id: str, kind: str, payload: dict[str, Any]) -> None:
         """From the in-call analysis (synchronous: queued for the flows' task)."""
         if kind not in ("check.result", "analysis.alert") or call_id not in self.calls:
@@ -354,7 +354,7 @@ class FlowService:
                 except Exception:
                     log.exception("call %s: risk tick failed", call_id)
 
-    # -- maker-checker -----------------------------------------------------------------------------
+    # -- maker-checker -------------------------------------------------------------------------
     async def request_approval(self, call_id: str, agent_id: int,
                                note: str) -> dict[str, Any]:
         call = self._agent_call(call_id, agent_id)
@@ -416,7 +416,7 @@ class FlowService:
                 "live": f.live,
                 "current_risk": f.assessment.to_dict() if f.assessment else None}
 
-    # -- wrap-up --------------------------------------------------------------------------------------
+    # -- wrap-up -------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def wrapping_up(self, call_id: str, agent_id: int, outcome: str,
                           skip_reason: str | None) -> AsyncIterator[WrapupPlan | None]:
@@ -454,7 +454,7 @@ class FlowService:
             for a in call.flow.approvals:
                 self._approvals.pop(a.approval_id, None)
 
-    # -- recording a change ------------------------------------------------------------------------
+    # -- recording a change --------------------------------------------------------------------
     async def _record(self, call: _Call, change: StepChange) -> None:
         f = call.flow
         call_id = f.call_id

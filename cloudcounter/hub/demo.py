@@ -92,7 +92,7 @@ async def seed(sm: async_sessionmaker, faces_dir: Path) -> list[str]:
     for path in sorted(SCRIPTS_DIR.glob("*.yaml")):
         service = path.stem
         if await store.current_script(service) is None:
-            data = await asyncio.to_thread(lambda p=path: yaml.safe_load(p.read_text()))
+            data = yaml.safe_load(await asyncio.to_thread(path.read_text))
             script = await store.import_script(service, data, "demo:seed",
                                                "seeded by cloudcounter demo seed")
             created.append(f"script {service} v{script.version} ({len(script.steps)} steps)")
