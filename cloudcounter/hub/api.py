@@ -18,7 +18,7 @@ from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.http_auth import LoginThrottle, require_staff
 from cloudcounter.signaling.namespaces import SESSION_COOKIE
 from cloudcounter.signaling.edge import schema_problems
-from cloudcounter.signaling.schemas import PROTOCOL_VERSION
+from cloudcounter.signaling.schemas import PROTOCOL_TEXT, PROTOCOL_VERSION
 
 CTX: web.AppKey[HubContext] = web.AppKey("ctx", HubContext)
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
@@ -77,7 +77,8 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION})
+    return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION,
+                              "protocol_version": PROTOCOL_TEXT})
 
 
 @routes.get("/api/services")

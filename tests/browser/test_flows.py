@@ -87,6 +87,8 @@ def scripted_call(hub: HubProcess, browser_factory: Any) -> Iterator[ScriptedCal
     rec.prompt_text = customer.get_by_test_id("prompt-text").inner_text()
     customer.wait_for_timeout(1500)  # the customer reads it aloud (inside the recordings)
     screenshot(customer, "customer-statement")
+    agent.evaluate("window.scrollTo(0, 0)")
+    screenshot(agent, "agent-script")
     customer.get_by_test_id("prompt-answer-confirm").click()
     done(agent, "statement")
     customer.wait_for_selector("[data-testid=prompt]", state="hidden")
@@ -102,7 +104,6 @@ def scripted_call(hub: HubProcess, browser_factory: Any) -> Iterator[ScriptedCal
     agent.wait_for_selector("[data-testid=flow-banner][data-kind=ready]")
     rec.banner = agent.get_by_test_id("flow-banner").inner_text()
     rec.risk_level = str(agent.get_by_test_id("risk-level").get_attribute("data-level"))
-    screenshot(agent, "agent-script")
 
     agent.get_by_test_id("hangup-button").click()
     customer.wait_for_selector("body[data-view=ended]")
