@@ -56,8 +56,9 @@ async def test_queue_order_under_mixed_priorities(hub: Hub) -> None:
         offered.append(offer["customer"]["id"])
         assert (await agent.call("call:accept", {"call_id": offer["call_id"]}))["ok"]
         assert (await agent.call("call:hangup", {"call_id": offer["call_id"]}))["ok"]
-        assert (await agent.call("call:wrapup", {"call_id": offer["call_id"],
-                                                 "outcome": "resolved"}))["ok"]
+        assert (await agent.call("call:wrapup", {  # no business done: skipped, with reason
+            "call_id": offer["call_id"], "outcome": "resolved",
+            "skip_reason": "queue-order test"}))["ok"]
     assert offered == ["cus_demo_joe", "cus_demo_eileen", "cus_demo_barack"]
     for c, _ in conns.values():
         await c.close()

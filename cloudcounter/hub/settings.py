@@ -62,6 +62,7 @@ class Settings:
     recordings_dir: Path = Path("var/recordings")
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     media_host_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    trusted_proxies: frozenset[str] = frozenset()
     queue_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 64
@@ -164,6 +165,8 @@ def _convert(name: str, type_: Any, raw: str) -> Any:
         return _ice_servers(raw)
     if name == "media_host_addresses":
         return _str_list(raw)
+    if name == "trusted_proxies":
+        return frozenset(_str_list(raw))
     if t == "bool":
         return _bool(raw)
     if t == "int":

@@ -64,6 +64,8 @@ class HubOutlet:
 
     def journal(self, actor: str, kind: str, payload: dict[str, Any]) -> None:
         self.ctx.journal.event(self.call_id, actor, kind, payload)
+        # check results complete script steps and feed the risk engine
+        self.ctx.flows.analysis_event(self.call_id, kind, payload)
 
     async def to_agent(self, event: str, data: dict[str, Any]) -> None:
         if self.agent_id is not None:
