@@ -38,9 +38,10 @@ from cloudcounter.media import seam  # noqa: E402
 from cloudcounter.media.call import CallMedia  # noqa: E402
 from cloudcounter.media.client import ClientPeer  # noqa: E402
 from cloudcounter.media.sources import EncodedFilePlayer, prepare_vp8_webm  # noqa: E402
+from cloudcounter.vision.data import faces_dir  # noqa: E402
 
 LOOPBACK = ["127.0.0.1"]
-DEFAULT_SOURCE = Path("/work/shared/data/faces/video/talking.mp4")
+DEFAULT_SOURCE = faces_dir() / "video" / "talking.mp4"  # CLOUDCOUNTER_FACES_DIR
 
 
 # -- the client process: customers and agents ----------------------------------------

@@ -378,8 +378,10 @@ class Worker:
                                timeout=10)
             if not r.get("ok"):
                 a.hangup_error = r.get("error", {}).get("code", "?")
+            # signalling only: no script steps are done, so resolving needs a skip reason
             r = await sio.call("call:wrapup", {"call_id": call_id, "outcome": "resolved",
-                                               "notes": "", "then": "available"},
+                                               "notes": "", "then": "available",
+                                               "skip_reason": "load test"},
                                namespace="/agent", timeout=10)
             if not r.get("ok"):  # wrap_up_s=0: the hub's timer may have ended it first
                 a.wrapup_error = r.get("error", {}).get("code", "?")

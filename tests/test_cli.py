@@ -103,3 +103,61 @@ def test_demo_seed_is_idempotent(db: Path) -> None:
     assert first.returncode == 0 and "user alice (agent)" in first.stdout
     again = cli(db, "demo", "seed")
     assert again.returncode == 0 and "already present" in again.stdout
+
+
+def test_service_scripts_export_edit_import_as_new_versions(db: Path) -> None:
+    assert cli(db, "demo", "seed").returncode == 0
+    out = db / "card_loss.yaml"
+    r = cli(db, "service", "script", "export", "card_loss", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith("# card_loss script version 1") and "kind: confirm_statement" in text
+    # a bank changes the statement: version 2
+    out.write_text(text.replace("block it now", "block it immediately"))
+    r = cli(db, "service", "script", "import", "card_loss", str(out), "--note", "wording")
+    assert r.returncode == 0 and "version 2 is current" in r.stdout, r.stderr
+    # the same content again adds no version
+    r = cli(db, "service", "script", "import", "card_loss", str(out))
+    assert "version 2 is current" in r.stdout
+    listing = cli(db, "service", "script", "list", "card_loss").stdout.splitlines()
+    assert [line.split()[0] for line in listing] == ["v1", "v2"] and "(wording)" in listing[1]
+    # invalid files: a clear error, nothing imported
+    bad = db / "bad.yaml"
+    for content, fragment in [
+        ("title: X\nsteps:\n  - {id: a, kind: teleport, text: x}\n", "steps.0.kind"),
+        ("title: X\nsteps:\n  - {id: a, kind: action}\n", "steps.0.text"),
+        ("title: X\nsteps:\n  - {id: a, kind: action, text: x}\n  - {id: a, kind: action, "
+         "text: y}\n", "duplicate step id 'a'"),
+        ("title: [unclosed\n", "not valid YAML"),
+    ]:
+        bad.write_text(content)
+        r = cli(db, "service", "script", "import", "card_loss", str(bad))
+        assert r.returncode == 2 and fragment in r.stderr, (content, r.stderr)
+    r = cli(db, "service", "script", "import", "no_such_service", str(out))
+    assert r.returncode == 2 and "not 'no_such_service'" in r.stderr
+    assert len(cli(db, "service", "script", "list", "card_loss").stdout.splitlines()) == 2
+    r = cli(db, "service", "script", "export", "card_loss", "-", "--version", "1")
+    assert "block it now" in r.stdout
+
+
+def test_risk_rules_and_account_changes_and_leads(db: Path) -> None:
+    out = db / "rules.yaml"
+    assert cli(db, "risk", "rules", "export", str(out)).returncode == 0
+    assert "takeover_pattern" in out.read_text()
+    out.write_text(out.read_text().replace("weight: 45", "weight: 55"))
+    r = cli(db, "risk", "rules", "import", str(out))
+    assert r.returncode == 0 and "version 2 are current" in r.stdout, r.stderr
+    out.write_text("thresholds: {medium: 5, high: 1, block: 9}\nrules: []\n")
+    r = cli(db, "risk", "rules", "import", str(out))
+    assert r.returncode == 2 and "must rise" in r.stderr
+    assert cli(db, "demo", "seed").returncode == 0
+    r = cli(db, "customer", "change", "cus_demo_barack", "--kind", "phone", "--at", "2026-01-02")
+    assert r.returncode == 0 and "2026-01-02" in r.stdout, r.stderr
+    r = cli(db, "customer", "change", "cus_nobody", "--kind", "phone")
+    assert r.returncode == 2 and "no customer" in r.stderr
+    r = cli(db, "user", "add", "--role", "lead", "--username", "lena", "--password",
+            "lena-lead-pass-1")
+    assert r.returncode == 0 and "(lead)" in r.stdout, r.stderr
+    r = cli(db, "user", "add", "--role", "lead", "--username", "lars", "--password",
+            "lars-lead-pass-1", "--skills", "cards")
+    assert r.returncode == 2 and "only agents have skills" in r.stderr

@@ -72,7 +72,8 @@ async def test_migrations_create_the_catalogue(sm) -> None:  # type: ignore[no-u
     services = await repo.list_services(sm)
     assert {s.code for s in services} == {"card_loss", "password_reset", "contact_change",
                                           "large_transfer", "car_loan"}
-    assert await repo.known_skills(sm) == {"cards", "security", "accounts", "payments", "loans"}
+    assert await repo.known_skills(sm) == {"cards", "security", "accounts", "payments", "loans",
+                                          "senior"}
 
 
 async def test_migrations_go_down_and_up_again(db_url: str, sm) -> None:  # type: ignore[no-untyped-def]

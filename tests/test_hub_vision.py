@@ -85,7 +85,9 @@ class Client:
         self.conn = conn
         self.log: list[tuple[str, dict[str, Any]]] = []
 
-    async def wait(self, name: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
+    async def wait(self, name: str, timeout: float = 45.0, **match: Any) -> dict[str, Any]:
+        """The next ``name`` event matching ``match``. The generous default covers a vision
+        pool that is still loading its models on a busy machine."""
         for event, data in self.log:
             if event == name and all(data.get(k) == v for k, v in match.items()):
                 self.log.remove((event, data))
@@ -138,7 +140,7 @@ async def answered_call(hub: Hub, service: str, video: Path | None, *, agent: st
     return Rig(call_id, a, c, medias)
 
 
-async def video_arrived(hub: Hub, call_id: str, timeout: float = 10.0) -> None:
+async def video_arrived(hub: Hub, call_id: str, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -220,17 +222,20 @@ async def test_auto_checks_match_a_still_photo_and_fail_its_liveness(
     """password_reset runs identity then liveness on its own; a photo matches but is not alive."""
     hub = await hub_factory(vision_liveness_window_s=2.0)
     rig = await answered_call(hub, "password_reset", obama_still)
-    identity = await rig.agent.wait("check:result", kind="identity", timeout=20)
-    assert identity["verdict"] == "match" and identity["details"]["distance"] < 0.5, identity
-    progress = await rig.agent.wait("check:progress", timeout=10)
+    identity = await rig.agent.wait("check:result", kind="identity", timeout=60)
+    # the product's verdict; the distance of a still (0.44-0.51 seen) against the 0.6 threshold
+    # varies with which frame of the call is compared, so no tighter bound is asserted
+    assert identity["verdict"] == "match", identity
+    assert identity["details"]["distance"] < identity["details"]["threshold"] == 0.6
+    progress = await rig.agent.wait("check:progress", timeout=30)
     assert progress["kind"] == "liveness" and progress["index"] == 0 and progress["total"] == 3
     assert progress["passed_so_far"] == 0 and 0 < progress["expires_in_s"] <= 2.0
-    challenge = await rig.customer.wait("liveness:challenge", timeout=5)
+    challenge = await rig.customer.wait("liveness:challenge", timeout=30)
     assert challenge["action"] == progress["action"] and challenge["prompt"]
-    liveness = await rig.agent.wait("check:result", kind="liveness", timeout=10)
+    liveness = await rig.agent.wait("check:result", kind="liveness", timeout=30)
     assert liveness["verdict"] == "fail" and liveness["details"]["reason"] == "timeout"
     assert [c["passed"] for c in liveness["details"]["challenges"]] == [False] * 3
-    assert (await rig.customer.wait("liveness:done", timeout=5))["verdict"] == "fail"
+    assert (await rig.customer.wait("liveness:done", timeout=30))["verdict"] == "fail"
     await rig.close()
     events = await timeline(hub, rig.call_id)
     requested = [e for e in events if e["kind"] == "check.requested"]
@@ -259,7 +264,7 @@ async def test_liveness_passes_when_the_customer_opens_their_mouth(
     assert progress["action"] == "open_mouth" and progress["total"] == 1
     challenge = await rig.customer.wait("liveness:challenge")
     assert challenge["prompt"] == "Open your mouth" and challenge["index"] == 0
-    result = await rig.agent.wait("check:result", check_id=ack["check_id"], timeout=15)
+    result = await rig.agent.wait("check:result", check_id=ack["check_id"], timeout=45)
     assert result["verdict"] == "pass", result
     (only,) = result["details"]["challenges"]
     assert only["action"] == "open_mouth" and only["passed"] and only["seen_at_s"] > 0
@@ -325,12 +330,22 @@ class FakeSource:
     def __init__(self) -> None:
         self.frames: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         self.closed = False
+        self.taken = 0  # frames handed to the analysis
+        self.calls = 0  # recv() calls
+        self._calls_at_take = 0
 
     async def recv(self) -> Any:
+        self.calls += 1
         frame = await self.frames.get()
         if frame is None:
             raise TapClosed
+        self.taken += 1
+        self._calls_at_take = self.calls
         return frame
+
+    def handled(self, count: int) -> bool:
+        """``count`` frames were taken and the analysis came back for the next one."""
+        return self.taken == count and self.calls > self._calls_at_take
 
     def close(self) -> None:
         self.closed = True
@@ -355,22 +370,25 @@ class FakeOutlet:
 
 
 async def test_call_analysis_samples_drops_and_alerts_with_a_fake_pool() -> None:
-    """0.6 s of a face, 1 s of none, then the face: ~10 analysed/s, no_face then face_ok;
-    nothing analysed while other calls keep the pool busy."""
-    pool = FakePool(faces=[1, 0])
+    """0.6 s of a face, 1 s of none, then the face, at 30 frames per second of the call's
+    clock: 10 analysed per second, no_face then face_ok; nothing analysed while other calls
+    keep the pool busy. The clock is the test's: each frame is handed over and fully
+    handled before the next, so the counts do not depend on the machine's speed."""
+    pool = FakePool(faces=[1, 0], delay=0)
     source, outlet = FakeSource(), FakeOutlet()
+    now = [100.0]
     config = AnalysisConfig(sampling=SamplingConfig(idle_fps=10), alert_hold_s=0.3, tick_s=0.05)
     analysis = CallAnalysis("call_" + "a" * 16, source, pool, outlet, config,
-                            convert=lambda f: _ready(f))
+                            convert=lambda f: _ready(f), clock=lambda: now[0])
     task = asyncio.create_task(analysis.run())
 
     async def play(seconds: float, pixel: int) -> None:
-        for _ in range(int(seconds * 30)):
-            frame = np.full((4, 4, 3), pixel, np.uint8)
-            if source.frames.full():
-                source.frames.get_nowait()  # like the tap: the oldest goes
-            source.frames.put_nowait(frame)
-            await asyncio.sleep(1 / 30)
+        for _ in range(round(seconds * 30)):
+            now[0] += 1 / 30
+            count = source.taken + 1
+            await source.frames.put(np.full((4, 4, 3), pixel, np.uint8))
+            while not source.handled(count):
+                await asyncio.sleep(0.001)
 
     await play(0.6, 0)
     await play(1.0, 1)
@@ -382,7 +400,7 @@ async def test_call_analysis_samples_drops_and_alerts_with_a_fake_pool() -> None
     await source.frames.put(None)
     await task
     assert source.closed
-    assert 20 <= analysed <= 29, analysed
+    assert abs(analysed - 2.6 * 10) <= 1, analysed  # 2.6 s of video at 10 analysed/s
     alerts = [d["signal"] for e, d in outlet.sent if e == "analysis:alert"]
     assert alerts == ["no_face", "face_ok"]
     assert [k for k, _ in outlet.journal_log].count("analysis.alert") == 2

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+from cloudcounter.agents.skills import SENIOR
 from cloudcounter.queue.routing import (
-    Assignment, IdleAgent, WaitingCall, estimate_wait, positions, queue_order, route,
+    Assignment, IdleAgent, WaitingCall, eligible, estimate_wait, needed_skills, positions,
+    queue_order, route, staffed,
 )
 
 CARDS = frozenset({"cards"})
@@ -90,3 +92,20 @@ def test_position_of_one_call_agrees_with_positions_of_all() -> None:
     everyone = positions(calls, now=10)
     for c in calls:
         assert position_of(c, [o for o in calls if o is not c], now=10) == everyone[c.call_id]
+
+
+# -- customers whose record says high risk: senior agents only ------------------------------
+def test_high_risk_customers_go_to_senior_agents_only() -> None:
+    risky = WaitingCall("risky", "cards", 5, 0.0, 1, frozenset(), customer_risk="high")
+    plain = WaitingCall("plain", "cards", 0, 1.0, 2)
+    junior = IdleAgent(1, CARDS, idle_since=0.0)  # idle longest
+    senior = IdleAgent(2, CARDS | {SENIOR}, idle_since=5.0)
+    assert route([risky, plain], [junior, senior], now=10) == [
+        Assignment("risky", 2), Assignment("plain", 1)]
+    assert route([risky], [junior], now=10) == []  # waits for a senior agent
+    assert route([risky], [IdleAgent(3, frozenset({SENIOR}), 0.0)], now=10) == []  # and skill
+    assert needed_skills("cards", "high") == {"cards", SENIOR}
+    assert needed_skills("cards", "medium") == {"cards"}
+    assert staffed([CARDS, CARDS | {SENIOR}, LOANS | {SENIOR}], needed_skills("cards", "high")) \
+        == 1
+    assert eligible(plain, senior) and not eligible(risky, junior)

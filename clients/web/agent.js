@@ -10,6 +10,9 @@ import {
 import {
   MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, showMediaMessage,
 } from "./media.js";
+import { WRAPUP_ERRORS, createFlowUi } from "./flow.js";
+
+const flowUi = createFlowUi();
 
 const STATE_NAMES = { offline: "Offline", available: "Available", offered: "Call offered",
   busy: "In a call", wrap_up: "Wrap-up", away: "Away" };
@@ -149,7 +152,7 @@ function setAgentState(m) {
       showNotice(ui.notice, { kind: "warn", code: "wrap_timeout", title: "Wrap-up time ran out",
         text: "The outcome of the last call was not recorded." });
     }
-    st.wrap = null;
+    st.wrap = null; flowUi.clear();
   }
   if (m.state === "available" || m.state === "away") {
     if (!st.offer && !st.call && !st.wrap) { renderIdle(); setStage("idle"); }
@@ -193,7 +196,6 @@ function riskBadge(el, level) {
 function showCustomer(c, service) {
   if (!c) {
     resetChecks(null);
-setInterval(tickProgress, 200);
     ui.custEmpty.hidden = false;
     ui.custFacts.hidden = true;
     ui.creditText.textContent = "Shown during car-loan interviews.";
@@ -272,6 +274,7 @@ async function acceptOffer() {
   ui.timer.textContent = "0:00";
   setStage("call");
   resetChecks(st.call);
+  flowUi.start(st.socket, reply.call_id, reply.flow);
   ui.hangup.focus();
   startMedia();
 }
@@ -335,6 +338,25 @@ async function startMedia() {
     if (call.leg === leg) mediaMessage("The video connection failed", e.message || "",
       [{ label: "Reconnect video", testid: "retry-video", onClick: startMedia }]);
   });
+}
+
+/** The hub's media health news (call:media): a participant's media stopped reaching the
+ *  hub, or flows again. The hub asks that participant's app to reconnect its video. */
+function onMediaNews(m) {
+  if (!st.call || st.call.id !== m.call_id) return;
+  document.body.dataset.mediaHealth = `${m.participant}:${m.state}`;
+  if (m.state === "stalled" && m.participant === "customer") {
+    mediaMessage("The customer's video is not reaching the hub",
+      "Their app is reconnecting the video. If it does not come back, ask them to check their connection.");
+  } else if (m.state === "stalled") {
+    mediaMessage("Your video is not reaching the hub", "Reconnecting your video…");
+  } else if (m.state === "flowing" && mediaConnected()) {
+    mediaMessage(null);
+  }
+}
+
+function mediaConnected() {
+  return st.call && st.call.mediaState === "connected";
 }
 
 function endCallMedia() {
@@ -793,8 +815,12 @@ function showWrapup(m) {
   ui.wrapupSummary.textContent = m.reason === "completed"
     ? `The call with ${name} was ended by ${who}. Record the outcome.`
     : `The call with ${name} ended (${humanize(m.reason)}). Record the outcome.`;
-  $("#wrapup-outcome").value = m.by === "system" && m.reason !== "completed" ? "customer_left" : "resolved";
+  const info = flowUi.wrapupInfo(st.wrap && st.wrap.call_id);
+  $("#wrapup-outcome").value = m.by === "system" && m.reason !== "completed" ? "customer_left"
+    : !info || info.resolvable ? "resolved" : info.level === "block" ? "fraud_suspected" : "unresolved";
   $("#wrapup-notes").value = "";
+  $("#wrapup-skip-reason").value = "";
+  renderWrapupFlow();
   clearNotice(ui.wrapupNotice);
   setStage("wrapup");
   clearInterval(wrapTimer);
@@ -807,15 +833,37 @@ function showWrapup(m) {
   $("#wrapup-outcome").focus();
 }
 
+/** The wrap-up form says what resolving needs: open required steps (with a reason to skip
+ * them), the risk level and the team lead's approval. */
+function renderWrapupFlow() {
+  const info = flowUi.wrapupInfo(st.wrap && st.wrap.call_id);
+  const resolved = $("#wrapup-outcome").value === "resolved";
+  const open = info ? info.openRequired : [];
+  $("#wrapup-skip").hidden = !(resolved && open.length && !(info && info.declined));
+  $("#wrapup-open-steps").textContent = open.length ? `Open: ${open.join(", ")}.` : "";
+  const risk = $("#wrapup-risk");
+  risk.hidden = !info || !info.risk;
+  if (info && info.risk) {
+    risk.textContent = `Risk ${humanize(info.level)} (score ${info.risk.score})`
+      + (info.declined ? " · the customer did not confirm" : "")
+      + (info.level === "high" ? (info.approvalValid ? " · approved by a team lead" : " · resolving needs a team lead's approval") : "")
+      + (info.level === "block" ? " · cannot be resolved" : "");
+  }
+}
+
 async function submitWrapup(ev) {
   ev.preventDefault();
   if (!st.wrap) return;
   const btn = $("#wrapup-submit");
   btn.disabled = true;
+  const payload = { call_id: st.wrap.call_id, outcome: $("#wrapup-outcome").value,
+    notes: $("#wrapup-notes").value, then: $("#wrapup-then").value };
+  const skip = $("#wrapup-skip-reason").value.trim();
+  if (payload.outcome === "resolved" && !$("#wrapup-skip").hidden && skip) payload.skip_reason = skip;
   try {
-    await ask(st.socket, "call:wrapup", { call_id: st.wrap.call_id, outcome: $("#wrapup-outcome").value,
-      notes: $("#wrapup-notes").value, then: $("#wrapup-then").value });
+    await ask(st.socket, "call:wrapup", payload);
     st.wrap = null;
+    flowUi.clear();
     clearInterval(wrapTimer);
     showCustomer(null);
     ui.notesList.replaceChildren();
@@ -823,14 +871,15 @@ async function submitWrapup(ev) {
     setStage("idle");
   } catch (e) {
     if (e.code === "no_wrap_up") {
-      st.wrap = null;
+      st.wrap = null; flowUi.clear();
       showNotice(ui.notice, { kind: "warn", code: "wrap_timeout", title: "Wrap-up time ran out",
         text: "The outcome of the last call was not recorded." });
       showCustomer(null);
       renderIdle();
       setStage("idle");
     } else {
-      showNotice(ui.wrapupNotice, { kind: "error", text: e.message, code: e.code });
+      showNotice(ui.wrapupNotice, { kind: "error", text: WRAPUP_ERRORS[e.code] || e.message, code: e.code });
+      if (e.code === "steps_incomplete") { $("#wrapup-skip").hidden = false; $("#wrapup-skip-reason").focus(); }
     }
   } finally {
     btn.disabled = false;
@@ -914,9 +963,18 @@ function connect() {
       showWrapup(m);
     }
   });
+  socket.on("flow:update", (m) => { flowUi.update(m); if (st.wrap && st.wrap.call_id === m.call_id) renderWrapupFlow(); });
+  socket.on("approval:decided", (m) => {
+    if (!m || m.call_id !== flowUi.callId) return;
+    showNotice(ui.notice, { kind: m.state === "approved" ? "ok" : "warn", code: "approval",
+      title: m.state === "approved" ? "A team lead approved the call" : "A team lead refused the approval",
+      text: [m.decided_by, m.decision_note].filter(Boolean).join(": ") });
+  });
   socket.on("check:progress", onCheckProgress);
   socket.on("check:result", onCheckResult);
   socket.on("analysis:alert", onAnalysisAlert);
+  socket.on("call:media", onMediaNews);
+  socket.on("media:restart", (m) => { if (st.call && st.call.id === m.call_id) startMedia(); });
   socket.on("session:replaced", () => {
     st.kickedOut = true;
     endCallMedia();
@@ -951,6 +1009,8 @@ ui.hangup.addEventListener("click", hangup);
 ui.mute.addEventListener("click", () => toggle(ui.mute, "audio", ["Mute", "Unmute"]));
 ui.camera.addEventListener("click", () => toggle(ui.camera, "video", ["Camera off", "Camera on"]));
 ui.wrapup.addEventListener("submit", submitWrapup);
+$("#wrapup-outcome").addEventListener("change", renderWrapupFlow);
+setInterval(tickProgress, 200);
 ui.noteForm.addEventListener("submit", addNote);
 $("#logout-button").addEventListener("click", signOut);
 document.addEventListener("keydown", (ev) => {

@@ -137,9 +137,10 @@ let listSeq = 0;
 async function loadList(offset = 0) {
   st.offset = offset;
   const seq = ++listSeq; // a slower earlier answer must not replace a newer one
+  const params = query(offset);
   let data;
   try {
-    data = await api(`/api/calls?${query(offset)}`);
+    data = await api(`/api/calls?${params}`);
   } catch (e) {
     if (seq !== listSeq) return undefined;
     return apiFailed(e, "The call list could not be loaded");
@@ -148,7 +149,12 @@ async function loadList(offset = 0) {
   clearNotice(ui.notice);
   st.total = data.total || 0;
   const rows = (data.calls || []).map(callRow);
+  // a refreshed list keeps the keyboard focus on the same call
+  const focused = document.activeElement && ui.rows.contains(document.activeElement)
+    ? document.activeElement.closest("[data-call-id]") : null;
   ui.rows.replaceChildren(...rows);
+  if (focused) rows.find((r) => r.dataset.callId === focused.dataset.callId)?.focus();
+  document.body.dataset.listQuery = params.get("q") || "";  // what the list shows
   ui.empty.hidden = rows.length > 0;
   ui.count.textContent = `${st.total} call${st.total === 1 ? "" : "s"}`;
   ui.pageInfo.textContent = st.total ? `${offset + 1}–${offset + rows.length} of ${st.total}` : "";
@@ -262,6 +268,48 @@ function eventView(ev, callId) {
     case "check.abandoned":
       return { title: `${checkName} check ended without a verdict`, tone: "result-warn",
         text: CHECK_REASONS[p.reason] || humanize(p.reason || "") };
+    case "script.started":
+      return { title: `Script: ${p.title || "service script"}`, tone: "check",
+        text: `Version ${p.version} · ${p.steps} steps` };
+    case "step.completed":
+      return { title: `Step done: ${humanize(p.step_id || "")}`, tone: "result-ok",
+        text: [STEP_METHOD[p.method] || humanize(p.method || ""), p.note ? `“${p.note}”` : null]
+          .filter(Boolean).join(" · ") };
+    case "prompt.shown":
+      return { title: `${p.kind === "statement" ? "Statement" : "Question"} shown to the customer`,
+        tone: "check", text: p.text || "",
+        extra: p.sha256 ? h("span", { class: "muted small mono" }, `SHA-256 ${p.sha256.slice(0, 16)}…`) : null };
+    case "statement.answered":
+    case "question.answered": {
+      const declined = p.state === "declined";
+      const badge = h("span", { class: "verdict", "data-tone": declined ? "bad" : "ok", "data-testid": "timeline-answer" },
+        humanize(p.answer || p.state || ""));
+      return { title: ev.kind === "statement.answered" ? "Statement answered" : "Question answered", badge,
+        tone: declined ? "result-bad" : "result-ok",
+        text: [STEP_METHOD[p.method] || humanize(p.method || ""), p.text ? `“${p.text}”` : null,
+          p.note ? `Note: ${p.note}` : null, typeof p.delay_s === "number" ? `answered after ${p.delay_s.toFixed(1)} s` : null]
+          .filter(Boolean).join(" · ") };
+    }
+    case "prompt.withdrawn":
+      return { title: "Prompt withdrawn", text: humanize(p.reason || "") };
+    case "business.declined":
+      return { title: "The customer declined: business ended", tone: "result-bad", text: humanize(p.step_id || "") };
+    case "risk.assessed": {
+      const badge = h("span", { class: `badge ${p.level}`, "data-testid": "timeline-risk" }, `${humanize(p.level)} · ${p.score}`);
+      return { title: "Risk assessed", badge, tone: p.level === "high" || p.level === "block" ? "result-bad" : "check",
+        text: [`rules v${p.rules_version}`, ...(p.reasons || []).map((r) => `${r.text} (+${r.weight})`)].join(" · ") };
+    }
+    case "risk.concern":
+      return { title: "Agent has concerns", tone: "result-warn", text: p.note || "" };
+    case "approval.requested":
+      return { title: "Approval requested from a team lead", tone: "result-warn",
+        text: [p.agent, p.note, p.risk ? `risk ${p.risk.level} (${p.risk.score})` : null].filter(Boolean).join(" · ") };
+    case "approval.decided":
+      return { title: `Approval ${p.decision}`, tone: p.decision === "approved" ? "result-ok" : "result-bad",
+        text: [`${p.lead} for ${p.agent}`, p.note].filter(Boolean).join(" · ") };
+    case "network.changed":
+      return { title: "Customer reconnected from another network address", tone: "result-warn",
+        text: `${p.previous} → ${p.address}` };
     case "evidence.failed":
       return { title: "Evidence frame not saved", tone: "result-warn", text: eventText(ev) };
     case "evidence.accessed":
@@ -275,6 +323,18 @@ function eventView(ev, callId) {
     default:
       return { title: humanize(ev.kind), text: eventText(ev) };
   }
+}
+
+const STEP_METHOD = { auto: "Automatic, from the check", agent: "By the agent",
+  agent_manual: "Verified another way by the agent", agent_spoken: "Answered aloud, recorded by the agent",
+  customer_app: "By the customer on screen", skipped: "Skipped" };
+
+/** Where an event is in the recordings: the hub stores the segment and offset of business
+ * events; others are placed by their time. */
+function eventPosition(ev, origin) {
+  const r = ev.payload && ev.payload.recording;
+  if (r && typeof r.offset_s === "number") return { segment: r.segment || 1, at: r.offset_s };
+  return { segment: null, at: (Date.parse(ev.at) - origin) / 1000 };
 }
 
 const signed = (s) => (s <= -1 ? `−${fmtDuration(-s)}` : fmtDuration(Math.max(0, s)));
@@ -294,7 +354,9 @@ async function openReplay(callId) {
   ui.title.textContent = `${c.customer_name || "Customer"} · ${c.service_name || c.service || ""}`;
   ui.meta.textContent = [fmtDateTime(c.requested_at), c.agent ? `agent ${c.agent}` : null,
     c.duration_s !== undefined && c.duration_s !== null ? `duration ${fmtDuration(c.duration_s)}` : null,
-    c.outcome ? `outcome ${humanize(c.outcome)}` : (c.end_reason ? humanize(c.end_reason) : null), c.id]
+    c.outcome ? `outcome ${humanize(c.outcome)}` : (c.end_reason ? humanize(c.end_reason) : null),
+    c.risk ? `risk ${c.risk.level} (${c.risk.score})` : null,
+    c.script_version ? `script v${c.script_version}` : null, c.id]
     .filter(Boolean).join(" · ");
 
   // A call re-queued after its agent was lost has several segments, each with its own pair.
@@ -345,14 +407,24 @@ function loadSegment(data, segment) {
   ui.seek.value = "0";
 
   const items = (data.timeline || []).map((ev) => {
-    const at = (Date.parse(ev.at) - origin) / 1000;
+    const pos = eventPosition(ev, origin);
+    const at = pos.segment === null || pos.segment === segment ? pos.at : (Date.parse(ev.at) - origin) / 1000;
     const view = eventView(ev, c.id || st.callId);
     return h("li", { class: "tl-item", "data-tone": view.tone || null, "data-kind": ev.kind },
       h("button", {
         type: "button", class: "tl-seek", "data-testid": "timeline-event", "data-kind": ev.kind,
         "data-offset": String(at), "data-tone": view.tone || null,
         "aria-label": `${signed(at)} ${view.title} by ${ev.actor}`,
-        onclick: () => { st.sync.seek(Math.max(0, at)); },
+        "data-segment": pos.segment === null ? null : String(pos.segment),
+        onclick: () => {
+          if (pos.segment !== null && pos.segment !== segment) {  // in another part of the call
+            ui.segment.value = String(pos.segment);
+            loadSegment(data, pos.segment);
+            st.sync.seek(Math.max(0, pos.at));
+            return;
+          }
+          st.sync.seek(Math.max(0, at));
+        },
       }, h("span", { class: "t" }, signed(at)),
       h("span", { class: "k" }, view.badge ? h("span", { class: "k-line" }, view.title, " ", view.badge) : view.title,
         h("span", { class: "a" }, ev.actor),

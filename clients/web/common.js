@@ -1,7 +1,8 @@
 // Shared helpers of the cloudcounter web clients: DOM, HTTP API, Socket.IO with acks, formatting.
 // The Socket.IO client is served by the hub at /vendor/socket.io.min.js (installed with npm).
 
-export const PROTOCOL = 1;
+// Protocol 1.1: the customer page shows statements and questions (prompt:show).
+export const PROTOCOL = "1.1";
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));

@@ -227,7 +227,27 @@ function wireSocket(socket) {
     st.call.iceServers = m.ice_servers || [];
     startCallView();
   });
+  socket.on("prompt:show", showPrompt);
+  socket.on("prompt:closed", (m) => { if (pr.prompt && m.prompt_id === pr.prompt.prompt_id) hidePrompt(); });
+  socket.on("flow:state", (m) => {
+    if (!st.call || m.call_id !== st.call.id || m.state !== "declined") return;
+    hidePrompt();
+    $("#flow-declined").hidden = false;
+  });
   socket.on("liveness:challenge", showChallenge);
+  socket.on("media:restart", (m) => {  // the hub receives nothing from us: new connection
+    if (st.call && m.call_id === st.call.id && document.body.dataset.view === "call") startMedia();
+  });
+  socket.on("call:media", (m) => {
+    if (!st.call || m.call_id !== st.call.id || document.body.dataset.view !== "call") return;
+    document.body.dataset.mediaHealth = `${m.participant}:${m.state}`;
+    if (m.state === "stalled") {
+      mediaMessage(m.participant === "customer" ? "Your video is not reaching your adviser"
+        : "Your adviser's video has stopped", "Reconnecting the video…");
+    } else if (m.state === "flowing" && st.call.mediaState === "connected") {
+      mediaMessage(null);
+    }
+  });
   socket.on("liveness:done", livenessDone);
   socket.on("call:state", (m) => {
     clearTimeout(st.stateCheck);
@@ -237,6 +257,7 @@ function wireSocket(socket) {
       // the hub says who the adviser is and how to reach the media path again
       if (m.agent && m.agent.display_name) st.call.agent = m.agent.display_name;
       if (Array.isArray(m.ice_servers)) st.call.iceServers = m.ice_servers;
+      if (m.prompt) showPrompt(m.prompt);
       if (document.body.dataset.view !== "call") startCallView();
       else if (!st.call.leg || !["connected", "negotiating"].includes(st.call.mediaState)) startMedia();
     } else if (m.state !== "ended") {
@@ -426,6 +447,57 @@ function hideChallenge() {
   ui.lp.dataset.state = "idle";
 }
 
+// ------------------------------------------------------------------ statements and questions
+// The adviser shows a statement (read it aloud, then confirm or not) or a question; the hub
+// records the exact text, its SHA-256 (echoed back with the answer) and both moments.
+const pr = { prompt: null };
+
+function showPrompt(m) {
+  if (!st.call || m.call_id !== st.call.id) return;
+  pr.prompt = m;
+  const box = $("#prompt");
+  box.dataset.kind = m.kind;
+  box.dataset.state = "open";
+  box.dataset.stepId = m.step_id;
+  $("#prompt-title").textContent = m.kind === "statement" ? "Please read this aloud, then answer" : "Your adviser asks";
+  $("#prompt-text").textContent = m.text;
+  $("#prompt-help").textContent = m.kind === "statement"
+    ? "Your answer and this recording are kept as the bank's record of your request." : "";
+  $("#prompt-options").replaceChildren(...(m.options || []).map((o) => h("button", {
+    type: "button", class: `btn${o.value === "confirm" ? " btn-primary" : ""}`,
+    "data-testid": `prompt-answer-${o.value}`, onclick: () => answerPrompt(m, o.value),
+  }, o.label)));
+  box.hidden = false;
+  const first = box.querySelector("button");
+  if (first) first.focus();
+}
+
+async function answerPrompt(m, answer) {
+  const box = $("#prompt");
+  box.dataset.state = "sent";
+  try {
+    await ask(st.socket, "prompt:answer", { call_id: m.call_id, prompt_id: m.prompt_id,
+      step_id: m.step_id, sha256: m.sha256, answer });
+    if (pr.prompt && pr.prompt.prompt_id === m.prompt_id) {
+      $("#prompt-help").textContent = "Thank you, your answer is recorded.";
+      box.dataset.state = "answered";
+      box.dataset.answer = answer;
+      setTimeout(() => { if (pr.prompt && pr.prompt.prompt_id === m.prompt_id) hidePrompt(); }, 1500);
+    }
+  } catch (e) {
+    box.dataset.state = "open";
+    if (e.code === "prompt_not_open") { hidePrompt(); return; }
+    $("#prompt-help").textContent = `Your answer was not recorded (${e.message}). Please try again.`;
+  }
+}
+
+function hidePrompt() {
+  pr.prompt = null;
+  const box = $("#prompt");
+  box.hidden = true;
+  box.dataset.state = "idle";
+}
+
 const END_TEXT = {
   agent: "Your adviser ended the call. Thank you for banking with us.",
   customer: "You ended the call. Thank you for banking with us.",
@@ -439,6 +511,8 @@ const END_TEXT = {
 
 function endCall(m) {
   hideChallenge();
+  hidePrompt();
+  $("#flow-declined").hidden = true;
   clearTimeout(st.stateCheck);
   clearInterval(st.timer);
   closeLeg();

@@ -2,7 +2,7 @@
 // session cookie; the page never stores the token itself.
 import { $, api, clearNotice, showNotice } from "./common.js";
 
-const ROLE_HOME = { agent: "/agent", auditor: "/audit", admin: "/audit" };
+const ROLE_HOME = { agent: "/agent", auditor: "/audit", admin: "/audit", lead: "/lead" };
 
 /**
  * Resolve with the signed-in user ({username, role, display_name, skills}) once a user with one

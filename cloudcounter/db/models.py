@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Integer,
@@ -42,6 +43,7 @@ class Role(str, enum.Enum):
     AGENT = "agent"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    LEAD = "lead"  # team lead / supervisor: approves high-risk calls (maker-checker)
 
 
 class ServiceKind(str, enum.Enum):
@@ -53,6 +55,10 @@ class RiskLevel(str, enum.Enum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+    BLOCK = "block"  # a call's assessed risk only: the call cannot be resolved
+
+
+CALL_RISK_LEVELS = ("low", "medium", "high", "block")
 
 
 class User(Base):
@@ -102,6 +108,7 @@ class Customer(Base):
     id_number_masked: Mapped[str] = mapped_column(String(32), default="")
     phone: Mapped[str] = mapped_column(String(32), default="")
     risk_level: Mapped[str] = mapped_column(String(16), default=RiskLevel.LOW.value)
+    card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
     photo_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     face_descriptor: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -109,6 +116,10 @@ class Customer(Base):
 
 class CallSession(Base):
     __tablename__ = "call_sessions"
+    __table_args__ = (
+        CheckConstraint("risk_level IS NULL OR risk_level IN ('low', 'medium', 'high', "
+                        "'block')", name="risk_level"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
@@ -124,6 +135,18 @@ class CallSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # service flow (cloudcounter.business): the script version run, how the business
+    # ended, and the final risk assessment (for the review sampling of supervision)
+    subject: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    script_id: Mapped[int | None] = mapped_column(ForeignKey("service_scripts.id"),
+                                                  nullable=True)
+    script_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    business_state: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    risk_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    risk_level: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
+    risk_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    risk_rules_version: Mapped[int | None] = mapped_column(
+        ForeignKey("risk_rule_sets.version"), nullable=True)
 
 
 class CallEvent(Base):
@@ -159,3 +182,123 @@ class Recording(Base):
     segment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ServiceScript(Base):
+    """One version of a service's script; versions are never changed, only added."""
+
+    __tablename__ = "service_scripts"
+    __table_args__ = (UniqueConstraint("service_code", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_code: Mapped[str] = mapped_column(ForeignKey("service_types.code"))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(128))
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RiskRuleSet(Base):
+    """One version of the risk rules and weights; versions are only added."""
+
+    __tablename__ = "risk_rule_sets"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CallStep(Base):
+    """A script step of a call completed, answered, declined or skipped (once per step)."""
+
+    __tablename__ = "call_steps"
+    __table_args__ = (UniqueConstraint("call_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("call_sessions.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(48))
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answer: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    segment: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    offset_s: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class CallConfirmation(Base):
+    """A statement or question shown to the customer (or recorded by the agent when the
+    customer answered aloud): the exact text, its SHA-256, when it was shown and answered,
+    and where both moments are in the recordings."""
+
+    __tablename__ = "call_confirmations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("call_sessions.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(48))
+    prompt_id: Mapped[str | None] = mapped_column(String(24), nullable=True, unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # statement | question
+    text: Mapped[str] = mapped_column(Text)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    script_id: Mapped[int | None] = mapped_column(ForeignKey("service_scripts.id"),
+                                                  nullable=True)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    shown_segment: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shown_offset_s: Mapped[float | None] = mapped_column(nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                         nullable=True)
+    answer: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_segment: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answered_offset_s: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class CallApproval(Base):
+    """Maker-checker: an agent's request for a supervisor's approval, and the decision."""
+
+    __tablename__ = "call_approvals"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'approved', 'refused', 'withdrawn')",
+                        name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("call_sessions.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_note: Mapped[str] = mapped_column(Text, default="")
+    risk_score: Mapped[int] = mapped_column(Integer)
+    risk_level: Mapped[str] = mapped_column(String(8))
+    risk_reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    risk_rules_version: Mapped[int] = mapped_column(Integer)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                        nullable=True)
+    decision_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CustomerAccountChange(Base):
+    """A change to a customer's account (contact details, ...), with its date: recent
+    changes are a risk signal (a contact change followed by a large transfer)."""
+
+    __tablename__ = "customer_account_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str | None] = mapped_column(ForeignKey("call_sessions.id"), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(256), nullable=True)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloudcounter.agents.skills import GENERAL_SKILLS
 from cloudcounter.db.models import AgentSkill, Customer, Role, ServiceType, User
 from cloudcounter.errors import Conflict, InvalidMessage, NotFound
 
@@ -41,7 +42,8 @@ async def list_services(sm: async_sessionmaker) -> list[Service]:
 
 
 async def known_skills(sm: async_sessionmaker) -> set[str]:
-    return {s.required_skill for s in await list_services(sm)}
+    """The skills services require, and the general ones (``senior``)."""
+    return {s.required_skill for s in await list_services(sm)} | set(GENERAL_SKILLS)
 
 
 async def add_user(

@@ -18,7 +18,7 @@ from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.http_auth import LoginThrottle, require_staff
 from cloudcounter.signaling.namespaces import SESSION_COOKIE
 from cloudcounter.signaling.edge import schema_problems
-from cloudcounter.signaling.schemas import PROTOCOL_VERSION
+from cloudcounter.signaling.schemas import PROTOCOL_TEXT, PROTOCOL_VERSION
 
 CTX: web.AppKey[HubContext] = web.AppKey("ctx", HubContext)
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
@@ -77,7 +77,10 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION})
+    analysis = request.app[CTX].analysis
+    return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION,
+                              "protocol_version": PROTOCOL_TEXT,
+                              "vision": analysis.state if analysis is not None else "off"})
 
 
 @routes.get("/api/services")
@@ -117,7 +120,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
-    ident = staff(request, "agent", "auditor", "admin")
+    ident = staff(request, "agent", "auditor", "admin", "lead")
     return web.json_response({"username": ident.username, "role": ident.role,
                               "display_name": ident.display_name, "skills": list(ident.skills)})
 
@@ -139,8 +142,10 @@ async def demo_customer_token(request: web.Request) -> web.Response:
         raise NotFound("demo mode is off", code="demo_disabled")
     req: DemoToken = await body(request, DemoToken)
     await repo.get_customer(ctx.sm, req.customer_id)
+    from cloudcounter.hub.demo import DEMO_SUBJECTS
     token = mint_customer_token(ctx.settings.customer_token_secret, req.customer_id,
-                                ctx.settings.customer_token_ttl_s)
+                                ctx.settings.customer_token_ttl_s,
+                                subject=DEMO_SUBJECTS.get(req.customer_id))
     return web.json_response({"token": token})
 
 

@@ -14,10 +14,12 @@ from typing import AsyncIterator
 import socketio
 from aiohttp import web
 
+from cloudcounter.business.service import FlowService
 from cloudcounter.db.engine import make_engine, make_sessionmaker
 from cloudcounter.db.journal import DbJournal
 from cloudcounter.hub import api
 from cloudcounter.hub.context import HubContext
+from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.http_auth import LoginThrottle
 from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
@@ -25,13 +27,16 @@ from cloudcounter.hub.tasks import TaskRegistry
 from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
 from cloudcounter.queue.store import MemoryQueueStore
 from cloudcounter.recordings import api as recording_api
-from cloudcounter.signaling.namespaces import AgentNamespace, CustomerNamespace
+from cloudcounter.signaling.namespaces import (
+    AgentNamespace, CustomerNamespace, SupervisorNamespace,
+)
 from cloudcounter.signaling.server import HubSocketServer, JsonPacket
 from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
 
 log = logging.getLogger(__name__)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-PAGES = {"/customer": "customer.html", "/agent": "agent.html", "/audit": "audit.html"}
+PAGES = {"/customer": "customer.html", "/agent": "agent.html", "/audit": "audit.html",
+         "/lead": "lead.html"}
 
 
 def queue_config(s: Settings) -> QueueConfig:
@@ -58,6 +63,8 @@ def create_app(settings: Settings) -> web.Application:
     app[api.THROTTLE] = LoginThrottle()
     sio.register_namespace(CustomerNamespace(CUSTOMER_NS, ctx))
     sio.register_namespace(AgentNamespace(AGENT_NS, ctx))
+    sio.register_namespace(SupervisorNamespace(SUPERVISOR_NS, ctx))
+    ctx.flows = FlowService(sm, HubFlowPort(ctx))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         await ctx.load_services()
@@ -76,6 +83,11 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await ctx.dispatcher.stop()
 
+    async def flows_ctx(app: web.Application) -> AsyncIterator[None]:
+        await ctx.flows.start()
+        yield
+        await ctx.flows.stop()
+
     async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         media = HubMedia(ctx)
         ctx.media = media
@@ -91,11 +103,14 @@ def create_app(settings: Settings) -> web.Application:
         ctx.analysis = manager
         if manager is not None:
             getattr(ctx.media, "listeners", []).append(manager)
+            if settings.vision_prestart:
+                manager.ensure_pool()  # its workers load the models in the background
         yield
         if manager is not None:
             await manager.stop()
 
-    app.cleanup_ctx.extend([database, journal_ctx, queue_ctx, media_ctx, analysis_ctx])
+    app.cleanup_ctx.extend([database, journal_ctx, flows_ctx, queue_ctx, media_ctx,
+                            analysis_ctx])
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)
     app.on_shutdown.append(_disconnect_all(sio, owned))
@@ -119,7 +134,7 @@ async def _unfreeze(app: web.Application) -> None:
 
 def _disconnect_all(sio: socketio.AsyncServer, owned: TaskRegistry):  # type: ignore[no-untyped-def]
     async def shutdown(app: web.Application) -> None:
-        for namespace in ("/customer", "/agent"):
+        for namespace in ("/customer", "/agent", SUPERVISOR_NS):
             for sid in list(sio.manager.get_participants(namespace, None)):
                 await sio.disconnect(sid[0], namespace=namespace)
         await sio.shutdown()

@@ -6,7 +6,9 @@ Two kinds of token, signed with different secrets:
   ``CLOUDCOUNTER_SECRET_KEY``;
 * customer tokens, minted by the bank's app backend (or ``cloudcounter token customer``),
   signed with ``CLOUDCOUNTER_CUSTOMER_TOKEN_SECRET`` and carrying the customer id, the
-  services the customer may request and an expiry.
+  services the customer may request and an expiry; optionally the call's ``subject``
+  (what the bank's systems say the call is about: a held transfer's reference, amount,
+  payee and purpose; see :mod:`cloudcounter.business.subject`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from cloudcounter.business.subject import parse_subject
 from cloudcounter.errors import Unauthenticated
 
 ALGORITHM = "HS256"
@@ -62,6 +65,7 @@ class CustomerIdentity:
     services: tuple[str, ...] | None  # None: any service
     priority: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    subject: dict[str, Any] | None = None
 
     @property
     def actor(self) -> str:
@@ -96,13 +100,15 @@ def verify_staff_token(secret: str, token: Any) -> StaffIdentity:
 
 def mint_customer_token(
     secret: str, customer_id: str, ttl_s: int, services: Sequence[str] | None = None,
-    priority: int = 0, now: float | None = None,
+    priority: int = 0, now: float | None = None, subject: dict[str, Any] | None = None,
 ) -> str:
     now = time.time() if now is None else now
     claims: dict[str, Any] = {"sub": customer_id, "aud": AUDIENCE_CUSTOMER,
                               "iat": int(now), "exp": int(now + ttl_s)}
     if services is not None:
         claims["services"] = list(services)
+    if subject:
+        claims["subject"] = dict(subject)
     if priority:
         claims["prio"] = int(priority)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -122,7 +128,9 @@ def verify_customer_token(secret: str, token: Any) -> CustomerIdentity:
         prio = int(c.get("prio", 0))
         if not 0 <= prio <= 9:
             raise ValueError("prio")
-        return CustomerIdentity(str(c["sub"]), None if services is None else tuple(services), prio)
+        subject = parse_subject(c.get("subject"))
+        return CustomerIdentity(str(c["sub"]), None if services is None else tuple(services), prio,
+                                subject=subject)
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired", code="token_expired") from None
     except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):

@@ -106,8 +106,110 @@ def cmd_customer_add(args: argparse.Namespace) -> int:
     from cloudcounter.hub.customers import add_customer
     cid = run_db(lambda sm: add_customer(sm, name=args.name, photo=args.photo,
                                          phone=args.phone or "", id_number=args.id_number or "",
-                                         risk=args.risk))
+                                         risk=args.risk, card_last4=args.card_last4))
     print(cid)
+    return 0
+
+
+def cmd_customer_change(args: argparse.Namespace) -> int:
+    """Record a change to a customer's account with its date (a risk signal)."""
+    from datetime import datetime, timezone
+
+    from cloudcounter.business.store import BusinessStore, checked_kind
+    from cloudcounter.db import repo
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    except ValueError:
+        raise CliError("--at takes an ISO date or date-time, e.g. 2026-11-20") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    kind = checked_kind(args.kind)
+
+    async def go(sm: Any) -> None:
+        await repo.get_customer(sm, args.customer_id)
+        await BusinessStore(sm).add_account_change(args.customer_id, kind, at.timestamp(),
+                                                   args.channel, detail=args.detail)
+    run_db(go)
+    print(f"account change {kind} of {args.customer_id} recorded at {at.isoformat()}")
+    return 0
+
+
+def read_yaml(path: str) -> Any:
+    import yaml
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path} is not valid YAML: {exc}") from None
+
+
+def write_yaml(path: str, data: Any, header: str) -> None:
+    import yaml
+    text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    if path == "-":
+        print(text, end="")
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc}") from None
+
+
+def cmd_script_export(args: argparse.Namespace) -> int:
+    from cloudcounter.business.store import BusinessStore
+    script = run_db(lambda sm: BusinessStore(sm).script(args.code, args.version))
+    write_yaml(args.file, script.to_dict(),
+               f"# {args.code} script version {script.version} (sha256 {script.sha256})\n")
+    if args.file != "-":
+        print(f"{args.code} script version {script.version} written to {args.file}")
+    return 0
+
+
+def cmd_script_import(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cloudcounter.business.store import BusinessStore
+    data = read_yaml(args.file)
+    actor = f"cli:{getpass.getuser()}"
+    script = run_db(lambda sm: BusinessStore(sm).import_script(args.code, data, actor,
+                                                               args.note))
+    print(f"{args.code} script version {script.version} is current "
+          f"({len(script.steps)} steps, sha256 {script.sha256[:12]})")
+    return 0
+
+
+def cmd_script_list(args: argparse.Namespace) -> int:
+    from cloudcounter.business.store import BusinessStore
+    rows = run_db(lambda sm: BusinessStore(sm).versions(args.code))
+    if not rows:
+        print(f"{args.code} has no script")
+    for r in rows:
+        print(f"v{r['version']}  {r['created_at'][:19]}  {r['created_by']:<20} "
+              f"{r['steps']:>2} steps  {r['title']}" + (f"  ({r['note']})" if r["note"] else ""))
+    return 0
+
+
+def cmd_rules_export(args: argparse.Namespace) -> int:
+    from cloudcounter.business.store import BusinessStore
+    rules = run_db(lambda sm: BusinessStore(sm).rules(args.version))
+    write_yaml(args.file, rules.to_dict(),
+               f"# risk rules version {rules.version} (sha256 {rules.sha256})\n")
+    if args.file != "-":
+        print(f"risk rules version {rules.version} written to {args.file}")
+    return 0
+
+
+def cmd_rules_import(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cloudcounter.business.store import BusinessStore
+    data = read_yaml(args.file)
+    rules = run_db(lambda sm: BusinessStore(sm).import_rules(data, f"cli:{getpass.getuser()}",
+                                                             args.note))
+    print(f"risk rules version {rules.version} are current ({len(rules.rules)} rules)")
     return 0
 
 
@@ -117,8 +219,18 @@ def cmd_token_customer(args: argparse.Namespace) -> int:
     s = settings()
     run_db(lambda sm: repo.get_customer(sm, args.customer_id))
     services = [x for x in args.services.split(",") if x] if args.services else None
+    subject = None
+    if args.subject:
+        import json
+
+        from cloudcounter.business.subject import parse_subject
+        try:
+            subject = parse_subject(json.loads(args.subject))
+        except ValueError as exc:
+            raise CliError(f"--subject: {exc}") from None
     print(mint_customer_token(s.customer_token_secret, args.customer_id,
-                              args.ttl or s.customer_token_ttl_s, services, args.priority))
+                              args.ttl or s.customer_token_ttl_s, services, args.priority,
+                              subject=subject))
     return 0
 
 
@@ -145,6 +257,11 @@ def cmd_sim_agent(args: argparse.Namespace) -> int:
     return run_sim(args, run_agent_cli)
 
 
+def cmd_sim_lead(args: argparse.Namespace) -> int:
+    from cloudcounter.sim.lead import run_lead_cli
+    return run_sim(args, run_lead_cli)
+
+
 def cmd_vision_eval(args: argparse.Namespace) -> int:
     from cloudcounter.vision.evaluate import main as eval_main
     return eval_main([*([args.dir] if args.dir else []), *args.rest])
@@ -169,8 +286,8 @@ def parser() -> argparse.ArgumentParser:
         fn=cmd_demo_seed)
 
     user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user", required=True)
-    ua = user.add_parser("add", help="add an agent, auditor or admin")
-    ua.add_argument("--role", required=True, choices=["agent", "auditor", "admin"])
+    ua = user.add_parser("add", help="add an agent, team lead, auditor or admin")
+    ua.add_argument("--role", required=True, choices=["agent", "lead", "auditor", "admin"])
     ua.add_argument("--username", required=True)
     ua.add_argument("--password", required=True)
     ua.add_argument("--name", help="display name")
@@ -185,7 +302,48 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("--phone")
     ca.add_argument("--id-number", help="ID number (stored masked)")
     ca.add_argument("--risk", default="low", choices=["low", "medium", "high"])
+    ca.add_argument("--card-last4", help="last four digits of the customer's card")
     ca.set_defaults(fn=cmd_customer_add)
+    cc = cu.add_parser("change", help="record a change to a customer's account, with its date")
+    cc.add_argument("customer_id")
+    cc.add_argument("--kind", required=True,
+                    help="contact_details, phone, email, address, ... (a short code)")
+    cc.add_argument("--at", help="when (ISO date or date-time, UTC; default now)")
+    cc.add_argument("--channel", default="branch", help="where it was changed")
+    cc.add_argument("--detail", help="free text (at most 256 characters)")
+    cc.set_defaults(fn=cmd_customer_change)
+
+    svc = sub.add_parser("service", help="service types").add_subparsers(dest="service",
+                                                                          required=True)
+    scr = svc.add_parser("script", help="service scripts (YAML)").add_subparsers(
+        dest="script", required=True)
+    se = scr.add_parser("export", help="write a service's script (the current version) as YAML")
+    se.add_argument("code")
+    se.add_argument("file", help="a path, or - for standard output")
+    se.add_argument("--version", type=int, help="an earlier version")
+    se.set_defaults(fn=cmd_script_export)
+    si = scr.add_parser("import", help="validate a YAML script and store it as the next "
+                        "version (all or nothing)")
+    si.add_argument("code")
+    si.add_argument("file")
+    si.add_argument("--note", help="why (kept with the version)")
+    si.set_defaults(fn=cmd_script_import)
+    sl = scr.add_parser("list", help="a service's script versions")
+    sl.add_argument("code")
+    sl.set_defaults(fn=cmd_script_list)
+
+    risk = sub.add_parser("risk", help="the fraud-risk engine").add_subparsers(dest="risk",
+                                                                              required=True)
+    rr = risk.add_parser("rules", help="risk rules and weights (YAML)").add_subparsers(
+        dest="rules", required=True)
+    re_ = rr.add_parser("export", help="write the current rules as YAML")
+    re_.add_argument("file", help="a path, or - for standard output")
+    re_.add_argument("--version", type=int, help="an earlier version")
+    re_.set_defaults(fn=cmd_rules_export)
+    ri = rr.add_parser("import", help="validate YAML rules and store them as the next version")
+    ri.add_argument("file")
+    ri.add_argument("--note", help="why (kept with the version)")
+    ri.set_defaults(fn=cmd_rules_import)
 
     tok = sub.add_parser("token", help="mint tokens").add_subparsers(dest="token", required=True)
     tc = tok.add_parser("customer", help="a customer token, as the bank's app backend would")
@@ -193,6 +351,8 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("--services", help="comma-separated service codes allowed (default: any)")
     tc.add_argument("--ttl", type=int, help="seconds (default CLOUDCOUNTER_CUSTOMER_TOKEN_TTL_S)")
     tc.add_argument("--priority", type=int, default=0, choices=range(10))
+    tc.add_argument("--subject", help="what the call is about, as JSON: "
+                    '{"reference", "amount", "currency", "payee", "purpose"}')
     tc.set_defaults(fn=cmd_token_customer)
 
     sim = sub.add_parser("sim", help="simulated clients").add_subparsers(dest="sim", required=True)
@@ -206,6 +366,9 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--max-wait", type=float, default=120.0, help="give up after waiting this long")
     sc.add_argument("--video", help="video file to send (pre-encoded where possible)")
     sc.add_argument("--no-media", action="store_true", help="signalling only")
+    sc.add_argument("--confirm", choices=["yes", "no", "silent"], default="yes",
+                    help="answer statements shown on screen: confirm, decline, or never "
+                    "answer (like a protocol 1.0 app)")
     sc.set_defaults(fn=cmd_sim_customer)
     sa = sim.add_parser("agent", help="a simulated agent")
     sa.add_argument("--url", default="http://127.0.0.1:8080")
@@ -218,7 +381,21 @@ def parser() -> argparse.ArgumentParser:
     sa.add_argument("--video", help="video file to send")
     sa.add_argument("--no-media", action="store_true", help="signalling only")
     sa.add_argument("--timeout", type=float, default=600.0)
+    sa.add_argument("--steps", choices=["all", "skip-required", "none"], default="all",
+                    help="work through the service script: every step, none of the required "
+                    "ones (the wrap-up then gives a skip reason), or none at all")
+    sa.add_argument("--concern", help="raise \"I have concerns\" with this note in each call")
+    sa.add_argument("--approval-wait", type=float, default=60.0,
+                    help="at risk level high, ask a team lead and wait this long")
     sa.set_defaults(fn=cmd_sim_agent)
+    sl_ = sim.add_parser("lead", help="a simulated team lead deciding approval requests")
+    sl_.add_argument("--url", default="http://127.0.0.1:8080")
+    sl_.add_argument("--username", required=True)
+    sl_.add_argument("--password", required=True)
+    sl_.add_argument("--decision", choices=["approve", "refuse"], default="approve")
+    sl_.add_argument("--count", type=int, default=1, help="exit after this many decisions")
+    sl_.add_argument("--timeout", type=float, default=600.0)
+    sl_.set_defaults(fn=cmd_sim_lead)
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)

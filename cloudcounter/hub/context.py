@@ -9,6 +9,7 @@ from typing import Any
 import socketio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from cloudcounter.business.service import FlowService
 from cloudcounter.db import repo
 from cloudcounter.db.journal import DbJournal
 from cloudcounter.errors import NotFound, Unauthenticated
@@ -30,6 +31,7 @@ class HubContext:
     services: dict[str, repo.Service] = field(default_factory=dict)
     media: MediaGateway = field(default_factory=NoMedia)
     analysis: Any = None  # hub.analysis.manager.AnalysisManager, when vision is enabled
+    flows: FlowService = None  # type: ignore[assignment]
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:
@@ -47,6 +49,7 @@ class HubContext:
             raise Unauthenticated("unknown customer", code="unknown_customer") from None
         profile = {"id": c.id, "name": c.name, "id_number_masked": c.id_number_masked,
                    "phone_masked": mask_phone(c.phone), "risk_level": c.risk_level,
+                   "card_last4": c.card_last4,
                    "has_reference_photo": c.face_descriptor is not None}
         if len(self._profiles) > 50_000:
             self._profiles.clear()

@@ -48,15 +48,19 @@ def descriptor_from_bytes(data: bytes) -> np.ndarray:
 
 
 async def add_customer(sm: async_sessionmaker, *, name: str, photo: str | None = None,
-                       phone: str = "", id_number: str = "", risk: str = "low") -> str:
+                       phone: str = "", id_number: str = "", risk: str = "low",
+                       card_last4: str | None = None) -> str:
     if not name.strip():
         raise InvalidMessage("a customer needs a name", code="bad_name")
+    if card_last4 is not None and not (len(card_last4) == 4 and card_last4.isdigit()):
+        raise InvalidMessage("card_last4 is four digits", code="bad_card")
     photo_path, descriptor = (await asyncio.to_thread(enrol_photo, photo)) if photo else (None,
                                                                                          None)
     cid = repo.new_customer_id()
     async with sm() as s, s.begin():
         await repo.add_customer(s, Customer(
             id=cid, name=name.strip(), id_number_masked=mask_id_number(id_number), phone=phone,
-            risk_level=risk, photo_path=str(photo_path) if photo_path else None,
+            risk_level=risk, card_last4=card_last4,
+            photo_path=str(photo_path) if photo_path else None,
             face_descriptor=descriptor))
     return cid

@@ -20,10 +20,11 @@ from sqlalchemy import update
 
 from cloudcounter.db.models import Recording
 from cloudcounter.media import seam
-from cloudcounter.media.call import CallMedia, EndReason as LegEnd, Role, check_offer
+from cloudcounter.media.call import ROLES, CallMedia, EndReason as LegEnd, Role, check_offer
 from cloudcounter.media.errors import RecordingFailed
+from cloudcounter.media.health import FlowState, FlowWatch, HealthConfig, Verdict, assess
 from cloudcounter.queue.model import EndReason
-from cloudcounter.signaling.namespaces import agent_room
+from cloudcounter.signaling.namespaces import agent_room, customer_room
 
 if TYPE_CHECKING:
     from cloudcounter.hub.context import HubContext
@@ -42,6 +43,7 @@ class Segment:
     media: CallMedia
     origin_wall: float
     recording_ids: dict[str, int] = field(default_factory=dict)
+    watches: dict[str, FlowWatch] = field(default_factory=dict)  # per participant
 
 
 class HubMedia:
@@ -54,6 +56,13 @@ class HubMedia:
         self._opening: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Any] = []  # analysis and other consumers: on_segment(segment)
+        st = ctx.settings
+        self.health = HealthConfig(stall_after_s=st.media_stall_s,
+                                   start_timeout_s=st.media_start_timeout_s,
+                                   keyframe_after_s=min(1.5, st.media_stall_s / 2),
+                                   restart_every_s=st.media_start_timeout_s,
+                                   max_restarts=st.media_restarts)
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- MediaGateway ---------------------------------------------------------------
     async def answer(self, call_id: str, role: str, offer_sdp: str) -> str:
@@ -76,6 +85,10 @@ class HubMedia:
 
     # -- lifecycle ------------------------------------------------------------------
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         for call_id in list(self.segments):
             await self._close(call_id, "hub_shutdown")
         tasks = list(self._tasks)
@@ -104,6 +117,9 @@ class HubMedia:
             seg = Segment(call_id, number, media, origin_wall=time.time() -
                           (time.monotonic() - media.origin))
             self.segments[call_id] = seg
+            if self._watcher is None:
+                self._watcher = asyncio.get_running_loop().create_task(
+                    self._watch_media(), name="media-health")
             await self._start_recording(seg)
             for listener in self.listeners:
                 listener.on_segment(seg)
@@ -152,11 +168,97 @@ class HubMedia:
                 await s.execute(update(Recording).where(Recording.id == rec_id,
                                                         Recording.error.is_(None)).values(**values))
 
+    # -- media health: never silently without video ------------------------------------
+    async def _watch_media(self, interval: float = 0.5) -> None:
+        """Once per ``interval``: is each participant's media reaching the hub? (see
+        :mod:`cloudcounter.media.health`)."""
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for seg in list(self.segments.values()):
+                for role in ROLES:
+                    flow = seg.media.flow(role)
+                    if flow is None:
+                        continue
+                    verdict = assess(seg.watches.setdefault(role, FlowWatch()), flow, now,
+                                     self.health)
+                    if verdict.request_keyframe:
+                        seg.media.request_keyframe(role)
+                    if verdict.changed or verdict.restart:
+                        try:
+                            await self._media_news(seg, role, verdict)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:  # a notification must not stop the watch
+                            log.exception("call %s: media health notification failed",
+                                          seg.call_id)
+
+    async def _media_news(self, seg: Segment, role: Role, verdict: Verdict) -> None:
+        watch = seg.watches[role]
+        silent = round(verdict.silent_s, 1)
+        if verdict.changed:
+            kind = "media.stalled" if verdict.state is FlowState.STALLED else "media.restored"
+            log.warning("call %s: %s's media %s (%.1f s without)", seg.call_id, role,
+                        "stalled" if verdict.state is FlowState.STALLED else "flows again",
+                        silent)
+            self.ctx.journal.event(seg.call_id, "system", kind, {
+                "participant": role, "segment": seg.number, "silent_s": silent})
+        if verdict.restart:
+            self.ctx.journal.event(seg.call_id, "system", "media.restart_requested", {
+                "participant": role, "segment": seg.number, "attempt": watch.restarts})
+        await self._tell(seg, role, verdict.state if verdict.changed else None, silent,
+                         "no_media" if verdict.restart else None)
+
+    async def _tell(self, seg: Segment, role: Role, state: FlowState | None, silent_s: float,
+                    restart: str | None) -> None:
+        """``call:media`` to both participants when ``state`` changed, ``media:restart`` to
+        ``role``'s app when it should renegotiate (the reason)."""
+        call = await self.ctx.dispatcher.store.get_call(seg.call_id)
+        if call is None:
+            return
+        rooms: dict[str, tuple[str, str]] = {"customer": ("/customer",
+                                                          customer_room(call.customer_id))}
+        if call.agent_id is not None:
+            rooms["agent"] = ("/agent", agent_room(call.agent_id))
+        watch = seg.watches.setdefault(role, FlowWatch())
+        if state is not None:
+            news = {"call_id": seg.call_id, "participant": role, "state": state.value,
+                    "silent_s": silent_s, "restarts": watch.restarts}
+            for namespace, room in rooms.values():
+                await self.ctx.sio.emit("call:media", news, to=room, namespace=namespace)
+        if restart is not None and role in rooms:
+            namespace, room = rooms[role]
+            await self.ctx.sio.emit("media:restart", {
+                "call_id": seg.call_id, "reason": restart, "attempt": watch.restarts},
+                to=room, namespace=namespace)
+
     # -- callbacks from CallMedia (on the event loop) ---------------------------------
     def _leg_ended(self, call_id: str, role: Role, reason: LegEnd) -> None:
-        self._spawn(self.ctx.dispatcher.end_call(
-            call_id, LEG_END_REASON[reason], f"{role}:media", cause=reason.value),
-            f"media-end-{call_id}")
+        """A leg ended on its own (its connection closed, failed or lost consent). The
+        participant's app may be replacing it (a network change, a renegotiation that
+        closed the old connection first): it is asked to, and the call ends only if no
+        live leg replaced it within ``media_start_timeout_s``."""
+        seg = self.segments.get(call_id)
+        if seg is None:
+            return
+        watch = seg.watches.setdefault(role, FlowWatch())
+        was = watch.state
+        watch.state, watch.since = FlowState.STALLED, time.monotonic()
+        watch.restarts += 1
+        self.ctx.journal.event(call_id, "system", "media.leg_ended", {
+            "participant": role, "segment": seg.number, "reason": reason.value})
+        log.warning("call %s: %s's leg ended (%s); waiting for a new one", call_id, role,
+                    reason.value)
+        self._spawn(self._await_replacement(seg, role, reason, was is not FlowState.STALLED),
+                    f"media-replace-{call_id}-{role}")
+
+    async def _await_replacement(self, seg: Segment, role: Role, reason: LegEnd,
+                                 news: bool) -> None:
+        await self._tell(seg, role, FlowState.STALLED if news else None, 0.0, reason.value)
+        await asyncio.sleep(self.health.start_timeout_s)
+        if self.segments.get(seg.call_id) is seg and seg.media.flow(role) is None:
+            await self.ctx.dispatcher.end_call(
+                seg.call_id, LEG_END_REASON[reason], f"{role}:media", cause=reason.value)
 
     def _recording_failed(self, seg: Segment, role: Role, error: RecordingFailed) -> None:
         self.ctx.journal.event(seg.call_id, "system", "recording.failed",

@@ -62,6 +62,7 @@ class Settings:
     recordings_dir: Path = Path("var/recordings")
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     media_host_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    trusted_proxies: frozenset[str] = frozenset()
     queue_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 64
@@ -73,7 +74,11 @@ class Settings:
     staff_token_ttl_s: int = 8 * 3600
     customer_token_ttl_s: int = 600
     max_message_bytes: int = 64 * 1024
+    media_stall_s: float = 5.0
+    media_start_timeout_s: float = 10.0
+    media_restarts: int = 2
     vision_workers: int = 1
+    vision_prestart: bool = True
     vision_idle_fps: float = 3.0
     vision_challenge_fps: float = 20.0
     vision_drift_interval_s: float = 5.0
@@ -140,6 +145,9 @@ class Settings:
             raise SettingsError(f"{PREFIX}QUEUE_BACKEND must be 'memory' or 'redis'")
         if not 1 <= s.vision_liveness_challenges <= 5:
             raise SettingsError(f"{PREFIX}VISION_LIVENESS_CHALLENGES must be 1 to 5")
+        if min(s.media_stall_s, s.media_start_timeout_s) <= 0 or s.media_restarts < 0:
+            raise SettingsError(f"{PREFIX}MEDIA_STALL_S and _START_TIMEOUT_S must be positive "
+                                f"and {PREFIX}MEDIA_RESTARTS at least 0")
         if min(s.vision_idle_fps, s.vision_challenge_fps, s.vision_liveness_window_s) <= 0:
             raise SettingsError(f"{PREFIX}VISION_IDLE_FPS, _CHALLENGE_FPS and "
                                 "_LIVENESS_WINDOW_S must be positive")
@@ -157,6 +165,8 @@ def _convert(name: str, type_: Any, raw: str) -> Any:
         return _ice_servers(raw)
     if name == "media_host_addresses":
         return _str_list(raw)
+    if name == "trusted_proxies":
+        return frozenset(_str_list(raw))
     if t == "bool":
         return _bool(raw)
     if t == "int":

@@ -42,6 +42,7 @@ from cloudcounter.recordings.writer import RecordingInfo, RecordingWriter
 
 from . import seam
 from .errors import InvalidOffer, MediaStateError, RecordingFailed, UnsupportedCodec
+from .health import LegFlow
 from .keyframes import KeyframeThrottle
 from .tap import Tap, TapDecoder
 from .tracks import PacketTrack
@@ -86,6 +87,8 @@ class DirectionStats:
     forwarded_video: int = 0
     dropped_video: int = 0
     first_packet_at: float | None = None
+    last_packet_at: float | None = None  # arrival (monotonic) of the latest packet
+    last_video_at: float | None = None  # ... and of the latest video frame
 
 
 @dataclass
@@ -138,9 +141,11 @@ def check_offer(offer_sdp: str) -> set[str]:
 
 
 class _Leg:
-    def __init__(self, role: Role, pc: RTCPeerConnection) -> None:
+    def __init__(self, role: Role, pc: RTCPeerConnection, kinds: set[str]) -> None:
         self.role = role
         self.pc = pc
+        self.kinds = kinds  # what the participant's offer sends
+        self.answered_at = time.monotonic()
         self.state = LegState.NEW
         self.outgoing: dict[str, PacketTrack] = {}
         self.receivers: dict[str, RTCRtpReceiver] = {}
@@ -205,10 +210,10 @@ class CallMedia:
             raise MediaStateError("the call's media is closed")
         if role in self._legs:
             raise MediaStateError(f"the {role} leg was already answered")
-        check_offer(offer_sdp)
+        kinds = check_offer(offer_sdp)
 
         pc = RTCPeerConnection(ice_configuration(self._config_servers))
-        leg = _Leg(role, pc)
+        leg = _Leg(role, pc, kinds)
         self._legs[role] = leg
         try:
             pc.on("track", lambda track: self._on_track(leg, track))
@@ -278,9 +283,12 @@ class CallMedia:
             if self._closed:
                 return
             keyframe = bool(packet.is_keyframe)
+            arrived = seam.arrival_time(packet)
             if stats.first_packet_at is None:
-                stats.first_packet_at = time.monotonic()
+                stats.first_packet_at = arrived
+            stats.last_packet_at = arrived
             if is_video:
+                stats.last_video_at = arrived
                 stats.video_frames += 1
                 stats.video_keyframes += keyframe
             else:
@@ -301,7 +309,7 @@ class CallMedia:
             if recorder is not None or tap is not None:
                 data = bytes(packet)
                 if recorder is not None:
-                    recorder.write(kind, data, seam.arrival_time(packet), keyframe)
+                    recorder.write(kind, data, arrived, keyframe)
                 if tap is not None:
                     tap.feed(data, keyframe, packet.pts)
 
@@ -357,6 +365,16 @@ class CallMedia:
     def leg_state(self, role: Role) -> LegState | None:
         leg = self._legs.get(role)
         return leg.state if leg is not None else None
+
+    def flow(self, role: Role) -> LegFlow | None:
+        """What reaches the hub on ``role``'s leg, for :func:`~.health.assess`; ``None``
+        without a live leg."""
+        leg = self._legs.get(role)
+        if leg is None or leg.state is LegState.ENDED or self._closed:
+            return None
+        d = self._direction(role)
+        return LegFlow(answered_at=leg.answered_at, expects_video="video" in leg.kinds,
+                       last_packet_at=d.last_packet_at, last_video_at=d.last_video_at)
 
     # -- taps ------------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class Dispatcher:
         self._position_sent: dict[str, float] = {}
         self._wc: dict[str, routing.WaitingCall] = {}
         self._staffing_cache: dict[str, int] | None = None
+        self._staffing_by: dict[frozenset[str], int] = {}
         self._delivering = False
         self._handle_times: list[tuple[str, float]] = []
         self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
@@ -182,12 +183,26 @@ class Dispatcher:
         pos = routing.position_of(me, others, now, self.config.aging_s) \
             if call.state is CallState.QUEUED else 0
         staffing = await self._staffing()
+        if call.customer_risk == routing.HIGH_RISK:  # only senior agents serve it
+            staffing = {call.skill: await self._staffed(
+                routing.needed_skills(call.skill, call.customer_risk))}
         return pos, await self._eta(call.skill, pos, staffing)
+
+    async def _staffed(self, needed: frozenset[str]) -> int:
+        """Agents signed in and not away who have all of ``needed`` (cached like
+        :meth:`_staffing`)."""
+        await self._staffing()
+        if needed not in self._staffing_by:
+            self._staffing_by[needed] = routing.staffed(
+                (a.skills for a in await self.store.agents()
+                 if a.state not in (AgentState.OFFLINE, AgentState.AWAY)), needed)
+        return self._staffing_by[needed]
 
     async def _staffing(self) -> dict[str, int]:
         """Agents signed in and not away, per skill (cached until an agent changes state)."""
         if self._staffing_cache is not None:
             return self._staffing_cache
+        self._staffing_by = {}
         out: dict[str, int] = {}
         for a in await self.store.agents():
             if a.state not in (AgentState.OFFLINE, AgentState.AWAY):
@@ -212,13 +227,15 @@ class Dispatcher:
         wc = self._wc.get(call.call_id)
         if wc is None:
             wc = routing.WaitingCall(call.call_id, call.skill, call.priority, call.enqueued_at,
-                                     call.seq, frozenset(call.excluded) or NO_AGENTS)
+                                     call.seq, frozenset(call.excluded) or NO_AGENTS,
+                                     call.customer_risk)
             self._wc[call.call_id] = wc
         return wc
 
     # ---------------------------------------------------------------- customer side
     async def request_call(self, *, customer_id: str, service: str, skill: str,
-                           priority: int = 0) -> tuple[Call, int, float | None]:
+                           priority: int = 0, customer_risk: str = "low"
+                           ) -> tuple[Call, int, float | None]:
         async with self._locked():
             if customer_id in self._active_by_customer:
                 raise Conflict("this customer already has a call", code="already_in_call")
@@ -228,12 +245,14 @@ class Dispatcher:
             self._seq += 1
             call = Call(call_id="call_" + secrets.token_hex(8), customer_id=customer_id,
                         service=service, skill=skill, priority=priority,
-                        enqueued_at=self.clock(), seq=self._seq)
+                        enqueued_at=self.clock(), seq=self._seq, customer_risk=customer_risk)
             await self.store.put_call(call)
             self._active_by_customer[customer_id] = call.call_id
             self.journal.call_created(call, self.wall())
             self._event(call, f"customer:{customer_id}", "call.requested", service=service,
-                        priority=priority)
+                        priority=priority, **({"needs": sorted(routing.needed_skills(
+                            skill, customer_risk))} if customer_risk == routing.HIGH_RISK
+                            else {}))
             self._event(call, SYSTEM, "call.queued", priority=priority)
             self.journal.call_updated(call.call_id, state=call.state.value, queued_at=self.wall())
             position, eta = await self.position_of(call)
@@ -356,7 +375,9 @@ class Dispatcher:
                 await self._end(call, reason, actor, **payload)
 
     async def finish_wrap_up(self, agent_id: int, call_id: str, outcome: str, notes: str,
-                             then: AgentState = AgentState.AVAILABLE) -> None:
+                             then: AgentState = AgentState.AVAILABLE,
+                             details: dict[str, Any] | None = None) -> None:
+        """``details`` (the business's view of the wrap-up) go into the timeline event."""
         async with self._locked():
             agent = await self._agent(agent_id)
             late = agent.state is not AgentState.WRAP_UP \
@@ -366,12 +387,13 @@ class Dispatcher:
             if late:  # the wrap-up timer ran out first: keep the outcome, change no state
                 self._last_call.pop(agent_id, None)
                 self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
-                                   {"outcome": outcome, "notes": notes, "late": True},
-                                   at=self.wall())
+                                   {"outcome": outcome, "notes": notes, "late": True,
+                                    **(details or {})}, at=self.wall())
                 self.journal.call_updated(call_id, outcome=outcome, notes=notes)
                 return
             self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
-                               {"outcome": outcome, "notes": notes}, at=self.wall())
+                               {"outcome": outcome, "notes": notes, **(details or {})},
+                               at=self.wall())
             self.journal.call_updated(call_id, outcome=outcome, notes=notes)
             agent.call_id = None
             self._wrap.pop(agent_id, None)

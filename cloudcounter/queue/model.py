@@ -69,6 +69,7 @@ class Call:
     offer_expires_at: float | None = None
     answered_at: float | None = None
     held: bool = False  # the customer is disconnected and inside the grace period
+    customer_risk: str = "low"  # the customer's risk level on file (routing: senior agents)
     # agents who missed or declined it, with the monotonic time the exclusion ends
     excluded: dict[int, float] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 Order: highest (effective) priority first, then the longest-waiting call; each call goes
 to the longest-idle available agent who has the call's skill. A call waiting longer than
 ``aging_s`` per priority level gains one level, so low-priority calls are never starved.
+A customer whose record says high risk is served only by a ``senior`` agent.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import math
 import statistics
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from cloudcounter.agents.skills import SENIOR
+
+HIGH_RISK = "high"
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class WaitingCall:
     enqueued_at: float
     seq: int = 0
     excluded: frozenset[int] = frozenset()
+    customer_risk: str = "low"  # the customer's risk level on file
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,22 @@ class IdleAgent:
 class Assignment:
     call_id: str
     agent_id: int
+
+
+def needed_skills(skill: str, customer_risk: str) -> frozenset[str]:
+    """Every skill an agent needs for a call: the service's, and ``senior`` when the
+    customer's record says high risk."""
+    return frozenset({skill, SENIOR}) if customer_risk == HIGH_RISK else frozenset({skill})
+
+
+def eligible(call: WaitingCall, agent: IdleAgent) -> bool:
+    return needed_skills(call.skill, call.customer_risk) <= agent.skills \
+        and agent.agent_id not in call.excluded
+
+
+def staffed(agent_skills: Iterable[frozenset[str]], needed: frozenset[str]) -> int:
+    """How many of these agents could take a call that needs ``needed``."""
+    return sum(1 for skills in agent_skills if needed <= skills)
 
 
 def effective_priority(call: WaitingCall, now: float, aging_s: float | None) -> int:
@@ -59,8 +81,7 @@ def route(calls: Iterable[WaitingCall], agents: Iterable[IdleAgent], now: float,
     for call in queue_order(calls, now, aging_s):
         if not free:
             break
-        chosen = next((a for a in free if call.skill in a.skills
-                       and a.agent_id not in call.excluded), None)
+        chosen = next((a for a in free if eligible(call, a)), None)
         if chosen is not None:
             free.remove(chosen)
             out.append(Assignment(call.call_id, chosen.agent_id))

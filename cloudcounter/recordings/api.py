@@ -106,7 +106,13 @@ def call_summary(c: CallSession, customer_name: str, service_name: str, agent: s
             "ended_at": iso(c.ended_at), "service": c.service_code, "service_name": service_name,
             "agent": agent, "customer_id": c.customer_id, "customer_name": customer_name,
             "duration_s": duration, "outcome": c.outcome, "end_reason": c.end_reason,
-            "state": c.state, "notes": c.notes, "recordings": recordings}
+            "state": c.state, "notes": c.notes, "recordings": recordings,
+            "script_version": c.script_version, "business_state": c.business_state,
+            "subject": c.subject,
+            "risk": None if c.risk_level is None else {
+                "score": c.risk_score, "level": c.risk_level, "reasons": c.risk_reasons or [],
+                "rules_version": c.risk_rules_version},
+            "risk_level": c.risk_level}
 
 
 @routes.get("/api/calls/{call_id}")

@@ -26,8 +26,9 @@ from cloudcounter.hub.auth import (
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
 from cloudcounter.signaling.schemas import (
-    AGENT_EVENTS, CUSTOMER_EVENTS, PROTOCOL_VERSION, SUPPORTED_VERSIONS, CallRef, CallRequest,
-    CheckLiveness, MediaOffer, Message, Note, StatusSet, Wrapup,
+    AGENT_EVENTS, CUSTOMER_EVENTS, SUPERVISOR_EVENTS, SUPPORTED_VERSIONS, ApprovalDecision,
+    ApprovalRequest, CallRef, CallRequest, CheckLiveness, Concern, MediaOffer, Message, Note,
+    PromptAnswer, StatusSet, StepComplete, StepRef, Wrapup, parse_version,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def agent_room(agent_id: int) -> str:
 
 
 AGENTS_ROOM = "agents"
+LEADS_ROOM = "leads"
 
 
 def refuse(exc: CloudCounterError) -> ConnectionRefusedError:
@@ -53,12 +55,28 @@ def refuse(exc: CloudCounterError) -> ConnectionRefusedError:
     return ConnectionRefusedError(exc.message, exc.to_dict())
 
 
-def check_version(auth: Any) -> None:
-    version = auth.get("protocol", PROTOCOL_VERSION) if isinstance(auth, dict) else PROTOCOL_VERSION
-    if version not in SUPPORTED_VERSIONS:
-        raise InvalidMessage(f"protocol version {version!r} is not supported "
-                             f"(supported: {sorted(SUPPORTED_VERSIONS)})",
+def check_version(auth: Any) -> tuple[int, int]:
+    """The (major, minor) protocol version the client speaks (absent: 1.0)."""
+    raw = auth.get("protocol", 1) if isinstance(auth, dict) else 1
+    version = parse_version(raw)
+    if version is None or version[0] not in SUPPORTED_VERSIONS:
+        raise InvalidMessage(f"protocol version {str(raw)[:16]!r} is not supported "
+                             f"(supported: {sorted(SUPPORTED_VERSIONS)}, any minor)",
                              code="unsupported_protocol")
+    return version
+
+
+def client_address(environ: dict[str, Any], trusted_proxies: frozenset[str]) -> str | None:
+    """The client's network address: the peer, or behind a trusted reverse proxy the last
+    address of ``X-Forwarded-For`` that is not a trusted proxy."""
+    request = environ.get("aiohttp.request")
+    peer = getattr(request, "remote", None) or environ.get("REMOTE_ADDR")
+    if peer in trusted_proxies:
+        hops = [h.strip() for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+        for hop in reversed([h for h in hops if h]):
+            if hop not in trusted_proxies:
+                return hop[:64]
+    return str(peer)[:64] if peer else None
 
 
 @dataclass
@@ -68,6 +86,13 @@ class Conn:
     role: str
     ident: CustomerIdentity | StaffIdentity
     profile: dict[str, Any] = field(default_factory=dict)
+    version: tuple[int, int] = (1, 0)
+    address: str | None = None
+
+    @property
+    def prompts(self) -> bool:
+        """Protocol 1.1 or later: the client shows statements and questions."""
+        return self.version >= (1, 1)
 
 
 class RoleNamespace(socketio.AsyncNamespace):
@@ -118,17 +143,20 @@ class CustomerNamespace(RoleNamespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            check_version(auth)
+            version = check_version(auth)
             token = auth.get("token") if isinstance(auth, dict) else None
             ident = verify_customer_token(self.ctx.settings.customer_token_secret, token)
             profile = await self.ctx.customer_profile(ident.customer_id, refresh=True)
         except CloudCounterError as exc:
             raise refuse(exc) from None
-        self.conns[sid] = Conn("customer", ident, profile)
+        conn = Conn("customer", ident, profile, version,
+                    client_address(environ, self.ctx.settings.trusted_proxies))
+        self.conns[sid] = conn
         await self.enter_room(sid, customer_room(ident.customer_id))
         call = await self.ctx.dispatcher.active_call_of(ident.customer_id)
         if call is not None:
             await self.ctx.dispatcher.customer_reconnected(call.call_id)
+            await self.ctx.flows.customer_connected(call.call_id, conn.address, conn.prompts)
             await self.emit("call:state", await self.call_state(call), to=sid)
 
     async def call_state(self, call: Any) -> dict[str, Any]:
@@ -141,6 +169,9 @@ class CustomerNamespace(RoleNamespace):
             agent = await self.ctx.dispatcher.store.get_agent(call.agent_id)
             state["agent"] = {"display_name": (agent.display_name if agent else "") or "Agent"}
             state["ice_servers"] = self.ctx.settings.ice_servers
+            prompt = self.ctx.flows.open_prompt(call.call_id)
+            if prompt is not None:  # protocol 1.1: the statement or question shown
+                state["prompt"] = prompt
         return state
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -166,11 +197,21 @@ class CustomerNamespace(RoleNamespace):
             raise Forbidden("this token does not allow that service", code="service_not_allowed")
         call, position, eta = await self.ctx.dispatcher.request_call(
             customer_id=ident.customer_id, service=service.code, skill=service.required_skill,
-            priority=max(service.priority, ident.priority))
+            priority=max(service.priority, ident.priority),
+            customer_risk=str(conn.profile.get("risk_level") or "low"))
+        self.ctx.flows.call_requested(call.call_id, ident.customer_id, service.code,
+                                      ident.subject, conn.address, conn.prompts)
         return {"call_id": call.call_id, "position": position, "estimated_wait_s": eta}
 
     async def ev_call_hangup(self, sid: str, conn: Conn, msg: CallRef) -> None:
         await self.ctx.dispatcher.customer_hangup(msg.call_id, conn.ident.customer_id)  # type: ignore[union-attr]
+
+    async def ev_prompt_answer(self, sid: str, conn: Conn, msg: PromptAnswer) -> dict[str, Any]:
+        call = await self.ctx.dispatcher.store.get_call(msg.call_id)
+        if call is None or not self.owns(conn, call) or call.state is not CallState.IN_CALL:
+            raise NotFound("no such call in progress", code="unknown_call")
+        return await self.ctx.flows.customer_answer(
+            msg.call_id, call.customer_id, msg.prompt_id, msg.step_id, msg.sha256, msg.answer)
 
 
 class AgentNamespace(RoleNamespace):
@@ -227,9 +268,25 @@ class AgentNamespace(RoleNamespace):
         return {"state": agent.state.value}
 
     async def ev_call_accept(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
-        call = await self.ctx.dispatcher.accept(self.uid(conn), msg.call_id)
-        return {"call_id": call.call_id, "customer": await self.ctx.customer_profile(
-            call.customer_id), "ice_servers": self.ctx.settings.ice_servers}
+        ident: StaffIdentity = conn.ident  # type: ignore[assignment]
+        offered = await self.ctx.dispatcher.store.get_call(msg.call_id)
+        prepared = None
+        if offered is not None and offered.agent_id == ident.user_id:
+            # read the script and rules before answering: a failed read changes nothing
+            prepared = await self.ctx.flows.prepare(msg.call_id, offered.customer_id,
+                                                    offered.service)
+        call = await self.ctx.dispatcher.accept(ident.user_id, msg.call_id)
+        if prepared is None:
+            prepared = await self.ctx.flows.prepare(call.call_id, call.customer_id,
+                                                    call.service)
+        customer = await self.ctx.customer_profile(call.customer_id)
+        service = self.ctx.services.get(call.service)
+        flow = await self.ctx.flows.answered(
+            call.call_id, call.customer_id, call.service, prepared, agent_id=ident.user_id,
+            agent_actor=ident.actor, agent_name=ident.display_name or ident.username,
+            profile=customer, service_name=service.name if service else call.service)
+        return {"call_id": call.call_id, "customer": customer,
+                "ice_servers": self.ctx.settings.ice_servers, "flow": flow}
 
     async def ev_call_decline(self, sid: str, conn: Conn, msg: CallRef) -> None:
         await self.ctx.dispatcher.decline(self.uid(conn), msg.call_id)
@@ -244,8 +301,30 @@ class AgentNamespace(RoleNamespace):
         self.ctx.journal.event(msg.call_id, conn.ident.actor, "agent.note", {"text": msg.text})
 
     async def ev_call_wrapup(self, sid: str, conn: Conn, msg: Wrapup) -> None:
-        await self.ctx.dispatcher.finish_wrap_up(self.uid(conn), msg.call_id, msg.outcome,
-                                                 msg.notes, AgentState(msg.then))
+        async with self.ctx.flows.wrapping_up(msg.call_id, self.uid(conn), msg.outcome,
+                                              msg.skip_reason) as plan:
+            await self.ctx.dispatcher.finish_wrap_up(
+                self.uid(conn), msg.call_id, msg.outcome, msg.notes, AgentState(msg.then),
+                details=plan.details() if plan is not None else None)
+
+    # -- service flows (cloudcounter.business) --------------------------------------------
+    async def ev_flow_snapshot(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
+        return {"flow": self.ctx.flows.snapshot(msg.call_id, self.uid(conn))}
+
+    async def ev_step_prompt(self, sid: str, conn: Conn, msg: StepRef) -> dict[str, Any]:
+        return await self.ctx.flows.prompt(msg.call_id, self.uid(conn), msg.step_id)
+
+    async def ev_step_complete(self, sid: str, conn: Conn, msg: StepComplete
+                               ) -> dict[str, Any]:
+        return await self.ctx.flows.complete(msg.call_id, self.uid(conn), msg.step_id,
+                                             msg.answer, msg.note)
+
+    async def ev_risk_concern(self, sid: str, conn: Conn, msg: Concern) -> dict[str, Any]:
+        return await self.ctx.flows.concern(msg.call_id, self.uid(conn), msg.note)
+
+    async def ev_approval_request(self, sid: str, conn: Conn, msg: ApprovalRequest
+                                  ) -> dict[str, Any]:
+        return await self.ctx.flows.request_approval(msg.call_id, self.uid(conn), msg.note)
 
     async def ev_queue_snapshot(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
         return await self.ctx.dispatcher.snapshot()
@@ -269,3 +348,45 @@ class AgentNamespace(RoleNamespace):
         call = await self._checked_call(conn, msg.call_id)
         return self.ctx.analysis.request_liveness(  # type: ignore[no-any-return]
             call.call_id, conn.ident.actor, msg.count)
+
+
+class SupervisorNamespace(RoleNamespace):
+    """``/supervisor``: team leads (role ``lead``) see approval requests of high-risk calls
+    and approve or refuse them from their own signed-in session (maker-checker)."""
+
+    events = SUPERVISOR_EVENTS
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            check_version(auth)
+            token = auth.get("token") if isinstance(auth, dict) else None
+            if not token:
+                cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+                token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
+            ident = verify_staff_token(self.ctx.settings.secret_key, token)
+            if ident.role != "lead":
+                raise Forbidden("only team leads use the supervisor namespace",
+                                code="wrong_role")
+            user = await accounts.load(self.ctx.sm, ident.user_id)
+            if user.role != "lead":
+                raise Forbidden("only team leads use the supervisor namespace",
+                                code="wrong_role")
+        except CloudCounterError as exc:
+            raise refuse(exc) from None
+        self.conns[sid] = Conn("lead", user)
+        await self.enter_room(sid, LEADS_ROOM)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.conns.pop(sid, None)
+
+    def owns(self, conn: Conn, call: Any) -> bool:
+        return False  # leads take part in no call's media
+
+    async def ev_approvals_list(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
+        return {"approvals": self.ctx.flows.pending_approvals()}
+
+    async def ev_approval_decide(self, sid: str, conn: Conn, msg: ApprovalDecision
+                                 ) -> dict[str, Any]:
+        ident: StaffIdentity = conn.ident  # type: ignore[assignment]
+        return {"approval": await self.ctx.flows.decide(
+            msg.approval_id, ident.user_id, ident.actor, msg.decision == "approve", msg.note)}

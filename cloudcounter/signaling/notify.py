@@ -31,6 +31,7 @@ class SignalingListener:
             "call_id": call.call_id, "position": position, "estimated_wait_s": eta_s,
             "requeued": requeued})
         if requeued:
+            await self.ctx.flows.call_requeued(call.call_id)
             await self.ctx.media.close_leg(call.call_id, "agent")
 
     async def position_changed(self, call: Call, position: int, eta_s: float | None) -> None:
@@ -61,6 +62,7 @@ class SignalingListener:
         if agent is not None:
             await self._to_agent(agent, "call:ended", {
                 **data, "wrap_up_s": self.ctx.dispatcher.config.wrap_up_s})
+        await self.ctx.flows.call_ended(call.call_id)
         await self.ctx.media.close_call(call.call_id, reason)
 
     async def agent_state_changed(self, agent: Agent, previous: AgentState, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""Typed schemas of every inbound signalling message (protocol version 1).
+"""Typed schemas of every inbound signalling message (protocol version 1.1).
 
 Each client event maps to one pydantic model; unknown fields are refused, strings are
 bounded. Outbound payloads are documented in ``docs/protocol.md``.
@@ -8,14 +8,27 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from cloudcounter.text import check_text
+
+#: the major version a client states in ``auth.protocol``; minor versions add events and
+#: optional fields only, so a 1.0 client works with a 1.1 hub
 PROTOCOL_VERSION = 1
+PROTOCOL_MINOR = 1
+PROTOCOL_TEXT = f"{PROTOCOL_VERSION}.{PROTOCOL_MINOR}"
 SUPPORTED_VERSIONS = frozenset({1})
 
 CallId = Annotated[str, StringConstraints(pattern=r"^call_[0-9a-f]{16}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Sdp = Annotated[str, StringConstraints(min_length=10, max_length=32_000)]
+StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+PromptId = Annotated[str, StringConstraints(pattern=r"^prm_[0-9a-f]{16}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+#: free text: bounded, no control characters (a line break and a tab are allowed)
+LongText = Annotated[str, StringConstraints(max_length=4000), AfterValidator(check_text)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+                   AfterValidator(check_text)]
 
 
 class Message(BaseModel):
@@ -44,13 +57,15 @@ class Wrapup(Message):
     call_id: CallId
     outcome: Literal["resolved", "unresolved", "escalated", "fraud_suspected", "customer_left",
                      "no_show"]
-    notes: Annotated[str, StringConstraints(max_length=4000)] = ""
+    notes: LongText = ""
     then: Literal["available", "away"] = "available"
+    #: protocol 1.1: resolve with required steps open, giving the reason (recorded)
+    skip_reason: Reason | None = None
 
 
 class Note(Message):
     call_id: CallId
-    text: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    text: Annotated[LongText, StringConstraints(min_length=1)]
 
 
 class Empty(Message):
@@ -62,11 +77,50 @@ class CheckLiveness(Message):
     count: Annotated[int, Field(ge=1, le=5, strict=True)] = 3
 
 
+# -- service flows (protocol 1.1) -------------------------------------------------------
+class PromptAnswer(Message):
+    call_id: CallId
+    prompt_id: PromptId
+    step_id: StepId
+    sha256: Sha256
+    answer: Code
+
+
+class StepRef(Message):
+    call_id: CallId
+    step_id: StepId
+
+
+class StepComplete(Message):
+    call_id: CallId
+    step_id: StepId
+    answer: Code | None = None
+    note: Reason | None = None
+
+
+class Concern(Message):
+    call_id: CallId
+    note: Reason
+
+
+class ApprovalRequest(Message):
+    call_id: CallId
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000),
+                    AfterValidator(check_text)] = ""
+
+
+class ApprovalDecision(Message):
+    approval_id: Annotated[int, Field(ge=1, le=2**53, strict=True)]
+    decision: Literal["approve", "refuse"]
+    note: Reason | None = None
+
+
 # event name -> schema, per namespace
 CUSTOMER_EVENTS: dict[str, type[Message]] = {
     "call:request": CallRequest,
     "call:hangup": CallRef,
     "media:offer": MediaOffer,
+    "prompt:answer": PromptAnswer,
 }
 
 AGENT_EVENTS: dict[str, type[Message]] = {
@@ -80,4 +134,29 @@ AGENT_EVENTS: dict[str, type[Message]] = {
     "queue:snapshot": Empty,
     "check:identity": CallRef,
     "check:liveness": CheckLiveness,
+    "flow:snapshot": CallRef,
+    "step:prompt": StepRef,
+    "step:complete": StepComplete,
+    "risk:concern": Concern,
+    "approval:request": ApprovalRequest,
 }
+
+SUPERVISOR_EVENTS: dict[str, type[Message]] = {
+    "approvals:list": Empty,
+    "approval:decide": ApprovalDecision,
+}
+
+
+def parse_version(value: object) -> tuple[int, int] | None:
+    """``1``, ``"1"``, ``"1.1"`` or ``1.1`` as (major, minor); None when malformed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value, 0)
+    if isinstance(value, float):
+        value = repr(value)
+    if isinstance(value, str) and 0 < len(value) <= 8:
+        major, _, minor = value.partition(".")
+        if major.isdigit() and (minor == "" or minor.isdigit()):
+            return (int(major), int(minor or 0))
+    return None

@@ -1,4 +1,15 @@
-"""Simulated agent: log in, go available, accept offers, stay for the call, wrap up."""
+"""Simulated agent: log in, go available, accept offers, work through the service script,
+stay for the call, wrap up.
+
+``steps="all"`` completes every step: checks by hand unless the analysis completed them,
+statements shown on the customer's screen (or, for an app that does not show them or does
+not answer in ``answer_timeout`` seconds, recorded as confirmed aloud), questions answered
+with their reassuring option. ``"skip-required"`` completes only optional steps, so the
+wrap-up as ``resolved`` is refused and then given with a skip reason. At risk level high
+the agent asks a team lead and waits ``approval_wait`` seconds for the decision. A
+``resolved`` wrap-up the hub refuses falls back to ``unresolved`` (the refusals are kept
+in the result).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +22,10 @@ from typing import Any
 
 from cloudcounter.sim.client import Connection, SimError, login
 
+BUSINESS_REFUSALS = {"steps_incomplete", "approval_required", "risk_blocked",
+                     "confirmation_declined"}
+SKIP_REASON = "simulated agent: required steps skipped"
+
 
 @dataclass
 class AgentResult:
@@ -19,12 +34,109 @@ class AgentResult:
     call_ids: list[str] = field(default_factory=list)
     error: str | None = None
     media: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    steps_done: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)
+    flows: list[dict[str, Any]] = field(default_factory=list)  # last snapshot of each call
+
+
+class CallEnded(Exception):
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__("call ended")
+        self.data = data
+
+
+class ScriptRunner:
+    """Works through one call's script over the agent's connection."""
+
+    def __init__(self, conn: Connection, call_id: str, flow: dict[str, Any], steps: str,
+                 answer_timeout: float, res: AgentResult) -> None:
+        self.conn, self.call_id, self.flow = conn, call_id, flow
+        self.mode, self.answer_timeout, self.res = steps, answer_timeout, res
+
+    async def until(self, predicate: Any, timeout: float) -> bool:
+        """Read events until the flow satisfies ``predicate``; raise CallEnded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self.flow):
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                event, data = await self.conn.expect("flow:update", "call:ended",
+                                                     "approval:decided", timeout=left)
+            except asyncio.TimeoutError:
+                return False
+            if data.get("call_id") != self.call_id:
+                continue
+            if event == "call:ended":
+                raise CallEnded(data)
+            if event == "flow:update":
+                self.flow = data
+        return True
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        return next(s for s in self.flow["steps"] if s["id"] == step_id)
+
+    async def complete(self, step_id: str, answer: str | None = None,
+                       note: str | None = None) -> bool:
+        payload: dict[str, Any] = {"call_id": self.call_id, "step_id": step_id}
+        if answer is not None:
+            payload["answer"] = answer
+        if note is not None:
+            payload["note"] = note
+        reply = await self.conn.call("step:complete", payload)
+        if reply.get("ok"):
+            self.res.steps_done.append(step_id)
+            return True
+        code = (reply.get("error") or {}).get("code")
+        if code == "step_not_open":  # completed meanwhile (an automatic check)
+            return True
+        raise SimError(f"step {step_id} refused: {code}")
+
+    async def run(self) -> None:
+        for s in list(self.flow.get("steps") or []):
+            if self.flow.get("state") == "declined":
+                return
+            if self.step(s["id"])["state"] not in ("open", "prompted"):
+                continue
+            if self.mode == "skip-required" and s["required"]:
+                continue
+            kind = s["kind"]
+            if kind in ("check_identity", "check_liveness"):
+                await self.complete(s["id"], note="simulated agent: checked by hand")
+            elif kind == "question":
+                concern = set(s.get("concern_if") or [])
+                values = [o["value"] for o in s.get("options") or []]
+                await self.complete(s["id"], next((v for v in values if v not in concern),
+                                                  values[0]))
+            elif kind == "confirm_statement":
+                await self.statement(s["id"])
+            else:
+                await self.complete(s["id"])
+
+    async def statement(self, step_id: str) -> None:
+        if self.flow.get("customer_prompts") and not self.step(step_id).get("missing_facts"):
+            reply = await self.conn.call("step:prompt", {"call_id": self.call_id,
+                                                         "step_id": step_id})
+            if not reply.get("ok"):
+                raise SimError(f"statement not shown: {reply.get('error')}")
+            if await self.until(lambda f: next(x for x in f["steps"] if x["id"] == step_id)
+                                ["state"] not in ("open", "prompted"), self.answer_timeout):
+                return
+            note = "confirmed aloud; the customer's app did not answer"
+        else:
+            note = "confirmed aloud; the customer's app does not show statements"
+        await self.complete(step_id, "confirm", note)
 
 
 async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
                     hangup_after: float | None = None, timeout: float = 600.0,
                     media_factory: Any = None, outcome: str = "resolved",
-                    ready: asyncio.Event | None = None) -> AgentResult:
+                    ready: asyncio.Event | None = None, steps: str = "all",
+                    concern: str | None = None, approval_wait: float = 0.0,
+                    answer_timeout: float = 10.0) -> AgentResult:
     res = AgentResult()
     conn = Connection(url, "/agent", token)
     deadline = time.monotonic() + timeout
@@ -49,22 +161,32 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
             if media is not None:
                 media.ice_servers = reply.get("ice_servers") or []
                 await media.start(conn, call_id)
+            ended: dict[str, Any] | None = None
             try:
-                wait = hangup_after if hangup_after is not None else deadline - time.monotonic()
+                runner = ScriptRunner(conn, call_id, reply.get("flow") or {}, steps,
+                                      answer_timeout, res)
                 try:
-                    await conn.expect("call:ended", timeout=wait)
-                except asyncio.TimeoutError:
-                    if hangup_after is None:
-                        raise
-                    await conn.call("call:hangup", {"call_id": call_id})
-                    await conn.expect("call:ended", timeout=10)
+                    if steps != "none":
+                        await runner.run()
+                    if concern:
+                        await conn.call("risk:concern", {"call_id": call_id, "note": concern})
+                    await approval(conn, runner, approval_wait, res)
+                except CallEnded as exc:
+                    ended = exc.data
+                if ended is None:
+                    wait = hangup_after if hangup_after is not None \
+                        else deadline - time.monotonic()
+                    try:
+                        await conn.expect("call:ended", timeout=wait)
+                    except asyncio.TimeoutError:
+                        if hangup_after is None:
+                            raise
+                        await conn.call("call:hangup", {"call_id": call_id})
+                        await conn.expect("call:ended", timeout=10)
             finally:
                 if media is not None:
                     res.media.append(await media.stop())
-            reply = await conn.call("call:wrapup", {"call_id": call_id, "outcome": outcome,
-                                                    "notes": "simulated"})
-            if not reply.get("ok"):
-                raise SimError(f"wrap-up refused: {reply.get('error')}")
+            await wrap_up(conn, call_id, outcome, steps, res)
             res.calls += 1
             res.call_ids.append(call_id)
         return res
@@ -78,6 +200,52 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
         await conn.close()
 
 
+async def approval(conn: Connection, runner: ScriptRunner, wait: float,
+                   res: AgentResult) -> None:
+    """At risk level high, ask a team lead and wait for the decision."""
+    snap = await conn.call("flow:snapshot", {"call_id": runner.call_id})
+    if snap.get("ok"):
+        runner.flow = snap["flow"]
+    risk = runner.flow.get("risk") or {}
+    if wait <= 0 or risk.get("level") != "high" or runner.flow.get("approval_valid"):
+        return
+    reply = await conn.call("approval:request", {"call_id": runner.call_id,
+                                                 "note": "simulated agent asks for approval"})
+    if not reply.get("ok"):
+        res.approvals.append((reply.get("error") or {}).get("code", "error"))
+        return
+    decided = await runner.until(
+        lambda f: (f.get("approval") or {}).get("state") in ("approved", "refused"), wait)
+    res.approvals.append((runner.flow.get("approval") or {}).get("state", "pending")
+                         if decided else "timeout")
+
+
+async def wrap_up(conn: Connection, call_id: str, outcome: str, steps: str,
+                  res: AgentResult) -> None:
+    snap = await conn.call("flow:snapshot", {"call_id": call_id})
+    if snap.get("ok"):
+        res.flows.append(snap["flow"])
+    payload: dict[str, Any] = {"call_id": call_id, "outcome": outcome, "notes": "simulated"}
+    reply = await conn.call("call:wrapup", payload)
+    code = (reply.get("error") or {}).get("code")
+    if not reply.get("ok") and code in BUSINESS_REFUSALS:
+        res.refusals.append(code)
+        if steps == "skip-required" and code == "steps_incomplete":
+            payload["skip_reason"] = SKIP_REASON
+        else:
+            payload.update(outcome="unresolved", notes=f"simulated: resolved refused ({code})")
+        reply = await conn.call("call:wrapup", payload)
+        code = (reply.get("error") or {}).get("code")
+        if not reply.get("ok") and code in BUSINESS_REFUSALS:
+            res.refusals.append(code)
+            payload.update(outcome="unresolved", notes=f"simulated: resolved refused ({code})")
+            payload.pop("skip_reason", None)
+            reply = await conn.call("call:wrapup", payload)
+    if not reply.get("ok"):
+        raise SimError(f"wrap-up refused: {reply.get('error')}")
+    res.outcomes.append(payload["outcome"])
+
+
 async def run_agent_cli(args: argparse.Namespace) -> int:
     token = await login(args.url, args.username, args.password)
     factory = None
@@ -86,6 +254,7 @@ async def run_agent_cli(args: argparse.Namespace) -> int:
         video = await asyncio.to_thread(encoded_source, args.video) if args.video else None
         factory = lambda: SimMedia("agent", video=video)  # noqa: E731
     res = await run_agent(args.url, token, args.calls, args.accept_delay, args.hangup_after,
-                          args.timeout, factory)
+                          args.timeout, factory, steps=args.steps, concern=args.concern,
+                          approval_wait=args.approval_wait)
     print(json.dumps(asdict(res), separators=(",", ":")), flush=True)
     return 0 if res.error is None and res.calls >= args.calls else 1

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from cloudcounter.signaling.schemas import PROTOCOL_VERSION
+from cloudcounter.signaling.schemas import PROTOCOL_TEXT
 
 
 class SimError(Exception):
@@ -38,11 +38,15 @@ async def demo_customer_token(url: str, customer_id: str) -> str:
 class Connection:
     """One Socket.IO connection to a namespace, with typed-ish helpers."""
 
-    def __init__(self, url: str, namespace: str, token: str) -> None:
+    def __init__(self, url: str, namespace: str, token: str,
+                 protocol: int | str = PROTOCOL_TEXT,
+                 http: aiohttp.ClientSession | None = None) -> None:
         self.url = url
         self.namespace = namespace
         self.token = token
-        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        self.protocol = protocol
+        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False,
+                                        http_session=http)
         self.events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
         async def catch_all(event: str, data: Any = None) -> None:
@@ -51,7 +55,7 @@ class Connection:
 
     async def connect(self) -> None:
         await self.sio.connect(self.url, namespaces=[self.namespace], transports=["websocket"],
-                               auth={"token": self.token, "protocol": PROTOCOL_VERSION},
+                               auth={"token": self.token, "protocol": self.protocol},
                                wait_timeout=10)
 
     async def call(self, event: str, data: dict[str, Any] | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,9 +44,17 @@ def encoded_source(path: str | Path, cache: Path = CACHE) -> Path:
     digest = hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:12]
     target = cache / f"{p.stem}-{digest}.webm"
     if not target.exists():
-        tmp = target.with_suffix(".tmp.webm")
-        prepare_vp8_webm(p, tmp)
-        tmp.replace(target)
+        # Several simulators may prepare the same clip at once: each writes a file of its
+        # own and renames it into place (atomic; the last one wins, all are identical).
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".webm", dir=cache)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            prepare_vp8_webm(p, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return target
 
 

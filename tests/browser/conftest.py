@@ -39,6 +39,22 @@ BASE_ARGS = [
 ]
 
 
+_HUB_LOGS: list[Path] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing browser test shows what the hub logged (media stalls, errors)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _HUB_LOGS:
+        try:
+            lines = _HUB_LOGS[-1].read_text(errors="replace").splitlines()[-80:]
+        except OSError:
+            return
+        report.sections.append(("hub log (last 80 lines)", "\n".join(lines)))
+
+
 def missing(reason: str) -> None:
     """A missing prerequisite skips the browser tests, except on CI where it fails them."""
     if CI:
@@ -186,22 +202,27 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
                               text=True, timeout=120)
         assert done.returncode == 0, f"cloudcounter {' '.join(cmd)} failed:\n{done.stderr}"
     log = tmp / "hub.log"
+    _HUB_LOGS.append(log)
     with log.open("wb") as out:
         proc = subprocess.Popen([str(CLI), "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     h = HubProcess(f"http://127.0.0.1:{port}", env, log)
     try:
-        deadline = time.monotonic() + 30
+        # ready = serving, and its vision worker has loaded the models (as in production,
+        # where the pool starts with the hub)
+        deadline = time.monotonic() + 90
+        health: Any = None
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"the hub exited with {proc.returncode}:\n{h.log_tail()}")
             try:
-                if h.get("/healthz").get("ok"):
+                health = h.get("/healthz")
+                if health.get("ok") and health.get("vision") == "ready":
                     break
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the hub did not answer /healthz within 30 s:\n{h.log_tail()}")
+                pytest.fail(f"the hub was not ready within 90 s ({health}):\n{h.log_tail()}")
             time.sleep(0.2)
         yield h
     finally:

@@ -12,9 +12,7 @@ import pytest
 
 from cloudcounter.media.call import CallMedia, Role
 from cloudcounter.media.client import ClientPeer
-from cloudcounter.media.sources import prepare_vp8_webm
 
-FACES_VIDEO = Path("/work/shared/data/faces/video")
 HERE = Path(__file__).parent
 LOOPBACK = ["127.0.0.1"]
 
@@ -23,18 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes tens of seconds (ICE consent timeout)")
 
 
-def clip_source() -> Path:
-    for name in ("talking.mp4", "head_turns.mp4", "blinks_glasses.mp4"):
-        if (FACES_VIDEO / name).exists():
-            return FACES_VIDEO / name
-    pytest.skip("no clip in the shared faces data set")
-
-
 @pytest.fixture(scope="session")
-def vp8_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 6 s 640x480 VP8/Opus WebM made from a shared clip (never copied into the repo)."""
-    target = tmp_path_factory.mktemp("clips") / "clip.webm"
-    return prepare_vp8_webm(clip_source(), target, seconds=6, gop=30)
+def vp8_clip(face_clip: Path) -> Path:
+    """A 6 s 640x480 VP8/Opus WebM made from a shared clip (see ``face_clip``)."""
+    return face_clip
 
 
 def _threads() -> set[threading.Thread]:

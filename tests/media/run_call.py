@@ -2,7 +2,9 @@
 
 usage: python run_call.py RECORDINGS_DIR CLIP.webm
 Prints "READY <seconds since the call's origin>" once both participants are
-being recorded, then runs until killed.
+being recorded, then every 0.25 s "AT <seconds>": the arrival time (since the origin) of the
+latest packet of both participants, each handed to its recorder on arrival. Runs until
+killed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ async def main(directory: Path, clip: Path) -> None:
             break
         await asyncio.sleep(0.05)
     print(f"READY {time.monotonic() - call.origin:.3f}", flush=True)
-    await asyncio.sleep(3600)
+    while True:
+        await asyncio.sleep(0.25)
+        stats = call.stats()
+        latest = min(stats.from_customer.last_packet_at or 0, stats.from_agent.last_packet_at or 0)
+        print(f"AT {latest - call.origin:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from cloudcounter.media.call import CallMedia
 from cloudcounter.media.client import ClientPeer
 from cloudcounter.media.errors import InvalidOffer, MediaStateError, UnsupportedCodec
 from cloudcounter.media.sources import EncodedFilePlayer, PatternVideoTrack, ToneAudioTrack
+from cloudcounter.media.tap import Tap
 
 from conftest import LOOPBACK, connect, wait_for
 
@@ -135,20 +136,39 @@ async def test_tap_gets_decoded_frames_and_drops_the_oldest(
     tap = call.add_tap(maxsize=3)
     frame = await asyncio.wait_for(tap.recv(), 3)
     assert isinstance(frame, av.VideoFrame) and (frame.width, frame.height) == (320, 240)
-    await asyncio.sleep(1.0)  # a consumer that does not keep up
-    assert tap.offered > 10 and tap.dropped >= tap.offered - 4
+    # a consumer that does not keep up: it holds the 3 newest, the rest were dropped
+    await wait_for(lambda: tap.offered > 10, 10, "frames offered to the tap")
+    assert tap.dropped >= tap.offered - 4
     kept = [tap.get_nowait() for _ in range(5)]
     assert sum(f is not None for f in kept) == 3
     newest = kept[2]
     assert newest is not None and newest.pts is not None
+    # a rate-limited tap sees a subset of the same frames (the rule itself, with its
+    # clock, is tested in test_tap_rate_limit_uses_the_frames_times)
+    before = tap.offered
     slow = call.add_tap(maxsize=1, max_fps=2)
-    await asyncio.sleep(1.1)
-    assert 1 <= slow.offered <= 4
+    await wait_for(lambda: slow.offered >= 1 and tap.offered - before >= 20, 10, "slow tap")
+    assert slow.offered < tap.offered - before
     tap.close()
     slow.close()
     decoded = call.stats().tap_frames_decoded
     await asyncio.sleep(0.3)
     assert call.stats().tap_frames_decoded == decoded  # no tap left: decoding stopped
+
+
+def test_tap_rate_limit_uses_the_frames_times() -> None:
+    """A tap with ``max_fps`` takes a frame only when 1/max_fps has passed since the last one
+    it took, on the times it is given; the oldest frame goes when it is full."""
+    tap = Tap(maxsize=2, max_fps=2, on_close=lambda t: None)
+    frames = [av.VideoFrame(16, 16, "yuv420p") for _ in range(12)]
+    for i, frame in enumerate(frames):  # 30 fps for 0.4 s, then a gap
+        tap.offer(frame, now=100.0 + (i / 30 if i < 11 else 1.0))
+    assert tap.offered == 2 and tap.dropped == 0  # t=100.0 and t=101.0
+    assert tap.get_nowait() is frames[0] and tap.get_nowait() is frames[11]
+    for i, frame in enumerate(frames[:3]):
+        tap.offer(frame, now=200.0 + i)
+    assert tap.offered == 5 and tap.dropped == 1
+    assert [tap.get_nowait() for _ in range(3)] == [frames[1], frames[2], None]
 
 
 async def test_peer_closing_ends_its_leg(

@@ -64,6 +64,8 @@ class HubOutlet:
 
     def journal(self, actor: str, kind: str, payload: dict[str, Any]) -> None:
         self.ctx.journal.event(self.call_id, actor, kind, payload)
+        # check results complete script steps and feed the risk engine
+        self.ctx.flows.analysis_event(self.call_id, kind, payload)
 
     async def to_agent(self, event: str, data: dict[str, Any]) -> None:
         if self.agent_id is not None:
@@ -95,6 +97,7 @@ class AnalysisManager:
         self.stats: OrderedDict[str, CallStats] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._ready: VisionPool | None = None  # the pool whose workers loaded their models
 
     # -- PoolLike for the calls: lazy start, restart after a worker died --------------------
     @property
@@ -104,6 +107,13 @@ class AnalysisManager:
     @property
     def busy(self) -> int:
         return self.pool.busy if self.pool is not None else 0
+
+    @property
+    def state(self) -> str:
+        """``cold`` (no pool yet), ``warming`` (workers loading their models) or ``ready``."""
+        if self.pool is None:
+            return "cold"
+        return "ready" if self._ready is self.pool else "warming"
 
     def ensure_pool(self) -> VisionPool:
         if self._stopping:
@@ -117,6 +127,7 @@ class AnalysisManager:
     async def _warm_up(self, pool: VisionPool) -> None:
         try:
             await pool.warm_up()
+            self._ready = pool
         except asyncio.CancelledError:
             raise
         except Exception as exc:
