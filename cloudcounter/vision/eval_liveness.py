@@ -209,3 +209,26 @@ def pad_only(frames: Frames) -> PadVerdict:
         if a.face_count == 1:
             pad.add(t, a.primary)
     return pad.result().verdict
+
+
+def small_faces(clips: Sequence[ClipData], width_px: int, every: int = 15) -> tuple[int, int]:
+    """(found, tried): frames of the clips scaled so the face is ``width_px`` wide, pasted
+    into a 640x480 frame (a customer far from the camera), analysed as one stream per clip."""
+    import cv2
+    import numpy as np
+
+    found = tried = 0
+    for n, clip in enumerate(clips):
+        for i in range(0, min(len(clip.frames), len(clip.rgb)), every):
+            face = clip.frames[i][1].primary
+            if face is None or face.box.width <= width_px:
+                continue
+            scale = width_px / face.box.width
+            small = cv2.resize(clip.rgb[i], None, fx=scale, fy=scale,
+                               interpolation=cv2.INTER_AREA)[:480, :640]
+            canvas = np.full((480, 640, 3), 110, np.uint8)
+            y, x = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
+            canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+            tried += 1
+            found += analyse_frame(canvas, stream=f"small:{width_px}:{n}").face_count >= 1
+    return found, tried

@@ -231,6 +231,9 @@ def main(argv: list[str]) -> int:
             clips = [ev.analyse_clip(c, fps, keep_rgb=n == 0) for s in sets for c in s.clips]
             if n == 0:
                 report["identity"] = evaluate_identity(sets, clips, args.threshold)
+                report["small_faces"] = {
+                    str(w): dict(zip(("found", "tried"), ev.small_faces(clips, w), strict=True))
+                    for w in (60, 45)}
             if args.no_attacks or n > 0:  # rendered attacks once, at the first rate
                 clips = [ev.ClipData(c.labels, c.frames, [], c.duration) for c in clips]
             timings = [a.elapsed_ms for c in clips for _, a in c.frames]
@@ -251,6 +254,8 @@ def main(argv: list[str]) -> int:
 
 
 def print_report(report: dict[str, Any]) -> None:
+    for width, r in report.get("small_faces", {}).items():
+        print(f"== faces {width} px wide in a 640x480 frame: found {r['found']}/{r['tried']}")
     idn = report["identity"]
     print(f"== identity (threshold {idn['threshold']})")
     for name, code in idn["refused"].items():

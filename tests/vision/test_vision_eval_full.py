@@ -64,3 +64,9 @@ def test_identity_checks_keep_people_apart(report: dict[str, Any]) -> None:
     assert checks["far"]["errors"] == 0 and checks["far"]["total"] >= 100
     assert checks["frr"]["errors"] <= 0.02 * checks["frr"]["total"]
     assert checks["margin_same"] > 0 and checks["margin_different"] > 0
+
+
+def test_small_faces_are_found(report: dict[str, Any]) -> None:
+    for width in ("60", "45"):
+        r = report["small_faces"][width]
+        assert r["tried"] >= 100 and r["found"] >= 0.98 * r["tried"], (width, r)
