@@ -1,4 +1,4 @@
-"""The issue's targets, measured by ``vision eval`` on both data sets (slow tier: minutes).
+"""The issue's targets, measured by ``vision eval`` on both data sets (slow tier: 2-3 min).
 
 Deterministic: tracking is frame by frame in order, the attacks are rendered from seeds
 and the replay sweep draws its prompts from a seeded generator; what is asserted are the
@@ -22,8 +22,9 @@ pytestmark = [pytest.mark.vision, pytest.mark.slow]
 def report(faces: Path, faces_more: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("eval") / "report.json"
+    # 15 fps is the demanding rate (short blinks); docs/vision.md has 20 and 30 fps too.
     argv = ["--faces", str(faces), "--faces-more", str(faces_more), "--fps", "15",
-            "--fps", "30", "--replay-trials", "24", "--json", str(out)]
+            "--replay-trials", "16", "--json", str(out)]
     assert evaluate.main(argv) == 0
     data: dict[str, Any] = json.loads(out.read_text())
     return data
@@ -49,7 +50,7 @@ def test_actions_are_detected_without_false_detections(report: dict[str, Any]) -
 
 def test_attacks_fail(report: dict[str, Any]) -> None:
     first, *_ = report["liveness"]
-    assert first["apcer"]["replay_injection"]["total"] >= 24 * 8
+    assert first["apcer"]["replay_injection"]["total"] >= 16 * 8
     assert first["apcer"]["screen_replay"]["total"] >= 10
     assert first["apcer"]["print_moved"]["total"] >= 8
     for res in report["liveness"]:
