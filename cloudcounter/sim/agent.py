@@ -41,6 +41,10 @@ class AgentResult:
     flows: list[dict[str, Any]] = field(default_factory=list)  # last snapshot of each call
 
 
+#: refusals that mean the call is over (or its customer gone): the agent goes to wrap-up
+CALL_OVER = frozenset({"customer_not_in_call", "unknown_call"})
+
+
 class CallEnded(Exception):
     def __init__(self, data: dict[str, Any]) -> None:
         super().__init__("call ended")
@@ -93,7 +97,21 @@ class ScriptRunner:
         code = (reply.get("error") or {}).get("code")
         if code == "step_not_open":  # completed meanwhile (an automatic check)
             return True
+        await self.ended_if(code)
         raise SimError(f"step {step_id} refused: {code}")
+
+    async def ended_if(self, code: str | None) -> None:
+        """A refusal because the call is over (the customer hung up meanwhile): raise
+        CallEnded with the hub's call:ended, as a real agent's console would go to wrap-up."""
+        if code not in CALL_OVER:
+            return
+        try:
+            while True:
+                _, data = await self.conn.expect("call:ended", timeout=10)
+                if data.get("call_id") == self.call_id:
+                    raise CallEnded(data)
+        except asyncio.TimeoutError:
+            raise SimError(f"refused ({code}) but the call did not end") from None
 
     async def run(self) -> None:
         for s in list(self.flow.get("steps") or []):
@@ -121,6 +139,7 @@ class ScriptRunner:
             reply = await self.conn.call("step:prompt", {"call_id": self.call_id,
                                                          "step_id": step_id})
             if not reply.get("ok"):
+                await self.ended_if((reply.get("error") or {}).get("code"))
                 raise SimError(f"statement not shown: {reply.get('error')}")
             if await self.until(lambda f: next(x for x in f["steps"] if x["id"] == step_id)
                                 ["state"] not in ("open", "prompted"), self.answer_timeout):
