@@ -32,7 +32,8 @@ def screen_mouth_clip(faces: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 async def test_a_face_on_a_screen_doing_the_prompted_action_is_refused(
         hub_factory: Any, screen_mouth_clip: Path) -> None:
-    hub: Hub = await hub_factory(vision_liveness_window_s=8.0)
+    # A recording: the onset window spans the clip's longest gap between openings (5.5 s).
+    hub: Hub = await hub_factory(vision_liveness_window_s=8.0, vision_liveness_onset_s=6.0)
     no_auto_checks(hub, "card_loss")
     hub.ctx.analysis.rng = random.Random(1)  # test seam: the challenge is open_mouth
     rig = await answered_call(hub, "card_loss", screen_mouth_clip)

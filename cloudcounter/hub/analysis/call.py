@@ -76,6 +76,8 @@ class AnalysisConfig:
     match_threshold: float = 0.6
     drift_threshold: float = 0.6
     window_s: float = 5.0
+    #: An action must begin this soon after its prompt (docs/vision.md, "Liveness").
+    onset_window_s: float = 1.8
     warmup_s: float = 1.0
     auto_liveness_count: int = 3
     identity_timeout_s: float = 3.0
@@ -244,6 +246,7 @@ class CallAnalysis:
             if lv.session is None:
                 lv.session = LivenessSession(
                     lv.challenges, started_at=t, window_s=self.config.window_s,
+                    onset_window_s=self.config.onset_window_s,
                     warmup_s=self.config.warmup_s, detector=self.detector,
                     pauses=pick_pauses(len(lv.challenges), self.rng))
             lv.last_rgb = rgb
