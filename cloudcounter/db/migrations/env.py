@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from cloudcounter.db.engine import make_engine
+from cloudcounter.db import security_models  # noqa: F401  (its tables in the metadata)
 from cloudcounter.db.models import Base
 
 config = context.config
