@@ -19,7 +19,7 @@ from cloudcounter.hub.customers import enrol_photo
 DEMO_USERS = [
     # username, password, role, display name, skills
     ("alice", "alice-demo-1", Role.AGENT, "Alice Chen", ["cards", "security", "accounts"]),
-    ("bob", "bob-demo-12", Role.AGENT, "Bob Martin", ["payments", "loans"]),
+    ("bob", "bob-demo-123", Role.AGENT, "Bob Martin", ["payments", "loans"]),
     ("carol", "carol-demo-1", Role.AGENT, "Carol Diaz",
      ["cards", "security", "accounts", "payments", "loans"]),
     ("audrey", "audrey-demo-1", Role.AUDITOR, "Audrey Klein", []),

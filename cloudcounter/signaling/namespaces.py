@@ -1,13 +1,16 @@
 """Socket.IO namespaces: ``/customer`` and ``/agent``.
 
 Every inbound event goes through :meth:`RoleNamespace.trigger_event`: the caller's session
-is looked up, the payload validated against its schema, the handler called, and the result
-(or the error, with its stable code) returned as the acknowledgement. Nothing a client
-sends can raise out of here.
+is looked up (and, for staff, re-checked against the database: a revoked session, a
+disabled account or a changed role ends the socket with ``session:ended``), the payload
+validated against its schema, the handler called, and the result (or the error, with its
+stable code) returned as the acknowledgement. Nothing a client sends can raise out of
+here; refusals are logged once, briefly, rate-limited (``Security.refused``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -16,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import socketio
 from socketio.exceptions import ConnectionRefusedError
 
-from cloudcounter.agents import accounts
 from cloudcounter.errors import (
     CloudCounterError, Forbidden, InvalidMessage, InvalidState, NotFound, Unauthenticated,
 )
@@ -25,6 +27,7 @@ from cloudcounter.hub.auth import (
 )
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
+from cloudcounter.signaling.clientinfo import from_environ
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, PROTOCOL_VERSION, SUPPORTED_VERSIONS, CallRef, CallRequest,
     CheckLiveness, MediaOffer, Message, Note, StatusSet, Wrapup,
@@ -68,6 +71,7 @@ class Conn:
     role: str
     ident: CustomerIdentity | StaffIdentity
     profile: dict[str, Any] = field(default_factory=dict)
+    address: str = ""
 
 
 class RoleNamespace(socketio.AsyncNamespace):
@@ -82,23 +86,54 @@ class RoleNamespace(socketio.AsyncNamespace):
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid, payload = args[0], tuple(args[1:])
+        conn = self.conns.get(sid)
         try:
-            conn = self.conns.get(sid)
             if conn is None:
                 raise Unauthenticated("not signed in")
             if not isinstance(event, str):
                 raise InvalidMessage("event name must be a string")
+            await self.recheck(sid, conn)
             msg = edge.decode(event, payload, self.events, self.ctx.settings.max_message_bytes)
             handler: Callable[[str, Conn, Any], Awaitable[dict[str, Any] | None]] = getattr(
                 self, "ev_" + event.replace(":", "_"))
             return edge.ok(**(await handler(sid, conn, msg) or {}))
         except CloudCounterError as exc:
+            self._refused(conn, event, exc)
             return edge.error(exc)
         except IllegalTransition as exc:
+            self._refused(conn, event, InvalidState(str(exc)))
             return edge.error(InvalidState(str(exc)))
-        except Exception:
-            log.exception("handler for %r failed", event)
+        except Exception as exc:  # noqa: BLE001 - a bug: logged (rate-limited), never raised
+            self.ctx.security.refusals.failed(f"{self.namespace} {event}",
+                                              self._who(conn), exc)
             return edge.error(CloudCounterError("internal error"))
+
+    def _who(self, conn: Conn | None) -> str:
+        return f"{conn.ident.actor}@{conn.address}" if conn is not None else "?"
+
+    def _refused(self, conn: Conn | None, event: Any, exc: CloudCounterError) -> None:
+        ident = conn.ident if conn is not None else None
+        self.ctx.security.refused(exc, f"{self.namespace} {str(event)[:64]}",
+                                  ident.actor if ident else "",
+                                  conn.address if conn is not None else "",
+                                  getattr(ident, "user_id", None))
+
+    async def recheck(self, sid: str, conn: Conn) -> None:
+        """Before every event: is this connection still allowed? (staff: the session)"""
+
+    def _opened(self, sid: str, environ: dict[str, Any]) -> str:
+        """Count the connection against its address's limit; returns the address."""
+        address = from_environ(environ, self.ctx.security.trusted).address
+        self.ctx.security.connection_opened(address)
+        return address
+
+    def _refuse(self, exc: CloudCounterError, environ: dict[str, Any]) -> ConnectionRefusedError:
+        address = from_environ(environ, self.ctx.security.trusted).address
+        self.ctx.security.refused(exc, f"connect {self.namespace}", "", address)
+        return refuse(exc)
+
+    def _closed(self, conn: Conn) -> None:
+        self.ctx.security.connection_closed(conn.address)
 
     async def ev_media_offer(self, sid: str, conn: Conn, msg: MediaOffer) -> dict[str, Any]:
         call = await self.ctx.dispatcher.store.get_call(msg.call_id)
@@ -120,11 +155,13 @@ class CustomerNamespace(RoleNamespace):
         try:
             check_version(auth)
             token = auth.get("token") if isinstance(auth, dict) else None
-            ident = verify_customer_token(self.ctx.settings.customer_token_secret, token)
+            ident = verify_customer_token(self.ctx.settings.customer_token_secret, token,
+                                          self.ctx.settings.customer_token_max_ttl_s)
             profile = await self.ctx.customer_profile(ident.customer_id, refresh=True)
+            address = self._opened(sid, environ)
         except CloudCounterError as exc:
-            raise refuse(exc) from None
-        self.conns[sid] = Conn("customer", ident, profile)
+            raise self._refuse(exc, environ) from None
+        self.conns[sid] = Conn("customer", ident, profile, address)
         await self.enter_room(sid, customer_room(ident.customer_id))
         call = await self.ctx.dispatcher.active_call_of(ident.customer_id)
         if call is not None:
@@ -147,6 +184,7 @@ class CustomerNamespace(RoleNamespace):
         conn = self.conns.pop(sid, None)
         if conn is None:
             return
+        self._closed(conn)
         cid = conn.ident.customer_id  # type: ignore[union-attr]
         if any(getattr(c.ident, "customer_id", None) == cid for c in self.conns.values()):
             return  # another connection of the same customer remains
@@ -164,6 +202,7 @@ class CustomerNamespace(RoleNamespace):
             raise NotFound(f"unknown service {msg.service!r}", code="unknown_service")
         if not ident.may_request(service.code):
             raise Forbidden("this token does not allow that service", code="service_not_allowed")
+        self.ctx.security.call_request(ident.customer_id, conn.address)
         call, position, eta = await self.ctx.dispatcher.request_call(
             customer_id=ident.customer_id, service=service.code, skill=service.required_skill,
             priority=max(service.priority, ident.priority))
@@ -187,15 +226,16 @@ class AgentNamespace(RoleNamespace):
             if not token:
                 cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
                 token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
-            ident = verify_staff_token(self.ctx.settings.secret_key, token)
-            if ident.role != "agent":
+            claimed = verify_staff_token(self.ctx.settings.secret_key, token)
+            user = await self.ctx.security.sessions.check(claimed.session_id, claimed.user_id)
+            if user.role != "agent":
                 raise Forbidden("only agents use the agent console", code="wrong_role")
-            user = await accounts.load(self.ctx.sm, ident.user_id)
+            address = self._opened(sid, environ)
         except CloudCounterError as exc:
-            raise refuse(exc) from None
+            raise self._refuse(exc, environ) from None
         old = self.sid_of.get(user.user_id)
         self.sid_of[user.user_id] = sid
-        self.conns[sid] = Conn("agent", user)
+        self.conns[sid] = Conn("agent", user, address=address)
         if old is not None and old in self.conns:  # a newer console takes over
             self.conns.pop(old, None)
             await self.emit("session:replaced", {}, to=old)
@@ -210,6 +250,7 @@ class AgentNamespace(RoleNamespace):
         conn = self.conns.pop(sid, None)
         if conn is None:
             return
+        self._closed(conn)
         uid = conn.ident.user_id  # type: ignore[union-attr]
         if self.sid_of.get(uid) == sid:
             del self.sid_of[uid]
@@ -218,6 +259,58 @@ class AgentNamespace(RoleNamespace):
 
     def owns(self, conn: Conn, call: Any) -> bool:
         return call.agent_id == conn.ident.user_id  # type: ignore[union-attr]
+
+    # -- the session behind each socket -------------------------------------------------
+    async def recheck(self, sid: str, conn: Conn) -> None:
+        ident: StaffIdentity = conn.ident  # type: ignore[assignment]
+        try:
+            current = await self.ctx.security.sessions.check(ident.session_id, ident.user_id)
+            if current.role != "agent":
+                raise Forbidden("this account is no longer an agent", code="wrong_role")
+        except CloudCounterError as exc:
+            await self.end_session(sid, exc)
+            raise
+
+    async def end_session(self, sid: str, exc: CloudCounterError) -> None:
+        """Tell the socket why (``session:ended``) and disconnect it, once the current
+        acknowledgement (if any) has gone out."""
+        if sid not in self.conns:
+            return
+        await self.emit("session:ended", {"code": exc.code, "message": exc.message}, to=sid)
+        self.ctx.sio.start_background_task(self._disconnect_soon, sid)
+
+    async def _disconnect_soon(self, sid: str) -> None:
+        await asyncio.sleep(0)
+        await self.disconnect(sid)
+
+    async def watch_sessions(self, interval_s: float, wake: asyncio.Event) -> None:
+        """Re-check the sessions of every open socket every ``interval_s`` (at once when
+        ``wake`` is set: a revocation in this process), and end the refused ones: a
+        revocation made elsewhere (the CLI, another node) reaches idle sockets too."""
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), interval_s)
+            except asyncio.TimeoutError:
+                pass
+            wake.clear()
+            by_session = {c.ident.session_id: sid  # type: ignore[union-attr]
+                          for sid, c in list(self.conns.items())}
+            sessions = self.ctx.security.sessions
+            try:
+                refused = await sessions.check_many(by_session)
+                for session_id in set(by_session) - set(refused):
+                    if (await sessions.check(session_id)).role != "agent":
+                        refused[session_id] = Forbidden("this account is no longer an agent",
+                                                        code="wrong_role")
+            except Exception as exc:  # noqa: BLE001 - the database is down: try again later
+                log.warning("session check failed: %s", type(exc).__name__)
+                continue
+            for session_id, err in refused.items():
+                sid = by_session[session_id]
+                conn = self.conns.get(sid)
+                if conn is not None:
+                    self._refused(conn, "session", err)
+                    await self.end_session(sid, err)
 
     def uid(self, conn: Conn) -> int:
         return conn.ident.user_id  # type: ignore[union-attr]
