@@ -8,7 +8,7 @@ Policy (checked when an account is created or its password set, never at sign-in
 * not a common password: not one of the 30,000 most common passwords that the
   maintained ``zxcvbn`` package ships, also with digits and symbols stripped from its
   ends (``password123456``, ``!!qwertyuiop!!``);
-* at least 5 different characters (no ``aaaaaaaaaaaa``).
+* at least 5 different characters (no ``aaaaaaaaaaaa``), not only digits.
 
 TOTP (RFC 6238, ``pyotp``): 6 digits, 30 s steps, one step of clock drift either way; a
 code is accepted once (the last used step is stored with the account).
@@ -52,6 +52,8 @@ def password_problem(username: str, password: str) -> str | None:
         return "that password is too common: choose another"
     if len(set(password)) < MIN_DISTINCT:
         return f"passwords have at least {MIN_DISTINCT} different characters"
+    if password.isdigit():
+        return "passwords are not only digits"
     return None
 
 
