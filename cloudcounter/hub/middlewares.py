@@ -73,6 +73,8 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
 
 def error_response(exc: CloudCounterError) -> web.Response:
     resp = web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+    if isinstance(exc, BodyTimeout):
+        resp.force_close()  # the rest of that body must not be read as the next request
     retry = exc.details.get("retry_after_s") if isinstance(exc, RateLimited) else None
     if isinstance(retry, int):
         resp.headers["Retry-After"] = str(retry)
