@@ -138,3 +138,26 @@ async def test_call_requests_are_rate_limited(hub: Hub) -> None:
     reply = await c.call("call:request", {"service": "card_loss"})
     assert reply["ok"], reply
     await c.close()
+
+
+async def test_frames_engineio_cannot_decode_do_not_leak_the_connection(hub: Hub) -> None:
+    """A frame that made Engine.IO's receive loop raise left the agent online and its
+    connection slot taken forever; now it is dropped and the socket lives on."""
+    from tests.test_security import raw_session
+
+    token = await hub.agent_token("carol")
+    for frame in ("\u0000", "bnot-base64!", "4" + "[" * 5000, ""):
+        http, ws = await raw_session(hub, "/agent", token)
+        await ws.send_str(frame)
+        await ws.send_str('42/agent,5["agent:status",{"status":"available"}]')
+        reply = await asyncio.wait_for(ws.receive_str(), 10)
+        while not reply.startswith("43/agent,5"):
+            reply = await asyncio.wait_for(ws.receive_str(), 10)
+        assert '"ok":true' in reply, (frame[:10], reply)
+        await ws.close()
+        await http.close()
+        for _ in range(100):
+            if not hub.ctx.security.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert not hub.ctx.security.connections, frame[:10]
