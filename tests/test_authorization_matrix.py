@@ -194,3 +194,37 @@ async def test_the_authorization_matrix(hub_factory: Any, tmp_path: Path) -> Non
         if isinstance(conn, Connection):
             await conn.close()
     await asyncio.sleep(0)
+
+
+LABELS = {"none": "none", "customer": "customer", "other_customer": "other customer",
+          "agent": "agent (the call's)", "other_agent": "other agent", "auditor": "auditor",
+          "admin": "admin", "lead": "lead"}
+
+
+def markdown() -> str:
+    """The matrix as the table in docs/security.md."""
+    def cell(v: Any) -> str:
+        return f"✗ {v[8:]}" if isinstance(v, str) and v.startswith("connect:") else str(v)
+
+    def shown(path: str) -> str:
+        return path.replace(f"{ENDED}-{CHECK}.jpg", "{file}").replace(ENDED, "{call}")
+    lines = ["| endpoint or event | " + " | ".join(LABELS[p] for p in PRINCIPALS) + " |",
+             "|---" * (len(PRINCIPALS) + 1) + "|"]
+    for method, path, _, cells in HTTP:
+        lines.append(f"| `{method} {shown(path)}` | " +
+                     " | ".join(cell(cells[p]) for p in PRINCIPALS) + " |")
+    for ns, event, _, cells in EVENTS:
+        lines.append(f"| `{ns}` `{event}` | " +
+                     " | ".join(cell(cells[p]) for p in PRINCIPALS) + " |")
+    return "\n".join(lines)
+
+
+def test_docs_show_the_same_matrix() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs/security.md").read_text()
+    assert markdown() in doc, (
+        "docs/security.md is out of date; print the table with: .venv/bin/python -c "
+        "'from tests.test_authorization_matrix import markdown; print(markdown())'")
+
+
+if __name__ == "__main__":
+    print(markdown())

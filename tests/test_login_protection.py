@@ -261,7 +261,7 @@ async def test_malformed_login_bodies_get_400_with_a_code(hub: Hub, raw: bytes) 
 
 @pytest.mark.integration
 @pytest.mark.postgres
-async def test_a_nul_in_a_username_is_a_400_on_postgresql(pg_url: str, hub_factory: Any) -> None:
+async def test_a_nul_in_a_username_is_a_400_on_postgresql(pg_url: str, hub_factory: Any) -> None:  # noqa: F811
     from sqlalchemy import text
 
     from cloudcounter.db.engine import make_engine
