@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from cloudcounter.db.models import User
 from cloudcounter.db.security_models import SecurityEvent, StaffSession
-from cloudcounter.hub.auth import StaffIdentity, mint_staff_token
+from cloudcounter.hub.auth import StaffIdentity, mint_staff_token, verify_staff_token
 from cloudcounter.hub.demo import DEMO_USERS
 from cloudcounter.sim.client import Connection
 from tests.conftest import Hub
@@ -242,3 +242,24 @@ async def test_secure_cookies_behind_a_trusted_proxy_only(hub_factory: Any) -> N
                 headers={"X-Forwarded-Proto": "https"}) as r:
             assert r.status == 200 and not r.cookies["cc_session"]["secure"]
             assert "Strict-Transport-Security" not in r.headers
+
+
+async def test_logout_with_an_expired_token_still_ends_its_session(hub: Hub) -> None:
+    grant = await login(hub, "audrey")
+    claimed = verify_staff_token(hub.settings.secret_key, grant["token"])
+    old = mint_staff_token(hub.settings.secret_key, claimed, 60, now=time.time() - 3600)
+    assert (await post(hub, "/api/logout", old))[0] == 200
+    status, body = await post(hub, "/api/session/refresh",
+                              json={"refresh_token": grant["refresh_token"]})
+    assert status == 401 and code(body) == "session_revoked"
+
+
+async def test_an_active_browser_gets_a_fresh_access_cookie(hub_factory: Any) -> None:
+    hub = await hub_factory(staff_token_ttl_s=4)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(hub.url + "/api/login", json={
+                "username": "audrey", "password": PASSWORDS["audrey"]}) as r:
+            first = r.cookies["cc_session"].value
+        await asyncio.sleep(2.2)  # past half its life
+        async with http.get(hub.url + "/api/me") as r:
+            assert r.status == 200 and r.cookies["cc_session"].value != first

@@ -14,11 +14,13 @@ from cloudcounter.db.models import Customer
 from cloudcounter.errors import (
     CloudCounterError, InvalidMessage, NotFound, RateLimited,
 )
-from cloudcounter.hub.auth import StaffIdentity, mint_customer_token, mint_staff_token
+from cloudcounter.hub.auth import (
+    StaffIdentity, mint_customer_token, mint_staff_token, verify_staff_token,
+)
 from cloudcounter.hub.context import CTX
 from cloudcounter.hub.http_auth import (
     REFRESH_COOKIE, LoginGate, LoginThrottle, clear_session_cookies, client, current_staff,
-    require_staff, set_session_cookies,
+    require_staff, set_session_cookies, token_from_request,
 )
 from cloudcounter.hub.middlewares import json_body
 from cloudcounter.hub.settings import STAFF_ROLES
@@ -145,14 +147,23 @@ async def refresh_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
-    """Ends the session of the token presented (it stops working at once, everywhere)."""
+    """Ends the session of the token presented, even an expired one (it stops working at
+    once, everywhere)."""
     ctx = request.app[CTX]
     ident = current_staff(request)
-    if ident is not None:
-        await ctx.security.sessions.revoke(reason="logout", by=ident.actor,
-                                           session_id=ident.session_id)
-        ctx.security.event("session.revoked", "ok", ident.actor, client(request).address,
-                           ident.session_id, ident.user_id, reason="logout")
+    if ident is None:
+        token, _ = token_from_request(request)
+        try:
+            ident = verify_staff_token(ctx.settings.secret_key, token, allow_expired=True) \
+                if token else None
+        except CloudCounterError:
+            ident = None
+    if ident is not None and ident.session_id:
+        ended = await ctx.security.sessions.revoke(reason="logout", by=ident.actor,
+                                                   session_id=ident.session_id)
+        if ended:
+            ctx.security.event("session.revoked", "ok", ident.actor, client(request).address,
+                               ident.session_id, ident.user_id, reason="logout")
     resp = web.json_response({"ok": True})
     clear_session_cookies(resp)
     return resp

@@ -88,12 +88,15 @@ def mint_staff_token(secret: str, ident: StaffIdentity, ttl_s: int,
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_staff_token(secret: str, token: Any) -> StaffIdentity:
+def verify_staff_token(secret: str, token: Any, allow_expired: bool = False) -> StaffIdentity:
+    """The identity a staff token claims (its session is checked elsewhere).
+    ``allow_expired``: for log-out only, which ends the session of an expired token too."""
     if not isinstance(token, str) or not token or len(token) > 4096:
         raise Unauthenticated("a staff token is required")
     try:
         c = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=AUDIENCE_STAFF,
-                       issuer=ISSUER_STAFF, options={"require": ["exp", "sub", "role"]})
+                       issuer=ISSUER_STAFF, options={"require": ["exp", "sub", "role"],
+                                                     "verify_exp": not allow_expired})
         return StaffIdentity(int(c["sub"]), str(c["usr"]), str(c["role"]), str(c.get("name", "")),
                              tuple(str(s) for s in c.get("skills", [])),
                              str(c.get("sid", "")), float(c.get("iat", 0)))

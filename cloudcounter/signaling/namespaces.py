@@ -237,7 +237,7 @@ class AgentNamespace(RoleNamespace):
         self.sid_of[user.user_id] = sid
         self.conns[sid] = Conn("agent", user, address=address)
         if old is not None and old in self.conns:  # a newer console takes over
-            self.conns.pop(old, None)
+            self._closed(self.conns.pop(old))
             await self.emit("session:replaced", {}, to=old)
             await self.disconnect(old)
         await self.enter_room(sid, agent_room(user.user_id))
