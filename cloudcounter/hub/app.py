@@ -33,6 +33,7 @@ from cloudcounter.recordings import api as recording_api
 from cloudcounter.signaling.clientinfo import networks
 from cloudcounter.signaling.namespaces import AgentNamespace, CustomerNamespace
 from cloudcounter.signaling.security import Security
+from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.server import HubSocketServer, JsonPacket
 from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
 
@@ -75,8 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     app[api.THROTTLE] = LoginThrottle()
     app[api.GATE] = LoginGate(settings.login_concurrency, settings.login_queue)
     sio.register_namespace(CustomerNamespace(CUSTOMER_NS, ctx))
-    agents_ns = AgentNamespace(AGENT_NS, ctx)
-    sio.register_namespace(agents_ns)
+    sio.register_namespace(AgentNamespace(AGENT_NS, ctx))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         await ctx.load_services()
@@ -98,12 +98,15 @@ def create_app(settings: Settings) -> web.Application:
         # this process, within the interval for one made elsewhere (CLI, another node)
         wake = asyncio.Event()
         ctx.security.sessions.listeners.append(lambda ids, reason: wake.set())
-        task = asyncio.create_task(agents_ns.watch_sessions(
-            settings.session_check_interval_s, wake), name="session-watch")
+        tasks = [asyncio.create_task(ns.watch_sessions(settings.session_check_interval_s, wake),
+                                     name=f"session-watch{name}")
+                 for name, ns in sio.namespace_handlers.items() if isinstance(ns, SessionGuard)]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
         ctx.dispatcher = Dispatcher(MemoryQueueStore(), SignalingListener(ctx), journal,

@@ -10,7 +10,6 @@ here; refusals are logged once, briefly, rate-limited (``Security.refused``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -28,6 +27,7 @@ from cloudcounter.hub.auth import (
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
 from cloudcounter.signaling.clientinfo import from_environ
+from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, PROTOCOL_VERSION, SUPPORTED_VERSIONS, CallRef, CallRequest,
     CheckLiveness, MediaOffer, Message, Note, StatusSet, Wrapup,
@@ -74,7 +74,7 @@ class Conn:
     address: str = ""
 
 
-class RoleNamespace(socketio.AsyncNamespace):
+class RoleNamespace(SessionGuard, socketio.AsyncNamespace):
     events: dict[str, type[Message]] = {}
 
     def __init__(self, namespace: str, ctx: "HubContext") -> None:
@@ -117,9 +117,6 @@ class RoleNamespace(socketio.AsyncNamespace):
                                   ident.actor if ident else "",
                                   conn.address if conn is not None else "",
                                   getattr(ident, "user_id", None))
-
-    async def recheck(self, sid: str, conn: Conn) -> None:
-        """Before every event: is this connection still allowed? (staff: the session)"""
 
     def _opened(self, sid: str, environ: dict[str, Any]) -> str:
         """Count the connection against its address's limit; returns the address."""
@@ -214,6 +211,7 @@ class CustomerNamespace(RoleNamespace):
 
 class AgentNamespace(RoleNamespace):
     events = AGENT_EVENTS
+    staff_roles = frozenset({"agent"})
 
     def __init__(self, namespace: str, ctx: "HubContext") -> None:
         super().__init__(namespace, ctx)
@@ -259,58 +257,6 @@ class AgentNamespace(RoleNamespace):
 
     def owns(self, conn: Conn, call: Any) -> bool:
         return call.agent_id == conn.ident.user_id  # type: ignore[union-attr]
-
-    # -- the session behind each socket -------------------------------------------------
-    async def recheck(self, sid: str, conn: Conn) -> None:
-        ident: StaffIdentity = conn.ident  # type: ignore[assignment]
-        try:
-            current = await self.ctx.security.sessions.check(ident.session_id, ident.user_id)
-            if current.role != "agent":
-                raise Forbidden("this account is no longer an agent", code="wrong_role")
-        except CloudCounterError as exc:
-            await self.end_session(sid, exc)
-            raise
-
-    async def end_session(self, sid: str, exc: CloudCounterError) -> None:
-        """Tell the socket why (``session:ended``) and disconnect it, once the current
-        acknowledgement (if any) has gone out."""
-        if sid not in self.conns:
-            return
-        await self.emit("session:ended", {"code": exc.code, "message": exc.message}, to=sid)
-        self.ctx.sio.start_background_task(self._disconnect_soon, sid)
-
-    async def _disconnect_soon(self, sid: str) -> None:
-        await asyncio.sleep(0)
-        await self.disconnect(sid)
-
-    async def watch_sessions(self, interval_s: float, wake: asyncio.Event) -> None:
-        """Re-check the sessions of every open socket every ``interval_s`` (at once when
-        ``wake`` is set: a revocation in this process), and end the refused ones: a
-        revocation made elsewhere (the CLI, another node) reaches idle sockets too."""
-        while True:
-            try:
-                await asyncio.wait_for(wake.wait(), interval_s)
-            except asyncio.TimeoutError:
-                pass
-            wake.clear()
-            by_session = {c.ident.session_id: sid  # type: ignore[union-attr]
-                          for sid, c in list(self.conns.items())}
-            sessions = self.ctx.security.sessions
-            try:
-                refused = await sessions.check_many(by_session)
-                for session_id in set(by_session) - set(refused):
-                    if (await sessions.check(session_id)).role != "agent":
-                        refused[session_id] = Forbidden("this account is no longer an agent",
-                                                        code="wrong_role")
-            except Exception as exc:  # noqa: BLE001 - the database is down: try again later
-                log.warning("session check failed: %s", type(exc).__name__)
-                continue
-            for session_id, err in refused.items():
-                sid = by_session[session_id]
-                conn = self.conns.get(sid)
-                if conn is not None:
-                    self._refused(conn, "session", err)
-                    await self.end_session(sid, err)
 
     def uid(self, conn: Conn) -> int:
         return conn.ident.user_id  # type: ignore[union-attr]
