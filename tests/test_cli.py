@@ -40,16 +40,16 @@ def test_missing_secret_outside_demo_mode_is_a_clear_error(tmp_path: Path) -> No
 
 def test_user_add_and_its_errors(db: Path) -> None:
     ok = cli(db, "user", "add", "--role", "agent", "--username", "ana", "--password",
-             "secret-pass", "--skills", "cards,loans")
+             "secret-pass-phrase", "--skills", "cards,loans")
     assert ok.returncode == 0 and "ana (agent) created" in ok.stdout
     dup = cli(db, "user", "add", "--role", "auditor", "--username", "ana", "--password",
-              "secret-pass")
+              "secret-pass-phrase")
     assert dup.returncode == 2 and "already taken" in dup.stderr
     bad = cli(db, "user", "add", "--role", "agent", "--username", "ben", "--password",
-              "secret-pass", "--skills", "cards,juggling")
+              "secret-pass-phrase", "--skills", "cards,juggling")
     assert bad.returncode == 2 and "unknown skill(s): juggling" in bad.stderr
     weak = cli(db, "user", "add", "--role", "agent", "--username", "cy", "--password", "short")
-    assert weak.returncode == 2 and "at least 8" in weak.stderr
+    assert weak.returncode == 2 and "at least 12" in weak.stderr
     role = cli(db, "user", "add", "--role", "wizard", "--username", "d", "--password", "x" * 9)
     assert role.returncode == 2 and "invalid choice" in role.stderr
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,9 +14,11 @@ from sqlalchemy import select, text
 
 from cloudcounter.db import repo
 from cloudcounter.db.engine import make_engine, make_sessionmaker
-from cloudcounter.db.journal import DbJournal
+from cloudcounter.db.errors import is_poison
+from cloudcounter.db.journal import DbJournal, replay_dead_letters
 from cloudcounter.db.migrate import upgrade_engine
 from cloudcounter.db.models import CallEvent, CallSession, Customer, Role
+from cloudcounter.db.security_models import JournalDeadLetter
 from cloudcounter.errors import Conflict, InvalidMessage
 from cloudcounter.hub.auth import hash_password
 from cloudcounter.queue.model import Call
@@ -143,20 +146,140 @@ async def test_journal_batches_rows_and_an_append_only_timeline(sm) -> None:  # 
     assert journal.failures == 0
 
 
-async def test_journal_keeps_operations_when_the_database_fails(sm) -> None:  # type: ignore[no-untyped-def]
-    journal = DbJournal(sm)
-    # a call of a customer that does not exist violates the foreign key on both backends
-    call = Call("call_00000000000000bb", "cus_missing", "card_loss", "cards", 0, 0.0, 1)
-    journal.call_created(call, 1_700_000_000.0)
-    from sqlalchemy.exc import IntegrityError
-    with pytest.raises(IntegrityError):
-        await journal.flush()
-    assert len(journal._ops) == 1  # kept for the retry, nothing lost
+async def test_journal_keeps_operations_while_the_database_is_unreachable(sm) -> None:  # type: ignore[no-untyped-def]
     async with sm() as s, s.begin():
-        s.add(Customer(id="cus_missing", name="Late"))
+        s.add(Customer(id="cus_late", name="Late"))
+    unreachable = make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    journal = DbJournal(make_sessionmaker(unreachable))
+    call = Call("call_00000000000000bb", "cus_late", "card_loss", "cards", 0, 0.0, 1)
+    journal.call_created(call, 1_700_000_000.0)
+    journal.event(call.call_id, "customer:cus_late", "call.requested")
+    try:
+        with pytest.raises(Exception) as info:
+            await journal.flush()
+        assert not is_poison(info.value)
+        assert len(journal._ops) == 2 and journal.dead_letters == 0  # kept, nothing lost
+    finally:
+        await unreachable.dispose()
+    journal._sm = sm  # the database is back
     await journal.flush()
     async with sm() as s:
         assert await s.get(CallSession, call.call_id) is not None
+        assert len((await s.scalars(select(CallEvent))).all()) == 1
+
+
+async def test_a_poisoned_operation_is_put_aside_and_the_rest_written(sm) -> None:  # type: ignore[no-untyped-def]
+    """No input can stop the journal: refused rows go to journal_dead_letters (with an
+    alert), every other row of the batch is written, later batches go on, and the dead
+    letters are written by a replay once their cause is fixed."""
+    postgres = sm.kw["bind"].dialect.name == "postgresql"
+    async with sm() as s, s.begin():
+        s.add(Customer(id="cus_p", name="P"))
+    journal = DbJournal(sm)
+    alerts: list[tuple[str, str, str]] = []
+    journal.on_dead_letter = lambda *a: alerts.append(a)
+    good = Call("call_00000000000000c1", "cus_p", "card_loss", "cards", 0, 0.0, 1)
+    orphan = Call("call_00000000000000c2", "cus_gone", "card_loss", "cards", 0, 0.0, 1)
+    journal.call_created(good, 1_700_000_000.0)
+    journal.event(good.call_id, "customer:cus_p", "call.requested")
+    journal.call_created(orphan, 1_700_000_000.0)  # a broken foreign key on both backends
+    journal.event(orphan.call_id, "customer:cus_gone", "call.requested")  # follows its row
+    journal.call_updated(good.call_id, outcome="bad\x00")  # PostgreSQL refuses a NUL in text
+    journal.call_updated(good.call_id, state="ended", notes="fine", ended_at=1_700_000_009.0)
+    await journal.flush()  # does not raise, does not keep anything for a retry
+    assert journal._ops == []
+    journal.event(good.call_id, "auditor:audrey", "audit.viewed")  # the journal goes on
+    await journal.flush()
+    async with sm() as s:
+        row = await s.get(CallSession, good.call_id)
+        kinds = [(e.seq, e.kind) for e in (await s.scalars(
+            select(CallEvent).where(CallEvent.call_id == good.call_id)
+            .order_by(CallEvent.seq))).all()]
+        dead = (await s.scalars(select(JournalDeadLetter).order_by(JournalDeadLetter.id))).all()
+    assert row is not None and row.state == "ended" and row.notes == "fine"
+    assert kinds == [(1, "call.requested"), (2, "audit.viewed")]
+    expected_dead = [("insert", orphan.call_id), ("event", orphan.call_id)]
+    if postgres:  # the NUL update alone is put aside
+        expected_dead.append(("update", good.call_id))
+        assert row.outcome is None
+    else:
+        assert row.outcome == "bad\x00"
+    assert sorted((d.op, d.call_id) for d in dead) == sorted(expected_dead)
+    assert len(alerts) == len(dead) == journal.dead_letters
+    assert all(d.error and "\x00" not in d.error for d in dead)
+    # the cause is fixed: a replay writes what the database now accepts
+    async with sm() as s, s.begin():
+        s.add(Customer(id="cus_gone", name="Back"))
+    written, refused = await replay_dead_letters(sm)
+    assert (written, refused) == (2, 1 if postgres else 0)
+    async with sm() as s:
+        assert await s.get(CallSession, orphan.call_id) is not None
+        assert len((await s.scalars(select(CallEvent).where(
+            CallEvent.call_id == orphan.call_id))).all()) == 1
+
+
+async def test_migration_0005_gives_existing_recordings_opaque_ids(db_url: str) -> None:
+    from alembic import command
+
+    from cloudcounter.db.migrate import alembic_config
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+
+        def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
+            cfg = alembic_config(db_url)
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, rev)
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "0003")
+        async with engine.begin() as conn:  # a database of 0003 with calls and recordings
+            await conn.execute(text("INSERT INTO customers (id, name, id_number_masked, phone, "
+                                    "risk_level, created_at) VALUES ('cus_m', 'M', '', '', "
+                                    "'low', CURRENT_TIMESTAMP)"))
+            await conn.execute(text("INSERT INTO call_sessions (id, customer_id, service_code, "
+                                    "priority, state, requested_at) VALUES ('call_m', 'cus_m', "
+                                    "'card_loss', 0, 'ended', CURRENT_TIMESTAMP)"))
+            for who in ("customer", "agent"):
+                await conn.execute(text(
+                    "INSERT INTO recordings (call_id, participant, path, codecs, started_at, "
+                    f"segment) VALUES ('call_m', '{who}', '/x/{who}.webm', '[]', "
+                    "CURRENT_TIMESTAMP, 1)"))
+        async with engine.begin() as conn:  # an existing database is upgraded
+            await conn.run_sync(run, "head")
+        async with engine.begin() as conn:
+            ids = (await conn.execute(text("SELECT public_id FROM recordings"))).scalars().all()
+            assert len(set(ids)) == 2 and all(re.fullmatch(r"rec_[0-9a-f]{24}", i) for i in ids)
+            await conn.run_sync(run, "0003", True)  # down again with the data, and up
+            await conn.run_sync(run, "head")
+    finally:
+        await engine.dispose()
+
+
+def test_the_models_match_the_migrations(tmp_path: Path) -> None:
+    """Alembic finds nothing to add: every model change has its migration."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from cloudcounter.db import security_models  # noqa: F401
+    from cloudcounter.db.migrate import upgrade
+    from cloudcounter.db.models import Base
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    upgrade(url)
+    engine = create_engine(url.replace("+aiosqlite", ""))
+    try:
+        with engine.connect() as conn:
+            # tables, columns, indexes and constraints (not column types: SQLite's are loose)
+            ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+            diff = compare_metadata(ctx, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == [], diff
 
 
 async def test_the_hub_runs_a_call_on_postgresql(pg_url: str, hub_factory) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@ import {
   $, ask, clearNotice, connectSocket, fmtDuration, h, humanize, showNotice, api,
 } from "./common.js";
 import { signIn, signOut } from "./login.js";
+import { refreshSession } from "./common.js";
 import {
   CHECK_ERRORS, FAIL_REASONS, IDENTITY, LIVENESS, PAD, PAD_CUES, SIGNALS, actionIcon, actionLabel,
   evidenceThumb, evidenceViewer, fmtDistance, mark, signalTitle, stepOf,
@@ -926,7 +927,8 @@ function connect() {
   });
   socket.on("connect_error", async (err) => {
     const code = err && err.data && err.data.code;
-    if (["unauthenticated", "token_expired", "wrong_role", "account_disabled", "invalid_token"].includes(code)) {
+    if (code === "token_expired" && await refreshSession()) { socket.connect(); return; }
+    if (["unauthenticated", "session_revoked", "session_expired", "token_expired", "wrong_role", "account_disabled", "invalid_token"].includes(code)) {
       socket.disconnect();
       st.user = await signIn(["agent"], { reason: code === "wrong_role"
         ? "This account cannot use the agent console." : "Your session has expired. Please sign in again." });
@@ -975,6 +977,17 @@ function connect() {
   socket.on("analysis:alert", onAnalysisAlert);
   socket.on("call:media", onMediaNews);
   socket.on("media:restart", (m) => { if (st.call && st.call.id === m.call_id) startMedia(); });
+  socket.on("session:ended", async (m) => {
+    st.kickedOut = true;
+    endCallMedia();
+    setAgentState({ state: "offline", since_s: 0 });
+    socket.disconnect();
+    st.user = await signIn(["agent"], { reason: m.code === "account_disabled"
+      ? "This account has been disabled." : m.code === "wrong_role"
+        ? "This account can no longer use the agent console." : "Your session was ended. Please sign in again." });
+    st.kickedOut = false;
+    connect();
+  });
   socket.on("session:replaced", () => {
     st.kickedOut = true;
     endCallMedia();

@@ -33,8 +33,28 @@ export class ApiError extends Error {
   }
 }
 
-/** JSON HTTP call to the hub; throws ApiError with the hub's error code. */
-export async function api(path, { method = "GET", body } = {}) {
+let refreshing = null;
+
+/**
+ * Renew the staff session's short-lived access cookie with its refresh cookie (both are
+ * HttpOnly: the page never sees them). Resolves true when the session is still alive.
+ */
+export function refreshSession() {
+  if (!refreshing) {
+    refreshing = fetch("/api/session/refresh", { method: "POST", credentials: "same-origin" })
+      .then((r) => r.ok, () => false)
+      .finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+
+const NO_REFRESH = ["/api/login", "/api/logout", "/api/session/"];
+
+/**
+ * JSON HTTP call to the hub; throws ApiError with the hub's error code. A request refused
+ * because the access token expired is retried once after refreshing the session.
+ */
+export async function api(path, { method = "GET", body, retry = true } = {}) {
   let resp;
   try {
     resp = await fetch(path, {
@@ -45,6 +65,10 @@ export async function api(path, { method = "GET", body } = {}) {
     });
   } catch (e) {
     throw new ApiError(0, "network", "The service cannot be reached. Check your connection.");
+  }
+  if (resp.status === 401 && retry && !NO_REFRESH.some((p) => path.startsWith(p))
+      && await refreshSession()) {
+    return api(path, { method, body, retry: false });
   }
   let data = null;
   try { data = await resp.json(); } catch { data = null; }

@@ -1,8 +1,31 @@
 // Staff sign-in shared by the agent console and the auditor page. The hub sets an HttpOnly
 // session cookie; the page never stores the token itself.
-import { $, api, clearNotice, showNotice } from "./common.js";
+import { $, api, clearNotice, h, showNotice } from "./common.js";
 
 const ROLE_HOME = { agent: "/agent", auditor: "/audit", admin: "/audit", lead: "/lead" };
+
+const MESSAGES = {
+  bad_credentials: "Wrong username or password.",
+  login_throttled: "Too many failed attempts. Wait a moment and try again.",
+  login_busy: "Many people are signing in right now. Try again in a moment.",
+  otp_required: "Enter the 6-digit code from your authenticator app.",
+  bad_otp: "That code is wrong or was already used. Enter the current code.",
+  totp_enrolment_required: "This account needs a second factor before it can sign in. Ask an administrator to enrol it.",
+  session_revoked: "Your session was ended. Please sign in again.",
+  account_disabled: "This account is disabled.",
+};
+
+/** The one-time-code field, added to the form when the hub asks for a second factor. */
+function otpField(form) {
+  let input = $("#login-otp", form);
+  if (!input) {
+    input = h("input", { id: "login-otp", "data-testid": "login-otp", name: "otp", type: "text",
+      inputmode: "numeric", autocomplete: "one-time-code", pattern: "[0-9]{6}", maxlength: "6" });
+    const field = h("div", { class: "field" }, h("label", { for: "login-otp" }, "One-time code"), input);
+    $("#login-submit", form).before(field);
+  }
+  return input;
+}
 
 /**
  * Resolve with the signed-in user ({username, role, display_name, skills}) once a user with one
@@ -39,20 +62,25 @@ export function signIn(roles, { reason = "" } = {}) {
     async function onSubmit(ev) {
       ev.preventDefault();
       submit.disabled = true;
+      const otp = $("#login-otp", form);
       try {
         const { user } = await api("/api/login", { method: "POST", body: {
-          username: $("#login-username").value.trim(), password: $("#login-password").value } });
+          username: $("#login-username").value.trim(), password: $("#login-password").value,
+          ...(otp && otp.value.trim() ? { otp: otp.value.trim() } : {}) } });
         $("#login-password").value = "";
+        if (otp) otp.closest(".field").remove();
         if (!roles.includes(user.role)) {
           await api("/api/logout", { method: "POST" }).catch(() => {});
           showForm(wrongRole(user));
         } else done(user);
       } catch (e) {
-        const text = e.code === "bad_credentials" ? "Wrong username or password."
-          : e.code === "login_throttled" ? "Too many failed attempts. Wait a few minutes and try again."
-            : e.message;
-        showNotice(notice, { kind: "error", text, code: e.code });
-        $("#login-password").select();
+        showNotice(notice, { kind: e.code === "otp_required" ? "info" : "error",
+          text: MESSAGES[e.code] || e.message, code: e.code });
+        if (e.code === "otp_required" || e.code === "bad_otp") {
+          const input = otpField(form);
+          input.value = "";
+          input.focus();
+        } else $("#login-password").select();
       } finally {
         submit.disabled = false;
       }

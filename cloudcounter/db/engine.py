@@ -29,6 +29,13 @@ def make_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        @event.listens_for(engine.sync_engine, "checkout")
+        def _enforce(dbapi_conn, _record, _proxy):  # type: ignore[no-untyped-def]
+            # again on every checkout: a migration turns enforcement off on its connection
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 

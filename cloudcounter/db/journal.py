@@ -1,32 +1,86 @@
 """The call journal in the database: call rows and their append-only timelines.
 
 Writes are batched: the queue and the media layer append operations without awaiting, and
-one owned task writes them in a single transaction every ``interval`` seconds. A failed
-write is retried (the batch is kept), so a database hiccup loses nothing.
+one owned task writes them in a single transaction every ``interval`` seconds.
+
+* The database unreachable or busy: the batch is kept and retried with a back-off, so a
+  hiccup loses nothing.
+* The database refusing a row for what it holds (a poisoned row: a NUL on PostgreSQL, a
+  broken foreign key): the batch is split until the refused operations are alone; those
+  are put aside in ``journal_dead_letters`` with the error (and ``on_dead_letter`` is
+  called: an alert), every other operation is written. Later operations of a call whose
+  row was put aside follow it there. ``cloudcounter journal replay`` writes them once the
+  cause is fixed. No input can stop the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from cloudcounter.db.errors import is_poison
 from cloudcounter.db.models import CallEvent, CallSession
+from cloudcounter.db.security_models import JournalDeadLetter
 from cloudcounter.queue.model import Call
 
 log = logging.getLogger(__name__)
 CALLS = cast(Table, CallSession.__table__)
 EVENTS = cast(Table, CallEvent.__table__)
+DEAD = cast(Table, JournalDeadLetter.__table__)
 TIME_FIELDS = {"queued_at", "offered_at", "answered_at", "ended_at"}
+Op = tuple[str, Any]
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def to_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def op_call_id(op: Op) -> str:
+    kind, data = op
+    return str(data[0] if kind == "update" else (data["id"] if kind == "insert"
+                                                 else data["call_id"]))
+
+
+def encode_op(op: Op) -> str:
+    """An operation as ASCII JSON (NULs and surrogates escaped: any database stores it)."""
+    def default(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return {"__dt__": v.isoformat()}
+        return repr(v)
+    return json.dumps({"kind": op[0], "data": op[1]}, ensure_ascii=True, default=default)
+
+
+def decode_op(text: str) -> Op:
+    def hook(d: dict[str, Any]) -> Any:
+        return datetime.fromisoformat(d["__dt__"]) if set(d) == {"__dt__"} else d
+    raw = json.loads(text, object_hook=hook)
+    data = raw["data"]
+    return raw["kind"], (tuple(data) if raw["kind"] == "update" else data)
+
+
+def brief_error(exc: BaseException, limit: int = 500) -> str:
+    """The error without the statement's parameters (they hold the refused input)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).split("\n")[0]
+    return _UNPRINTABLE.sub("?", f"{type(exc).__name__}: {text}")[:limit]
+
+
+class _Unwritten(Exception):
+    """A transient failure part-way: these operations are still to be written."""
+
+    def __init__(self, ops: list[Op], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.ops = ops
+        self.cause = cause
 
 
 class DbJournal:
@@ -41,7 +95,11 @@ class DbJournal:
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._closing = False
+        self._dead_calls: set[str] = set()
         self.failures = 0
+        self.dead_letters = 0
+        # called with (call_id, operation kind, error) for each operation put aside
+        self.on_dead_letter: Callable[[str, str, str], None] | None = None
 
     # -- the CallJournal protocol (never blocks) --------------------------------------
     def call_created(self, call: Call, requested_at_wall: float) -> None:
@@ -100,9 +158,10 @@ class DbJournal:
             try:
                 await self.flush()
                 backoff = self._interval
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
-                log.exception("journal write failed; retrying in %.1fs", backoff)
+                log.error("journal write failed (%s); retrying in %.1fs",
+                          brief_error(exc, 200), backoff)
                 if self._closing:
                     return
                 self._wake.set()
@@ -110,17 +169,75 @@ class DbJournal:
                 backoff = min(backoff * 2, 5.0)
 
     async def flush(self) -> None:
+        """Write what is pending. Raises only when the database is unreachable or busy
+        (the operations are kept, in order, for the next try)."""
         async with self._flush_lock:
             ops, self._ops = self._ops, []
             if not ops:
                 return
             try:
-                await self._write(ops)
+                await self._write_all(ops)
+            except _Unwritten as exc:
+                self._ops = exc.ops + self._ops  # keep them, in order
+                raise exc.cause from None
             except BaseException:
-                self._ops = ops + self._ops  # keep them, in order
+                self._ops = ops + self._ops
                 raise
 
-    async def _write(self, ops: list[tuple[str, Any]]) -> None:
+    async def _write_all(self, ops: list[Op]) -> None:
+        """Write in order, isolating refused operations; raise :class:`_Unwritten` with
+        what is left when the database fails for another reason."""
+        segments = [ops]
+        while segments:
+            segment = segments.pop(0)
+            live: list[Op] = []
+            for i, op in enumerate(segment):
+                if op_call_id(op) in self._dead_calls and op[0] != "insert":
+                    try:
+                        await self._dead_letter(op, "the call's row was put aside")
+                    except BaseException as exc:
+                        rest = live + segment[i:]
+                        raise _Unwritten(rest + [o for s in segments for o in s], exc) \
+                            from None
+                else:
+                    live.append(op)
+            if not live:
+                continue
+            try:
+                await self._write(live)
+            except BaseException as exc:
+                rest = live + [o for s in segments for o in s]
+                if not is_poison(exc):
+                    raise _Unwritten(rest, exc) from None
+                if len(live) > 1:
+                    mid = len(live) // 2
+                    segments[0:0] = [live[:mid], live[mid:]]
+                    continue
+                try:  # the database refused this one operation: put it aside
+                    await self._dead_letter(live[0], brief_error(exc))
+                except BaseException as exc2:  # not even that: the database is the problem
+                    raise _Unwritten(rest, exc2) from None
+
+    async def _dead_letter(self, op: Op, error: str) -> None:
+        call_id = op_call_id(op)
+        async with self._sm() as s, s.begin():
+            await s.execute(insert(DEAD), [{"at": datetime.now(timezone.utc), "op": op[0],
+                                            "call_id": call_id[:64], "data": encode_op(op),
+                                            "error": error}])
+        if op[0] == "insert":
+            self._dead_calls.add(call_id)
+        self.dead_letters += 1
+        if self.dead_letters <= 100 or self.dead_letters % 1000 == 0:
+            log.error("journal: a %s of call %s was refused by the database and put aside "
+                      "(journal_dead_letters, %d so far): %s", op[0], call_id[:64],
+                      self.dead_letters, error)
+        if self.on_dead_letter is not None:
+            try:
+                self.on_dead_letter(call_id, op[0], error)
+            except Exception:  # noqa: BLE001 - an alert must not stop the journal
+                log.exception("journal dead-letter alert failed")
+
+    async def _write(self, ops: list[Op]) -> None:
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, dict[str, Any]] = {}
         events: list[dict[str, Any]] = []
@@ -132,19 +249,22 @@ class DbJournal:
                 (inserts[call_id] if call_id in inserts else updates.setdefault(call_id, {})
                  ).update(fields)
             else:
-                events.append(data)
+                events.append(dict(data))
+        # sequence numbers are taken only when the transaction commits
+        seqs = {e["call_id"]: self._seq[e["call_id"]] for e in events
+                if e["call_id"] in self._seq}
         async with self._sm() as s, s.begin():
-            unknown = {e["call_id"] for e in events} - set(self._seq)
+            unknown = {e["call_id"] for e in events} - set(seqs)
             if unknown:
                 rows = await s.execute(select(CallEvent.call_id, func.max(CallEvent.seq))
                                        .where(CallEvent.call_id.in_(unknown))
                                        .group_by(CallEvent.call_id))
                 found = dict(rows.all())
                 for cid in unknown:
-                    self._seq[cid] = int(found.get(cid) or 0)
+                    seqs[cid] = int(found.get(cid) or 0)
             for e in events:
-                self._seq[e["call_id"]] += 1
-                e["seq"] = self._seq[e["call_id"]]
+                seqs[e["call_id"]] += 1
+                e["seq"] = seqs[e["call_id"]]
             if inserts:  # Core statements: the ORM's bulk path costs the event loop more
                 keys = sorted({k for row in inserts.values() for k in row})
                 await s.execute(insert(CALLS),
@@ -159,6 +279,40 @@ class DbJournal:
                 await s.execute(stmt, rows)
             if events:
                 await s.execute(insert(EVENTS), events)
+        self._seq.update(seqs)
         for call_id, fields in {**inserts, **updates}.items():
             if fields.get("state") == "ended":
                 self._seq.pop(call_id, None)
+
+
+async def dead_letters(sm: async_sessionmaker, include_replayed: bool = False,
+                       limit: int = 100) -> list[dict[str, Any]]:
+    stmt = select(JournalDeadLetter)
+    if not include_replayed:
+        stmt = stmt.where(JournalDeadLetter.replayed_at.is_(None))
+    async with sm() as s:
+        rows = (await s.scalars(stmt.order_by(JournalDeadLetter.id).limit(limit))).all()
+    return [{"id": r.id, "at": r.at.isoformat(), "op": r.op, "call_id": r.call_id,
+             "error": r.error, "replayed_at": r.replayed_at.isoformat() if r.replayed_at
+             else None} for r in rows]
+
+
+async def replay_dead_letters(sm: async_sessionmaker) -> tuple[int, int]:
+    """Write the operations put aside, in order, now that their cause is fixed; those the
+    database still refuses stay (as new dead letters; the old ones are marked replayed).
+    Returns (written, refused again). Replayed events go at the end of their call's
+    timeline (new sequence numbers) with their original time."""
+    async with sm() as s:
+        rows = (await s.scalars(select(JournalDeadLetter)
+                                .where(JournalDeadLetter.replayed_at.is_(None))
+                                .order_by(JournalDeadLetter.id))).all()
+    if not rows:
+        return 0, 0
+    journal = DbJournal(sm)
+    ops = [decode_op(r.data) for r in rows]
+    await journal._write_all(ops)
+    async with sm() as s, s.begin():
+        await s.execute(update(JournalDeadLetter)
+                        .where(JournalDeadLetter.id.in_([r.id for r in rows]))
+                        .values(replayed_at=datetime.now(timezone.utc)))
+    return len(ops) - journal.dead_letters, journal.dead_letters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -71,6 +72,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # TOTP second factor (base32 secret; None: not enrolled) and the last time step used,
+    # so that a code is accepted once.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     skills: Mapped[list["AgentSkill"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -164,10 +169,17 @@ class CallEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def new_recording_public_id() -> str:
+    return "rec_" + secrets.token_hex(12)
+
+
 class Recording(Base):
     __tablename__ = "recordings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What URLs and the API show: random, so that ids cannot be guessed or enumerated.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True,
+                                           default=new_recording_public_id)
     call_id: Mapped[str] = mapped_column(ForeignKey("call_sessions.id"), index=True)
     participant: Mapped[str] = mapped_column(String(16))  # customer | agent
     path: Mapped[str] = mapped_column(String(512))

@@ -2,46 +2,54 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import select
 
 from cloudcounter.agents import accounts
 from cloudcounter.db import repo
 from cloudcounter.db.models import Customer
-from cloudcounter.errors import CloudCounterError, InvalidMessage, NotFound, Unauthenticated
-from cloudcounter.hub.auth import StaffIdentity, mint_customer_token, mint_staff_token
-from cloudcounter.hub.context import HubContext
-from cloudcounter.hub.http_auth import LoginThrottle, require_staff
-from cloudcounter.signaling.namespaces import SESSION_COOKIE
+from cloudcounter.errors import (
+    CloudCounterError, InvalidMessage, NotFound, RateLimited,
+)
+from cloudcounter.hub.auth import (
+    StaffIdentity, mint_customer_token, mint_staff_token, verify_staff_token,
+)
+from cloudcounter.hub.context import CTX
+from cloudcounter.hub.http_auth import (
+    REFRESH_COOKIE, LoginGate, LoginThrottle, clear_session_cookies, client, current_staff,
+    require_staff, set_session_cookies, token_from_request,
+)
+from cloudcounter.hub.middlewares import json_body
+from cloudcounter.hub.settings import STAFF_ROLES
 from cloudcounter.signaling.edge import schema_problems
-from cloudcounter.signaling.schemas import PROTOCOL_TEXT, PROTOCOL_VERSION
+from cloudcounter.signaling.schemas import PROTOCOL_TEXT, PROTOCOL_VERSION, Message
 
-CTX: web.AppKey[HubContext] = web.AppKey("ctx", HubContext)
+__all__ = ["CTX", "routes"]
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
+GATE: web.AppKey[LoginGate] = web.AppKey("login_gate", LoginGate)
 AUDIT_ROLES = ("auditor", "admin")
 routes = web.RouteTableDef()
 
 
-class Login(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Login(Message):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+    otp: str | None = Field(default=None, max_length=16)
 
 
-class DemoToken(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Refresh(Message):
+    refresh_token: str | None = Field(default=None, max_length=128)
+
+
+class DemoToken(Message):
     customer_id: str = Field(min_length=1, max_length=40)
 
 
-async def body(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidMessage("body must be JSON") from None
+async def body(request: web.Request, model: type[Message]) -> Any:
+    data = await json_body(request)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -50,29 +58,7 @@ async def body(request: web.Request, model: type[BaseModel]) -> Any:
 
 
 def staff(request: web.Request, *roles: str) -> StaffIdentity:
-    return require_staff(request, request.app[CTX].settings.secret_key, roles)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except CloudCounterError as exc:
-        return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
-    except web.HTTPRequestEntityTooLarge:
-        return web.json_response({"error": {"code": "message_too_large",
-                                            "message": "request body too large"}}, status=413)
-
-
-@web.middleware
-async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    resp = await handler(request)
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "no-referrer")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    if request.path.startswith("/api/"):
-        resp.headers.setdefault("Cache-Control", "no-store")
-    return resp
+    return require_staff(request, roles)
 
 
 @routes.get("/healthz")
@@ -91,38 +77,105 @@ async def services(request: web.Request) -> web.Response:
 
 @routes.post("/api/login")
 async def login(request: web.Request) -> web.Response:
-    ctx, throttle = request.app[CTX], request.app[THROTTLE]
+    ctx = request.app[CTX]
     req: Login = await body(request, Login)
-    throttle.check(req.username)
+    who = client(request)
+    security = ctx.security
     try:
-        user = await accounts.authenticate(ctx.sm, req.username, req.password)
-    except Unauthenticated:
-        throttle.failed(req.username)
+        attempt = request.app[THROTTLE].begin(req.username, who.address)
+    except RateLimited:
+        security.event("login.throttled", "refused", "anonymous", who.address, req.username)
         raise
-    throttle.succeeded(req.username)
-    ident = accounts.identity(user)
-    token = mint_staff_token(ctx.settings.secret_key, ident, ctx.settings.staff_token_ttl_s)
-    resp = web.json_response({"token": token, "user": {
-        "username": user.username, "role": user.role, "display_name": user.display_name,
-        "skills": user.skill_codes}})
-    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
-                    max_age=ctx.settings.staff_token_ttl_s, path="/",
-                    secure=request.secure)
+    try:
+        user = await accounts.authenticate(ctx.sm, req.username, req.password,
+                                           gate=request.app[GATE])
+        await accounts.check_second_factor(
+            ctx.sm, user, req.otp, user.role in ctx.settings.totp_required_roles)
+    except CloudCounterError as exc:
+        if exc.code in ("bad_credentials", "bad_otp"):
+            attempt.failed()
+            security.event("login.failed", "failed", "anonymous", who.address, req.username,
+                           code=exc.code)
+        else:  # busy, or a second factor still to come: not a judgement
+            attempt.abandoned()
+            if exc.code == "totp_enrolment_required":
+                security.event("login.failed", "refused", "anonymous", who.address,
+                               req.username, code=exc.code)
+        raise
+    except BaseException:
+        attempt.abandoned()
+        raise
+    attempt.succeeded()
+    grant = await security.sessions.open(user, who.address, who.user_agent)
+    ident = grant.identity
+    security.event("login.succeeded", "ok", ident.actor, who.address, ident.username,
+                   ident.user_id, session=ident.session_id, second_factor=bool(req.otp))
+    return session_response(request, ident, grant.refresh_token, grant.expires_at)
+
+
+def session_response(request: web.Request, ident: StaffIdentity, refresh: str,
+                     expires_at: float) -> web.Response:
+    settings = request.app[CTX].settings
+    token = mint_staff_token(settings.secret_key, ident, settings.staff_token_ttl_s)
+    resp = web.json_response({
+        "token": token, "expires_in_s": settings.staff_token_ttl_s, "refresh_token": refresh,
+        "session_expires_at": int(expires_at), "user": user_view(ident)})
+    set_session_cookies(resp, request, token, refresh, expires_at)
     return resp
+
+
+def user_view(ident: StaffIdentity) -> dict[str, Any]:
+    return {"username": ident.username, "role": ident.role, "display_name": ident.display_name,
+            "skills": list(ident.skills)}
+
+
+@routes.post("/api/session/refresh")
+async def refresh_session(request: web.Request) -> web.Response:
+    """A new access token (and refresh token) for a live session."""
+    ctx = request.app[CTX]
+    req: Refresh = await body(request, Refresh) if request.body_exists else Refresh()
+    token = req.refresh_token or request.cookies.get(REFRESH_COOKIE, "")
+    who = client(request)
+    try:
+        grant = await ctx.security.sessions.refresh(token)
+    except CloudCounterError as exc:
+        resp = web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+        clear_session_cookies(resp)
+        ctx.security.refused(exc, "POST /api/session/refresh", "", who.address)
+        return resp
+    ctx.security.event("session.refreshed", "ok", grant.identity.actor, who.address,
+                       grant.identity.session_id, grant.identity.user_id)
+    return session_response(request, grant.identity, grant.refresh_token, grant.expires_at)
 
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
+    """Ends the session of the token presented, even an expired one (it stops working at
+    once, everywhere)."""
+    ctx = request.app[CTX]
+    ident = current_staff(request)
+    if ident is None:
+        token, _ = token_from_request(request)
+        try:
+            ident = verify_staff_token(ctx.settings.secret_key, token, allow_expired=True) \
+                if token else None
+        except CloudCounterError:
+            ident = None
+    if ident is not None and ident.session_id:
+        ended = await ctx.security.sessions.revoke(reason="logout", by=ident.actor,
+                                                   session_id=ident.session_id)
+        if ended:
+            ctx.security.event("session.revoked", "ok", ident.actor, client(request).address,
+                               ident.session_id, ident.user_id, reason="logout")
     resp = web.json_response({"ok": True})
-    resp.del_cookie(SESSION_COOKIE, path="/")
+    clear_session_cookies(resp)
     return resp
 
 
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
-    ident = staff(request, "agent", "auditor", "admin", "lead")
-    return web.json_response({"username": ident.username, "role": ident.role,
-                              "display_name": ident.display_name, "skills": list(ident.skills)})
+    ident = staff(request, *STAFF_ROLES)
+    return web.json_response(user_view(ident))
 
 
 @routes.get("/api/demo/customers")
@@ -151,5 +204,5 @@ async def demo_customer_token(request: web.Request) -> web.Response:
 
 @routes.get("/api/queue")
 async def queue_snapshot(request: web.Request) -> web.Response:
-    staff(request, "agent", "admin", "auditor")
+    staff(request, "agent", "admin", "auditor", "lead")
     return web.json_response(await request.app[CTX].dispatcher.snapshot())

@@ -1,11 +1,14 @@
 """The app factory: ``create_app(settings)`` builds every resource; tests call it too.
 
 Each resource opens and closes in its own cleanup context, in this order: database,
-journal, queue dispatcher, media gateway. Nothing lives in module globals.
+security log, journal, queue dispatcher, media gateway, analysis, session watcher.
+Nothing lives in module globals.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from pathlib import Path
@@ -14,22 +17,27 @@ from typing import AsyncIterator
 import socketio
 from aiohttp import web
 
+from cloudcounter.agents.sessions import SessionStore
 from cloudcounter.business.service import FlowService
 from cloudcounter.db.engine import make_engine, make_sessionmaker
 from cloudcounter.db.journal import DbJournal
-from cloudcounter.hub import api
+from cloudcounter.db.security_log import SecurityLog
+from cloudcounter.hub import admin_api, api, middlewares
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
-from cloudcounter.hub.http_auth import LoginThrottle
+from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
 from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
 from cloudcounter.hub.tasks import TaskRegistry
 from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
 from cloudcounter.queue.store import MemoryQueueStore
 from cloudcounter.recordings import api as recording_api
+from cloudcounter.signaling.clientinfo import networks
 from cloudcounter.signaling.namespaces import (
     AgentNamespace, CustomerNamespace, SupervisorNamespace,
 )
+from cloudcounter.signaling.security import Security
+from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.server import HubSocketServer, JsonPacket
 from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
 
@@ -46,8 +54,9 @@ def queue_config(s: Settings) -> QueueConfig:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=256 * 1024,
-                          middlewares=[api.security_headers, api.errors_middleware])
+    app = web.Application(client_max_size=256 * 1024, middlewares=[
+        middlewares.security_headers, middlewares.errors, middlewares.limits,
+        middlewares.same_origin, authenticate])
     app[SETTINGS] = settings
     sio = HubSocketServer(async_mode="aiohttp", serializer=JsonPacket, transports=["websocket"],
                                max_http_buffer_size=1_000_000, logger=False,
@@ -59,8 +68,18 @@ def create_app(settings: Settings) -> web.Application:
     sm = make_sessionmaker(engine)
     journal = DbJournal(sm)
     ctx = HubContext(settings=settings, sio=sio, sm=sm, journal=journal)
+    ctx.security = Security(
+        sessions=SessionStore(sm, session_ttl_s=settings.staff_session_ttl_s,
+                              cache_s=settings.session_cache_s),
+        log=SecurityLog(sm), trusted=networks(settings.trusted_proxies),
+        max_connections_per_address=settings.max_connections_per_address,
+        call_requests_per_customer_per_min=settings.call_requests_per_customer_per_min,
+        call_requests_per_address_per_min=settings.call_requests_per_address_per_min)
+    journal.on_dead_letter = lambda call_id, op, error: ctx.security.event(
+        "journal.dead_letter", "failed", "system", target=call_id, op=op, error=error)
     app[api.CTX] = ctx
     app[api.THROTTLE] = LoginThrottle()
+    app[api.GATE] = LoginGate(settings.login_concurrency, settings.login_queue)
     sio.register_namespace(CustomerNamespace(CUSTOMER_NS, ctx))
     sio.register_namespace(AgentNamespace(AGENT_NS, ctx))
     sio.register_namespace(SupervisorNamespace(SUPERVISOR_NS, ctx))
@@ -71,10 +90,37 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await engine.dispose()
 
+    async def security_log_ctx(app: web.Application) -> AsyncIterator[None]:
+        await ctx.security.log.start()
+        yield
+        await ctx.security.log.stop()
+
     async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
         await journal.start()
         yield
         await journal.stop()
+
+    async def session_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+        # sockets of a revoked session are told and closed: at once for a revocation in
+        # this process, within the interval for one made elsewhere (CLI, another node)
+        guards = {name: ns for name, ns in sio.namespace_handlers.items()
+                  if isinstance(ns, SessionGuard)}
+        wakes = {name: asyncio.Event() for name in guards}  # one each: each clears its own
+
+        def revoked(ids: set[str], reason: str) -> None:
+            for wake in wakes.values():
+                wake.set()
+        ctx.security.sessions.listeners.append(revoked)
+        tasks = [asyncio.create_task(ns.watch_sessions(settings.session_check_interval_s,
+                                                       wakes[name]),
+                                     name=f"session-watch{name}")
+                 for name, ns in guards.items()]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
         ctx.dispatcher = Dispatcher(MemoryQueueStore(), SignalingListener(ctx), journal,
@@ -109,12 +155,13 @@ def create_app(settings: Settings) -> web.Application:
         if manager is not None:
             await manager.stop()
 
-    app.cleanup_ctx.extend([database, journal_ctx, flows_ctx, queue_ctx, media_ctx,
-                            analysis_ctx])
+    app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, queue_ctx,
+                            media_ctx, analysis_ctx, session_watch_ctx])
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)
     app.on_shutdown.append(_disconnect_all(sio, owned))
     app.add_routes(api.routes)
+    app.add_routes(admin_api.routes)
     app.add_routes(recording_api.routes)
     _static(app, settings)
     return app

@@ -44,24 +44,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cloudcounter.hub.app import create_app
     from cloudcounter.hub.demo import credentials_text
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                   ("tls_cert", args.tls_cert), ("tls_key", args.tls_key)) if v}
     try:
         s = Settings.from_env(**overrides)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
+    ssl_context = tls_context(s)
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if s.demo:
         upgrade(s.database_url)
-    base = f"http://{s.host}:{s.port}"
+    base = f"{'https' if ssl_context else 'http'}://{s.host}:{s.port}"
     print(f"cloudcounter hub on {base}  (database {s.database_url.split('@')[-1]}, "
           f"demo mode {'on' if s.demo else 'off'})", flush=True)
     if s.demo:
         print(credentials_text(base), flush=True)
     web.run_app(create_app(s), host=s.host, port=s.port, print=None, access_log=None,
-                loop=new_event_loop(s.event_loop))
+                loop=new_event_loop(s.event_loop), ssl_context=ssl_context,
+                keepalive_timeout=s.keepalive_timeout_s)
     return 0
+
+
+def tls_context(s: Settings) -> Any:
+    """TLS for deployments without a terminating proxy (TLS 1.2 or newer)."""
+    if not s.tls_cert:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise CliError(f"cannot load the TLS certificate and key: {exc}") from None
+    return ctx
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -86,6 +104,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_demo_seed(args: argparse.Namespace) -> int:
     from cloudcounter.hub.demo import seed
     s = settings()
+    if not s.demo:
+        raise CliError("demo seed creates accounts with published passwords: it runs only in "
+                       "demo mode (CLOUDCOUNTER_DEMO=1), never on a production database")
     created = run_db(lambda sm: seed(sm, Path(s.faces_dir)))
     print("\n".join(created) if created else "demo data already present")
     return 0
@@ -99,6 +120,124 @@ def cmd_user_add(args: argparse.Namespace) -> int:
                                              role=Role(args.role), display_name=args.name,
                                              skills=skills))
     print(f"user {user.username} ({user.role}) created")
+    return 0
+
+
+def cli_actor() -> str:
+    import getpass
+    try:
+        return f"cli:{getpass.getuser()}"[:80]
+    except (KeyError, OSError):
+        return "cli"
+
+
+def admin_event(sm: Any, kind: str, target: str, **details: Any) -> Awaitable[None]:
+    from cloudcounter.db.security_log import Event, record_now
+    return record_now(sm, Event(kind, "ok", cli_actor(), "", target, None, details))
+
+
+def cmd_user_state(args: argparse.Namespace) -> int:
+    """user disable|enable|end-sessions USERNAME: the hub notices within a few seconds
+    (CLOUDCOUNTER_SESSION_CACHE_S for requests, _SESSION_CHECK_INTERVAL_S for sockets)."""
+    from cloudcounter.agents import accounts
+    from cloudcounter.agents.sessions import revoke_sessions
+
+    action = args.user
+
+    async def go(sm: Any) -> str:
+        if action == "disable":
+            user = await accounts.set_disabled(sm, args.username, True)
+        elif action == "enable":
+            user = await accounts.set_disabled(sm, args.username, False)
+        else:
+            user = await accounts.get_account(sm, args.username)
+        ended: set[str] = set()
+        if action != "enable":
+            ended = await revoke_sessions(sm, reason="account_disabled" if action == "disable"
+                                          else "ended_by_admin", by=cli_actor(),
+                                          user_id=user.id)
+        await admin_event(sm, f"admin.{action.replace('-', '_')}", user.username,
+                          sessions_ended=len(ended))
+        state = "disabled" if user.disabled else "enabled"
+        return f"user {user.username} {state}; {len(ended)} session(s) ended"
+    print(run_db(go))
+    return 0
+
+
+def cmd_user_password(args: argparse.Namespace) -> int:
+    from cloudcounter.agents import accounts
+    from cloudcounter.agents.sessions import revoke_sessions
+
+    password = args.password or _ask_password()
+
+    async def go(sm: Any) -> str:
+        user = await accounts.set_password(sm, args.username, password)
+        ended = await revoke_sessions(sm, reason="password_changed", by=cli_actor(),
+                                      user_id=user.id)
+        await admin_event(sm, "admin.password_set", user.username, sessions_ended=len(ended))
+        return f"password of {user.username} changed; {len(ended)} session(s) ended"
+    print(run_db(go))
+    return 0
+
+
+def _ask_password() -> str:
+    import getpass
+    first = getpass.getpass("new password: ")
+    if first != getpass.getpass("again: "):
+        raise CliError("the passwords differ")
+    return first
+
+
+def cmd_user_role(args: argparse.Namespace) -> int:
+    from cloudcounter.agents import accounts
+    from cloudcounter.db.models import Role
+
+    async def go(sm: Any) -> str:
+        user = await accounts.set_role(sm, args.username, Role(args.role))
+        await admin_event(sm, "admin.role", user.username, role=user.role)
+        return f"user {user.username} is now {user.role}"
+    print(run_db(go))
+    return 0
+
+
+def cmd_user_totp(args: argparse.Namespace) -> int:
+    """Enrol (or re-enrol) the account's TOTP second factor; prints the secret and an
+    otpauth:// URI for the authenticator app. Hand it over out of band."""
+    from cloudcounter.agents import accounts
+    from cloudcounter.agents.passwords import provisioning_uri
+
+    async def go(sm: Any) -> str:
+        user, secret = await accounts.enrol_totp(sm, args.username)
+        await admin_event(sm, "admin.totp_enrolled", user.username)
+        return (f"TOTP enrolled for {user.username}\nsecret: {secret}\n"
+                f"uri:    {provisioning_uri(secret, user.username)}")
+    print(run_db(go))
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    from cloudcounter.db import journal
+
+    if args.journal == "replay":
+        written, refused = run_db(journal.replay_dead_letters)
+        print(f"{written} operation(s) written, {refused} refused again")
+        return 0 if not refused else 1
+    rows = run_db(lambda sm: journal.dead_letters(sm, include_replayed=args.all))
+    for r in rows:
+        print(f"{r['id']:>6} {r['at']} {r['op']:7} {r['call_id']} "
+              f"{'replayed ' + r['replayed_at'] if r['replayed_at'] else ''} {r['error']}")
+    if not rows:
+        print("no dead letters")
+    return 0
+
+
+def cmd_security_events(args: argparse.Namespace) -> int:
+    from cloudcounter.db.security_log import query
+
+    rows = run_db(lambda sm: query(sm, kind=args.kind, actor=args.actor, limit=args.limit))
+    for r in reversed(rows):
+        print(f"{r['at']} {r['kind']:22} {r['outcome']:8} {r['actor']:24} "
+              f"{r['source']:15} {r['target']} {r['details']}")
     return 0
 
 
@@ -219,6 +358,9 @@ def cmd_token_customer(args: argparse.Namespace) -> int:
     s = settings()
     run_db(lambda sm: repo.get_customer(sm, args.customer_id))
     services = [x for x in args.services.split(",") if x] if args.services else None
+    if args.ttl and args.ttl > s.customer_token_max_ttl_s:
+        raise CliError(f"--ttl is at most CLOUDCOUNTER_CUSTOMER_TOKEN_MAX_TTL_S "
+                       f"({s.customer_token_max_ttl_s} s): the hub refuses longer-lived tokens")
     subject = None
     if args.subject:
         import json
@@ -274,6 +416,8 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("serve", help="run the hub")
     sp.add_argument("--host")
     sp.add_argument("--port", type=int)
+    sp.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS directly")
+    sp.add_argument("--tls-key", help="PEM private key of --tls-cert")
     sp.set_defaults(fn=cmd_serve)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)
@@ -293,6 +437,39 @@ def parser() -> argparse.ArgumentParser:
     ua.add_argument("--name", help="display name")
     ua.add_argument("--skills", help="comma-separated skills (agents only)")
     ua.set_defaults(fn=cmd_user_add)
+    for action, text in (("disable", "disable an account and end its sessions"),
+                         ("enable", "enable a disabled account"),
+                         ("end-sessions", "sign a user out everywhere")):
+        up = user.add_parser(action, help=text)
+        up.add_argument("username")
+        up.set_defaults(fn=cmd_user_state)
+    upw = user.add_parser("password", help="set a user's password (ends their sessions)")
+    upw.add_argument("username")
+    upw.add_argument("--password", help="(asked for when omitted)")
+    upw.set_defaults(fn=cmd_user_password)
+    ur = user.add_parser("role", help="change a user's role (takes effect at once)")
+    ur.add_argument("username")
+    ur.add_argument("role", choices=["agent", "auditor", "admin", "lead"])
+    ur.set_defaults(fn=cmd_user_role)
+    ut = user.add_parser("totp", help="enrol a TOTP second factor; prints the secret")
+    ut.add_argument("username")
+    ut.set_defaults(fn=cmd_user_totp)
+
+    jn = sub.add_parser("journal", help="the call journal").add_subparsers(dest="journal",
+                                                                          required=True)
+    jd = jn.add_parser("dead-letters", help="operations the database refused")
+    jd.add_argument("--all", action="store_true", help="also those already replayed")
+    jd.set_defaults(fn=cmd_journal)
+    jn.add_parser("replay", help="write the dead letters again (after fixing the cause)"
+                  ).set_defaults(fn=cmd_journal)
+
+    sec = sub.add_parser("security", help="the security event log").add_subparsers(
+        dest="security", required=True)
+    se = sec.add_parser("events", help="recent security events, oldest first")
+    se.add_argument("--kind", help="e.g. login.failed, admin.*")
+    se.add_argument("--actor")
+    se.add_argument("--limit", type=int, default=50)
+    se.set_defaults(fn=cmd_security_events)
 
     cu = sub.add_parser("customer", help="customers").add_subparsers(dest="customer",
                                                                       required=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
+from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cloudcounter.business.service import FlowService
@@ -17,6 +18,7 @@ from cloudcounter.hub.settings import Settings
 from cloudcounter.media.port import MediaGateway, NoMedia
 from cloudcounter.queue.dispatcher import Dispatcher
 from cloudcounter.queue.model import Agent
+from cloudcounter.signaling.security import Security
 
 PROFILE_TTL_S = 3600.0
 
@@ -32,6 +34,7 @@ class HubContext:
     media: MediaGateway = field(default_factory=NoMedia)
     analysis: Any = None  # hub.analysis.manager.AnalysisManager, when vision is enabled
     flows: FlowService = None  # type: ignore[assignment]
+    security: Security = None  # type: ignore[assignment]  # sessions, security log, limits
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:
@@ -59,6 +62,9 @@ class HubContext:
     def agent_state_payload(self, agent: Agent, reason: str) -> dict[str, Any]:
         return {"state": agent.state.value, "reason": reason, "call_id": agent.call_id,
                 "since_s": round(time.monotonic() - agent.state_since, 1)}
+
+
+CTX: web.AppKey[HubContext] = web.AppKey("ctx", HubContext)
 
 
 def mask_phone(phone: str) -> str:

@@ -28,7 +28,7 @@ SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "business" / "data" / "sc
 DEMO_USERS = [
     # username, password, role, display name, skills
     ("alice", "alice-demo-1", Role.AGENT, "Alice Chen", ["cards", "security", "accounts"]),
-    ("bob", "bob-demo-12", Role.AGENT, "Bob Martin", ["payments", "loans"]),
+    ("bob", "bob-demo-123", Role.AGENT, "Bob Martin", ["payments", "loans"]),
     ("carol", "carol-demo-1", Role.AGENT, "Carol Diaz",
      ["cards", "security", "accounts", "payments", "loans", "senior"]),
     ("leo", "leo-lead-demo-1", Role.LEAD, "Leo Novak", []),

@@ -129,7 +129,8 @@ class HubMedia:
         day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
         directory = Path(self.ctx.settings.recordings_dir) / day
         paths = seg.media.start_recording(
-            directory, on_failed=lambda role, err: self._recording_failed(seg, role, err))
+            directory, on_failed=lambda role, err: self._recording_failed(seg, role, err),
+            key=self.ctx.settings.at_rest_key_bytes)
         started = datetime.fromtimestamp(seg.origin_wall, timezone.utc)
         await self.ctx.journal.flush()  # the call's row exists before its recordings
         async with self.ctx.sm() as s, s.begin():

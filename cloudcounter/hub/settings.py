@@ -6,6 +6,9 @@ Every setting is listed in ``docs/configuration.md``. Secrets are never logged:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field, fields, replace
@@ -16,7 +19,8 @@ PREFIX = "CLOUDCOUNTER_"
 # Fixed, publicly known development secrets: only ever used in demo mode.
 DEMO_SECRET_KEY = "demo-secret-key-not-for-production-000000"
 DEMO_CUSTOMER_TOKEN_SECRET = "demo-customer-token-secret-not-for-production"
-SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret"})
+SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key"})
+STAFF_ROLES = frozenset({"agent", "auditor", "admin", "lead"})
 
 
 class SettingsError(Exception):
@@ -62,7 +66,6 @@ class Settings:
     recordings_dir: Path = Path("var/recordings")
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     media_host_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    trusted_proxies: frozenset[str] = frozenset()
     queue_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 64
@@ -71,8 +74,27 @@ class Settings:
     wrap_up_s: float = 60.0
     customer_grace_s: float = 20.0
     position_interval_s: float = 1.0
-    staff_token_ttl_s: int = 8 * 3600
+    staff_token_ttl_s: int = 900  # access tokens; the session lives staff_session_ttl_s
+    staff_session_ttl_s: int = 8 * 3600
+    session_cache_s: float = 2.0
+    session_check_interval_s: float = 5.0
     customer_token_ttl_s: int = 600
+    customer_token_max_ttl_s: int = 3600
+    totp_required_roles: list[str] = field(default_factory=list)
+    login_concurrency: int = 2
+    login_queue: int = 64
+    trusted_proxies: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = field(default_factory=list)
+    tls_cert: str = ""
+    tls_key: str = ""
+    at_rest_key: str = ""
+    viewing_session_s: float = 1800.0
+    body_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
+    max_connections_per_address: int = 50
+    max_requests_in_flight_per_address: int = 64
+    call_requests_per_customer_per_min: int = 10
+    call_requests_per_address_per_min: int = 60
     max_message_bytes: int = 64 * 1024
     media_stall_s: float = 5.0
     media_start_timeout_s: float = 10.0
@@ -131,15 +153,52 @@ class Settings:
                 secret_key=s.secret_key or DEMO_SECRET_KEY,
                 customer_token_secret=s.customer_token_secret or DEMO_CUSTOMER_TOKEN_SECRET,
             )
-        missing = [PREFIX + n.upper() for n in sorted(SECRET_FIELDS) if not getattr(s, n)]
+        missing = [PREFIX + n.upper() for n in ("customer_token_secret", "secret_key")
+                   if not getattr(s, n)]
         if missing:
             raise SettingsError(
                 f"missing secret(s) {', '.join(missing)}: set them in the environment "
                 f"(at least 32 random characters each), or set {PREFIX}DEMO=1 for a local demo"
             )
-        short = [PREFIX + n.upper() for n in sorted(SECRET_FIELDS) if len(getattr(s, n)) < 32]
+        short = [PREFIX + n.upper() for n in ("customer_token_secret", "secret_key")
+                 if len(getattr(s, n)) < 32]
         if short and not s.demo:
             raise SettingsError(f"secret(s) {', '.join(short)} must be at least 32 characters")
+        if s.secret_key == s.customer_token_secret:
+            raise SettingsError(f"{PREFIX}SECRET_KEY and {PREFIX}CUSTOMER_TOKEN_SECRET must "
+                                "differ: whoever holds the customer secret (the bank's app "
+                                "backend) must not be able to sign staff tokens")
+        if s.demo and not is_loopback(s.host):
+            raise SettingsError(f"demo mode serves fixed, public secrets and demo accounts: "
+                                f"it only listens on a loopback address, not {s.host!r} "
+                                f"(set {PREFIX}HOST=127.0.0.1 or turn {PREFIX}DEMO off)")
+        if not 0 < s.customer_token_ttl_s <= s.customer_token_max_ttl_s:
+            raise SettingsError(f"{PREFIX}CUSTOMER_TOKEN_TTL_S must be positive and at most "
+                                f"{PREFIX}CUSTOMER_TOKEN_MAX_TTL_S ({s.customer_token_max_ttl_s})")
+        if not 0 < s.staff_token_ttl_s <= s.staff_session_ttl_s:
+            raise SettingsError(f"{PREFIX}STAFF_TOKEN_TTL_S must be positive and at most "
+                                f"{PREFIX}STAFF_SESSION_TTL_S")
+        unknown = sorted(set(s.totp_required_roles) - STAFF_ROLES)
+        if unknown:
+            raise SettingsError(f"{PREFIX}TOTP_REQUIRED_ROLES: unknown role(s) "
+                                f"{', '.join(unknown)} (roles: {', '.join(sorted(STAFF_ROLES))})")
+        if bool(s.tls_cert) != bool(s.tls_key):
+            raise SettingsError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together")
+        for name in ("tls_cert", "tls_key"):
+            if getattr(s, name) and not Path(getattr(s, name)).is_file():
+                raise SettingsError(f"{PREFIX}{name.upper()}: no file {getattr(s, name)!r}")
+        if s.at_rest_key:
+            at_rest_key_bytes(s.at_rest_key)
+        for net in s.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {net!r} is not an address or "
+                                    "network") from None
+        if min(s.login_concurrency, s.login_queue, s.max_connections_per_address,
+               s.max_requests_in_flight_per_address) < 1:
+            raise SettingsError(f"{PREFIX}LOGIN_CONCURRENCY, _LOGIN_QUEUE and the per-address "
+                                "limits must be at least 1")
         if s.event_loop not in {"uvloop", "asyncio"}:
             raise SettingsError(f"{PREFIX}EVENT_LOOP must be 'uvloop' or 'asyncio'")
         if s.queue_backend not in {"memory", "redis"}:
@@ -158,19 +217,42 @@ class Settings:
         return s
 
     @property
+    def at_rest_key_bytes(self) -> bytes | None:
+        return at_rest_key_bytes(self.at_rest_key) if self.at_rest_key else None
+
+    @property
     def sync_database_url(self) -> str:
         """The same database for synchronous tools (Alembic)."""
         return self.database_url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def at_rest_key_bytes(value: str) -> bytes:
+    """The at-rest key: 32 bytes, base64 (``openssl rand -base64 32``)."""
+    try:
+        key = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise SettingsError(f"{PREFIX}AT_REST_KEY must be 32 random bytes in base64 "
+                            "(openssl rand -base64 32)")
+    return key
 
 
 def _convert(name: str, type_: Any, raw: str) -> Any:
     t = str(type_)
     if name == "ice_servers":
         return _ice_servers(raw)
-    if name == "media_host_addresses":
+    if t == "list[str]":
         return _str_list(raw)
-    if name == "trusted_proxies":
-        return frozenset(_str_list(raw))
     if t == "bool":
         return _bool(raw)
     if t == "int":

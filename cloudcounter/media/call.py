@@ -44,6 +44,7 @@ from . import seam
 from .errors import InvalidOffer, MediaStateError, RecordingFailed, UnsupportedCodec
 from .health import LegFlow
 from .keyframes import KeyframeThrottle
+from .sdp import check_complete, parse_offer
 from .tap import Tap, TapDecoder
 from .tracks import PacketTrack
 
@@ -117,7 +118,10 @@ def ice_configuration(ice_servers: IceServers) -> RTCConfiguration:
 
 
 def check_offer(offer_sdp: str) -> set[str]:
-    """The media kinds of an offer; raises if a kind lacks its codec (VP8, Opus)."""
+    """The media kinds of an offer; raises :class:`InvalidOffer` if it is malformed
+    (checked strictly before aiortc parses it: :func:`cloudcounter.media.sdp.validate_offer`)
+    and :class:`UnsupportedCodec` if a kind lacks its codec (VP8, Opus)."""
+    offer = parse_offer(offer_sdp)
     try:
         description = aiortc_sdp.SessionDescription.parse(offer_sdp)
     except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
@@ -137,6 +141,7 @@ def check_offer(offer_sdp: str) -> set[str]:
         kinds.add(media.kind)
     if not kinds:
         raise InvalidOffer("the offer has neither audio nor video")
+    check_complete(offer)  # after the codecs: "no VP8" says more than "no fingerprint"
     return kinds
 
 
@@ -244,6 +249,15 @@ class CallMedia:
                 raise MediaStateError("the call's media was closed during the answer")
             leg.state = LegState.CONNECTING
             return pc.localDescription.sdp
+        except (MediaStateError, asyncio.CancelledError):
+            self._legs.pop(role, None)
+            await self._close_leg(leg)
+            raise
+        except Exception as exc:  # aiortc choked on the client's offer: the offer's fault
+            self._legs.pop(role, None)
+            await self._close_leg(leg)
+            logger.debug("call %s: %s offer not answerable", self.call_id, role, exc_info=True)
+            raise InvalidOffer(f"the offer cannot be answered ({type(exc).__name__})") from None
         except BaseException:
             self._legs.pop(role, None)
             await self._close_leg(leg)
@@ -399,8 +413,10 @@ class CallMedia:
         directory: Path,
         *,
         on_failed: Callable[[Role, RecordingFailed], None] | None = None,
+        key: bytes | None = None,
     ) -> dict[Role, Path]:
-        """Record each participant into ``directory/<call_id>-<role>.webm``.
+        """Record each participant into ``directory/<call_id>-<role>.webm`` (sealed with
+        ``key`` into ``.webm.enc`` when one is given: recordings at rest).
 
         ``on_failed(role, error)`` runs on the event loop if a file cannot be
         written (unwritable directory, disk full); that recording stops and the
@@ -413,9 +429,9 @@ class CallMedia:
         self._on_recording_failed = on_failed
         paths: dict[Role, Path] = {}
         for role in ROLES:
-            path = Path(directory) / f"{self.call_id}-{role}.webm"
+            path = Path(directory) / f"{self.call_id}-{role}.webm{'.enc' if key else ''}"
             self._recorders[role] = RecordingWriter(
-                path, origin=self.origin, on_failed=self._recording_failed_cb(role)
+                path, origin=self.origin, on_failed=self._recording_failed_cb(role), key=key
             )
             paths[role] = path
         return paths

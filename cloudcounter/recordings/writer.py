@@ -17,13 +17,16 @@ drains every ``poll_s`` (no wake-up per packet: cheap for the event loop and
 the GIL); ``write()`` never blocks the event loop. A failure (unwritable directory, disk full) is
 reported once through ``on_failed`` on the event loop and the writer drops
 everything after it; forwarding is unaffected.
+
+With ``key`` (``CLOUDCOUNTER_AT_REST_KEY``) the file is sealed as it is written
+(:mod:`cloudcounter.recordings.crypto`); its SHA-256 and size are those of the WebM
+inside, so they match the file an auditor plays or exports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
-import hashlib
 import logging
 import threading
 from collections import deque
@@ -35,6 +38,7 @@ from typing import Any
 import av
 
 from cloudcounter.media.vp8 import dimensions as vp8_dimensions
+from cloudcounter.recordings.crypto import EncryptedWriter, sha256_and_size
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +81,10 @@ class RecordingWriter:
         cluster_ms: int = 1000,
         start_timeout_s: float = 2.0,
         poll_s: float = 0.1,
+        key: bytes | None = None,
     ) -> None:
         self.path = Path(path)
+        self._key = key
         self._origin = origin
         self._on_failed = on_failed
         self._loop = asyncio.get_running_loop()
@@ -137,17 +143,12 @@ class RecordingWriter:
         return self._items.popleft()
 
     def _info(self) -> RecordingInfo:
-        digest = hashlib.sha256()
-        size = 0
-        with open(self.path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
+        sha256, size = sha256_and_size(self.path, self._key)
         first = self._first_ms or 0
         last = self._last_ms or first
         return RecordingInfo(
             path=self.path,
-            sha256=digest.hexdigest(),
+            sha256=sha256,
             size_bytes=size,
             duration_s=(last - first) / 1000,
             start_s=first / 1000,
@@ -185,7 +186,7 @@ class RecordingWriter:
                             self._dropped += len(pending) - 500
                             del pending[:-500]
                         continue
-                    muxer = _Muxer(self.path, size, self._cluster_ms)
+                    muxer = _Muxer(self.path, size, self._cluster_ms, self._key)
                     self._codecs = ["vp8", "opus"]
                     for queued in pending:
                         self._mux(muxer, queued)
@@ -195,7 +196,7 @@ class RecordingWriter:
             if muxer is None and pending and self._failed is None:
                 # Short call: start with what we have (audio only, or a late key frame).
                 size = self._start_size(pending, final=True)
-                muxer = _Muxer(self.path, size or DEFAULT_SIZE, self._cluster_ms)
+                muxer = _Muxer(self.path, size or DEFAULT_SIZE, self._cluster_ms, self._key)
                 self._codecs = ["vp8", "opus"]
                 for queued in pending:
                     self._mux(muxer, queued)
@@ -231,10 +232,12 @@ class RecordingWriter:
 class _Muxer:
     """The PyAV side: a WebM container with one VP8 and one Opus stream (writer thread only)."""
 
-    def __init__(self, path: Path, size: tuple[int, int], cluster_ms: int) -> None:
+    def __init__(self, path: Path, size: tuple[int, int], cluster_ms: int,
+                 key: bytes | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._sealed = EncryptedWriter(path, key) if key is not None else None
         self._container: Any = av.open(
-            str(path),
+            self._sealed if self._sealed is not None else str(path),
             "w",
             format="webm",
             container_options={
@@ -273,4 +276,8 @@ class _Muxer:
         return True
 
     def close(self) -> None:
-        self._container.close()
+        try:
+            self._container.close()
+        finally:
+            if self._sealed is not None:
+                self._sealed.close()

@@ -1,9 +1,11 @@
 """Socket.IO namespaces: ``/customer`` and ``/agent``.
 
 Every inbound event goes through :meth:`RoleNamespace.trigger_event`: the caller's session
-is looked up, the payload validated against its schema, the handler called, and the result
-(or the error, with its stable code) returned as the acknowledgement. Nothing a client
-sends can raise out of here.
+is looked up (and, for staff, re-checked against the database: a revoked session, a
+disabled account or a changed role ends the socket with ``session:ended``), the payload
+validated against its schema, the handler called, and the result (or the error, with its
+stable code) returned as the acknowledgement. Nothing a client sends can raise out of
+here; refusals are logged once, briefly, rate-limited (``Security.refused``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import socketio
 from socketio.exceptions import ConnectionRefusedError
 
-from cloudcounter.agents import accounts
 from cloudcounter.errors import (
     CloudCounterError, Forbidden, InvalidMessage, InvalidState, NotFound, Unauthenticated,
 )
@@ -25,6 +26,8 @@ from cloudcounter.hub.auth import (
 )
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
+from cloudcounter.signaling.clientinfo import from_environ
+from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, SUPERVISOR_EVENTS, SUPPORTED_VERSIONS, ApprovalDecision,
     ApprovalRequest, CallRef, CallRequest, CheckLiveness, Concern, MediaOffer, Message, Note,
@@ -66,19 +69,6 @@ def check_version(auth: Any) -> tuple[int, int]:
     return version
 
 
-def client_address(environ: dict[str, Any], trusted_proxies: frozenset[str]) -> str | None:
-    """The client's network address: the peer, or behind a trusted reverse proxy the last
-    address of ``X-Forwarded-For`` that is not a trusted proxy."""
-    request = environ.get("aiohttp.request")
-    peer = getattr(request, "remote", None) or environ.get("REMOTE_ADDR")
-    if peer in trusted_proxies:
-        hops = [h.strip() for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
-        for hop in reversed([h for h in hops if h]):
-            if hop not in trusted_proxies:
-                return hop[:64]
-    return str(peer)[:64] if peer else None
-
-
 @dataclass
 class Conn:
     """What the hub knows about one connection (kept outside the Socket.IO session)."""
@@ -87,7 +77,7 @@ class Conn:
     ident: CustomerIdentity | StaffIdentity
     profile: dict[str, Any] = field(default_factory=dict)
     version: tuple[int, int] = (1, 0)
-    address: str | None = None
+    address: str = ""  # the client's network address (cloudcounter.signaling.clientinfo)
 
     @property
     def prompts(self) -> bool:
@@ -95,7 +85,7 @@ class Conn:
         return self.version >= (1, 1)
 
 
-class RoleNamespace(socketio.AsyncNamespace):
+class RoleNamespace(SessionGuard, socketio.AsyncNamespace):
     events: dict[str, type[Message]] = {}
 
     def __init__(self, namespace: str, ctx: "HubContext") -> None:
@@ -107,23 +97,51 @@ class RoleNamespace(socketio.AsyncNamespace):
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid, payload = args[0], tuple(args[1:])
+        conn = self.conns.get(sid)
         try:
-            conn = self.conns.get(sid)
             if conn is None:
                 raise Unauthenticated("not signed in")
             if not isinstance(event, str):
                 raise InvalidMessage("event name must be a string")
+            await self.recheck(sid, conn)
             msg = edge.decode(event, payload, self.events, self.ctx.settings.max_message_bytes)
             handler: Callable[[str, Conn, Any], Awaitable[dict[str, Any] | None]] = getattr(
                 self, "ev_" + event.replace(":", "_"))
             return edge.ok(**(await handler(sid, conn, msg) or {}))
         except CloudCounterError as exc:
+            self._refused(conn, event, exc)
             return edge.error(exc)
         except IllegalTransition as exc:
+            self._refused(conn, event, InvalidState(str(exc)))
             return edge.error(InvalidState(str(exc)))
-        except Exception:
-            log.exception("handler for %r failed", event)
+        except Exception as exc:  # noqa: BLE001 - a bug: logged (rate-limited), never raised
+            self.ctx.security.refusals.failed(f"{self.namespace} {event}",
+                                              self._who(conn), exc)
             return edge.error(CloudCounterError("internal error"))
+
+    def _who(self, conn: Conn | None) -> str:
+        return f"{conn.ident.actor}@{conn.address}" if conn is not None else "?"
+
+    def _refused(self, conn: Conn | None, event: Any, exc: CloudCounterError) -> None:
+        ident = conn.ident if conn is not None else None
+        self.ctx.security.refused(exc, f"{self.namespace} {str(event)[:64]}",
+                                  ident.actor if ident else "",
+                                  conn.address if conn is not None else "",
+                                  getattr(ident, "user_id", None))
+
+    def _opened(self, sid: str, environ: dict[str, Any]) -> str:
+        """Count the connection against its address's limit; returns the address."""
+        address = from_environ(environ, self.ctx.security.trusted).address
+        self.ctx.security.connection_opened(address)
+        return address
+
+    def _refuse(self, exc: CloudCounterError, environ: dict[str, Any]) -> ConnectionRefusedError:
+        address = from_environ(environ, self.ctx.security.trusted).address
+        self.ctx.security.refused(exc, f"connect {self.namespace}", "", address)
+        return refuse(exc)
+
+    def _closed(self, conn: Conn) -> None:
+        self.ctx.security.connection_closed(conn.address)
 
     async def ev_media_offer(self, sid: str, conn: Conn, msg: MediaOffer) -> dict[str, Any]:
         call = await self.ctx.dispatcher.store.get_call(msg.call_id)
@@ -145,12 +163,13 @@ class CustomerNamespace(RoleNamespace):
         try:
             version = check_version(auth)
             token = auth.get("token") if isinstance(auth, dict) else None
-            ident = verify_customer_token(self.ctx.settings.customer_token_secret, token)
+            ident = verify_customer_token(self.ctx.settings.customer_token_secret, token,
+                                          self.ctx.settings.customer_token_max_ttl_s)
             profile = await self.ctx.customer_profile(ident.customer_id, refresh=True)
+            address = self._opened(sid, environ)
         except CloudCounterError as exc:
-            raise refuse(exc) from None
-        conn = Conn("customer", ident, profile, version,
-                    client_address(environ, self.ctx.settings.trusted_proxies))
+            raise self._refuse(exc, environ) from None
+        conn = Conn("customer", ident, profile, version, address)
         self.conns[sid] = conn
         await self.enter_room(sid, customer_room(ident.customer_id))
         call = await self.ctx.dispatcher.active_call_of(ident.customer_id)
@@ -178,6 +197,7 @@ class CustomerNamespace(RoleNamespace):
         conn = self.conns.pop(sid, None)
         if conn is None:
             return
+        self._closed(conn)
         cid = conn.ident.customer_id  # type: ignore[union-attr]
         if any(getattr(c.ident, "customer_id", None) == cid for c in self.conns.values()):
             return  # another connection of the same customer remains
@@ -195,6 +215,7 @@ class CustomerNamespace(RoleNamespace):
             raise NotFound(f"unknown service {msg.service!r}", code="unknown_service")
         if not ident.may_request(service.code):
             raise Forbidden("this token does not allow that service", code="service_not_allowed")
+        self.ctx.security.call_request(ident.customer_id, conn.address)
         call, position, eta = await self.ctx.dispatcher.request_call(
             customer_id=ident.customer_id, service=service.code, skill=service.required_skill,
             priority=max(service.priority, ident.priority),
@@ -216,6 +237,7 @@ class CustomerNamespace(RoleNamespace):
 
 class AgentNamespace(RoleNamespace):
     events = AGENT_EVENTS
+    staff_roles = frozenset({"agent"})
 
     def __init__(self, namespace: str, ctx: "HubContext") -> None:
         super().__init__(namespace, ctx)
@@ -228,17 +250,18 @@ class AgentNamespace(RoleNamespace):
             if not token:
                 cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
                 token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
-            ident = verify_staff_token(self.ctx.settings.secret_key, token)
-            if ident.role != "agent":
+            claimed = verify_staff_token(self.ctx.settings.secret_key, token)
+            user = await self.ctx.security.sessions.check(claimed.session_id, claimed.user_id)
+            if user.role != "agent":
                 raise Forbidden("only agents use the agent console", code="wrong_role")
-            user = await accounts.load(self.ctx.sm, ident.user_id)
+            address = self._opened(sid, environ)
         except CloudCounterError as exc:
-            raise refuse(exc) from None
+            raise self._refuse(exc, environ) from None
         old = self.sid_of.get(user.user_id)
         self.sid_of[user.user_id] = sid
-        self.conns[sid] = Conn("agent", user)
+        self.conns[sid] = Conn("agent", user, address=address)
         if old is not None and old in self.conns:  # a newer console takes over
-            self.conns.pop(old, None)
+            self._closed(self.conns.pop(old))
             await self.emit("session:replaced", {}, to=old)
             await self.disconnect(old)
         await self.enter_room(sid, agent_room(user.user_id))
@@ -251,6 +274,7 @@ class AgentNamespace(RoleNamespace):
         conn = self.conns.pop(sid, None)
         if conn is None:
             return
+        self._closed(conn)
         uid = conn.ident.user_id  # type: ignore[union-attr]
         if self.sid_of.get(uid) == sid:
             del self.sid_of[uid]
@@ -355,6 +379,7 @@ class SupervisorNamespace(RoleNamespace):
     and approve or refuse them from their own signed-in session (maker-checker)."""
 
     events = SUPERVISOR_EVENTS
+    staff_roles = frozenset({"lead"})
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -363,21 +388,21 @@ class SupervisorNamespace(RoleNamespace):
             if not token:
                 cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
                 token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
-            ident = verify_staff_token(self.ctx.settings.secret_key, token)
-            if ident.role != "lead":
+            claimed = verify_staff_token(self.ctx.settings.secret_key, token)
+            user = await self.ctx.security.sessions.check(claimed.session_id, claimed.user_id)
+            if user.role not in self.staff_roles:
                 raise Forbidden("only team leads use the supervisor namespace",
                                 code="wrong_role")
-            user = await accounts.load(self.ctx.sm, ident.user_id)
-            if user.role != "lead":
-                raise Forbidden("only team leads use the supervisor namespace",
-                                code="wrong_role")
+            address = self._opened(sid, environ)
         except CloudCounterError as exc:
-            raise refuse(exc) from None
-        self.conns[sid] = Conn("lead", user)
+            raise self._refuse(exc, environ) from None
+        self.conns[sid] = Conn("lead", user, address=address)
         await self.enter_room(sid, LEADS_ROOM)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self.conns.pop(sid, None)
+        conn = self.conns.pop(sid, None)
+        if conn is not None:
+            self._closed(conn)
 
     def owns(self, conn: Conn, call: Any) -> bool:
         return False  # leads take part in no call's media

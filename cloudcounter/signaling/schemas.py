@@ -2,15 +2,22 @@
 
 Each client event maps to one pydantic model; unknown fields are refused, strings are
 bounded. Outbound payloads are documented in ``docs/protocol.md``.
+
+Every model derives from :class:`Message` (HTTP bodies too), which refuses control
+characters in every string it holds, at any depth: C0 and C1 controls, DEL and lone
+surrogates (PostgreSQL cannot store NUL; a lone surrogate cannot be encoded). A field
+marked :class:`Multiline` (notes) may hold line breaks and tabs. New schemas inherit the
+rule by deriving from :class:`Message`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, \
+    field_validator
 
-from cloudcounter.text import check_text
+from cloudcounter.text import has_control_characters
 
 #: the major version a client states in ``auth.protocol``; minor versions add events and
 #: optional fields only, so a 1.0 client works with a 1.1 hub
@@ -21,18 +28,38 @@ SUPPORTED_VERSIONS = frozenset({1})
 
 CallId = Annotated[str, StringConstraints(pattern=r"^call_[0-9a-f]{16}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-Sdp = Annotated[str, StringConstraints(min_length=10, max_length=32_000)]
+
+
+class Multiline:
+    """Marks a text field where line breaks (``\\n``, ``\\r``) and tabs are allowed."""
+
+
+# SDP is lines: CR LF allowed here, and the media layer checks the rest strictly
+Sdp = Annotated[str, StringConstraints(min_length=10, max_length=32_000), Multiline()]
 StepId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 PromptId = Annotated[str, StringConstraints(pattern=r"^prm_[0-9a-f]{16}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-#: free text: bounded, no control characters (a line break and a tab are allowed)
-LongText = Annotated[str, StringConstraints(max_length=4000), AfterValidator(check_text)]
+#: free text: bounded; control characters are refused by Message (line breaks, tabs allowed)
+LongText = Annotated[str, StringConstraints(max_length=4000), Multiline()]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
-                   AfterValidator(check_text)]
+                   Multiline()]
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None or isinstance(value, (int, float, bool, BaseModel)) \
+                or value is None:
+            return value
+        field = cls.model_fields[info.field_name]
+        multiline = any(isinstance(m, Multiline) for m in field.metadata)
+        if has_control_characters(value, multiline):
+            raise ValueError("control characters are not allowed" + (
+                " (except line breaks and tabs)" if multiline else ""))
+        return value
 
 
 class CallRequest(Message):
@@ -106,7 +133,7 @@ class Concern(Message):
 class ApprovalRequest(Message):
     call_id: CallId
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000),
-                    AfterValidator(check_text)] = ""
+                    Multiline()] = ""
 
 
 class ApprovalDecision(Message):

@@ -6,6 +6,12 @@ its tasks. This subclass refuses both before dispatch: an event whose name is no
 string, or is reserved, gets an ``invalid_message`` acknowledgement; an undecodable or
 binary packet is dropped (the protocol is JSON only). It overrides two internal methods of
 python-socketio 5.18 (pinned); ``tests/test_security.py`` fails if they stop being called.
+
+One level down, Engine.IO's WebSocket loop decodes each frame outside its error handling:
+a frame that is not an Engine.IO packet (``"\\x00"``, ``"bxyz"``, ``"4[[[["`` nested past the
+recursion limit) raised out of it, and the connection died without its disconnect
+handlers (an agent stayed online, its connection slot was never freed).
+:class:`GuardedWebSocket` drops such frames before Engine.IO sees them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import logging
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet
 
 from cloudcounter.errors import InvalidMessage
@@ -32,8 +40,38 @@ class JsonPacket(packet.Packet):
     uses_binary_events = False
 
 
+class GuardedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
+    """Engine.IO's aiohttp WebSocket, passing on only frames Engine.IO can decode."""
+
+    refused = 0
+
+    async def wait(self) -> Any:
+        while True:
+            data = await super().wait()
+            if isinstance(data, bytes) or valid_eio_frame(data):
+                return data
+            GuardedWebSocket.refused += 1
+
+
+def valid_eio_frame(data: str) -> bool:
+    if not data or data[0] not in "0123456":
+        return False
+    if len(data) == 1 or data[1].isnumeric():  # the usual case: nothing for Engine.IO to parse
+        return True
+    try:
+        eio_packet.Packet(encoded_packet=data)
+    except Exception:  # noqa: BLE001 - ValueError, RecursionError...
+        return False
+    return True
+
+
 class HubSocketServer(socketio.AsyncServer):
     refused_packets = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # a copy: the driver table is shared by every Engine.IO server in the process
+        self.eio._async = {**self.eio._async, "websocket": GuardedWebSocket}
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not isinstance(data, str):

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from cloudcounter.db.engine import make_engine
+from cloudcounter.db import security_models  # noqa: F401  (its tables in the metadata)
 from cloudcounter.db.models import Base
 
 config = context.config
@@ -15,13 +16,28 @@ target_metadata = Base.metadata
 
 
 def do_run_migrations(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite alters a table by copying it into a new one and dropping the old: with
+        # foreign keys enforced, dropping a table that other rows reference (call_sessions,
+        # referenced by recordings and events) fails. Enforcement is off for the migration
+        # (set on the driver's connection before any change: the pragma does nothing inside
+        # a transaction) and the whole database is checked afterwards; the engine turns it
+        # on again whenever a connection is taken from its pool (cloudcounter.db.engine).
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
     )
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
 
 
 async def run_async() -> None:

@@ -45,13 +45,19 @@ def valid_name(call_id: str, name: str) -> bool:
     return m is not None and m.group(1) == call_id
 
 
-def write_jpeg(path: Path, rgb: Image) -> int:
-    """Encode and write atomically (a reader never sees half a file); returns the size."""
+def write_jpeg(path: Path, rgb: Image, key: bytes | None = None) -> int:
+    """Encode and write atomically (a reader never sees half a file); returns the size.
+    With ``key`` the file is sealed (evidence at rest, :mod:`cloudcounter.recordings.crypto`)."""
     ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]),
                             [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise OSError("JPEG encoding failed")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if key is not None:
+        from cloudcounter.recordings.crypto import write_encrypted
+
+        write_encrypted(path, data.tobytes(), key)
+        return int(data.size)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data.tobytes())
     os.replace(tmp, path)

@@ -78,7 +78,8 @@ class HubOutlet:
 
     async def save_evidence(self, name: str, rgb: Image) -> bool:
         try:
-            await asyncio.to_thread(write_jpeg, self.directory / name, rgb)
+            await asyncio.to_thread(write_jpeg, self.directory / name, rgb,
+                                    self.ctx.settings.at_rest_key_bytes)
         except OSError as exc:
             log.warning("call %s: evidence %s not saved: %s", self.call_id, name, exc)
             self.journal("system", "evidence.failed", {"file": name, "error": str(exc)})

@@ -1,0 +1,248 @@
+"""The authorization matrix (issue 13): every HTTP endpoint and every socket event, for
+every kind of caller, in one table. docs/security.md shows the same table.
+
+Add a row when you add an endpoint or an event; a new role is a new column. Cells are an
+HTTP status, an acknowledgement (``ok`` or the error code), or ``connect:<code>`` when
+that caller cannot even open the namespace. Within a row the callers act in the order of
+:data:`RUN_ORDER` (the call's owners last), so a row that ends the call (hang-up) can sit
+at the end of the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from cloudcounter.agents import accounts
+from cloudcounter.db.models import Role
+from cloudcounter.sim.client import Connection
+from tests.conftest import Hub
+from tests.test_audit_trail import CALL_ID as ENDED, CHECK, recorded_call
+from tests.test_sdp_offers import OFFER
+
+pytestmark = pytest.mark.integration
+
+PRINCIPALS = ("none", "customer", "other_customer", "agent", "other_agent", "auditor",
+              "admin", "lead")
+RUN_ORDER = ("none", "other_customer", "other_agent", "auditor", "admin", "lead", "customer",
+             "agent")
+LEAD = ("lena", "steady-lantern-47")
+STAFF = {"agent": "alice", "other_agent": "bob", "auditor": "audrey", "admin": "admin",
+         "lead": "lena"}
+CUSTOMERS = {"customer": "cus_demo_joe", "other_customer": "cus_demo_eileen"}
+NO = "connect:unauthenticated"
+ROLE = "connect:wrong_role"
+
+
+def row(*cells: Any) -> dict[str, Any]:
+    assert len(cells) == len(PRINCIPALS)
+    return dict(zip(PRINCIPALS, cells))
+
+
+EVIDENCE = f"/api/calls/{ENDED}/evidence/{ENDED}-{CHECK}.jpg"
+#          none  customer  other_c  agent  other_a  auditor  admin  lead
+HTTP: list[tuple[str, str, Any, dict[str, Any]]] = [
+    ("GET", "/healthz", None, row(200, 200, 200, 200, 200, 200, 200, 200)),
+    ("GET", "/api/services", None, row(200, 200, 200, 200, 200, 200, 200, 200)),
+    ("GET", "/api/demo/customers", None, row(200, 200, 200, 200, 200, 200, 200, 200)),
+    ("POST", "/api/demo/customer-token", {"customer_id": "cus_demo_grace"},
+     row(200, 200, 200, 200, 200, 200, 200, 200)),
+    ("GET", "/api/me", None, row(401, 401, 401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/queue", None, row(401, 401, 401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/calls", None, row(401, 401, 401, 403, 403, 200, 200, 403)),
+    ("GET", "/api/calls?q=Obama", None, row(401, 401, 401, 403, 403, 200, 200, 403)),
+    ("GET", f"/api/calls/{ENDED}", None, row(401, 401, 401, 403, 403, 200, 200, 403)),
+    ("GET", "/api/recordings/{rec}", None, row(401, 401, 401, 403, 403, 200, 200, 403)),
+    ("GET", EVIDENCE, None, row(401, 401, 401, 200, 403, 200, 200, 403)),
+    ("GET", "/api/admin/users", None, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("GET", "/api/admin/security-events", None, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("GET", "/api/admin/journal/dead-letters", None,
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("POST", "/api/admin/users/carol/role", {"role": "agent"},
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("POST", "/api/admin/users/carol/end-sessions", None,
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("POST", "/api/admin/users/carol/disable", None,
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("POST", "/api/admin/users/carol/enable", None,
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("POST", "/api/session/refresh", None, row(401, 401, 401, 401, 401, 401, 401, 401)),
+]
+
+CALL = {"call_id": "{live}"}
+PROMPT_ANSWER = {"call_id": "{live}", "prompt_id": "prm_" + "0" * 16, "step_id": "statement",
+                 "sha256": "0" * 64, "answer": "confirm"}
+MEDIA = {"call_id": "{live}", "type": "offer", "sdp": OFFER}
+#          none  customer  other_c  agent  other_a  auditor  admin  lead
+EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("/customer", "call:request", {"service": "card_loss"},
+     row(NO, "already_in_call", "ok", NO, NO, NO, NO, NO)),
+    ("/customer", "media:offer", MEDIA,
+     row(NO, "ok", "unknown_call", NO, NO, NO, NO, NO)),
+    ("/customer", "agent:status", {"status": "away"},
+     row(NO, "unknown_event", "unknown_event", NO, NO, NO, NO, NO)),
+    ("/customer", "call:note", {"call_id": "{live}", "text": "x"},
+     row(NO, "unknown_event", "unknown_event", NO, NO, NO, NO, NO)),
+    ("/agent", "queue:snapshot", {}, row(NO, NO, NO, "ok", "ok", ROLE, ROLE, ROLE)),
+    ("/agent", "agent:status", {"status": "away"},
+     row(NO, NO, NO, "invalid_state", "ok", ROLE, ROLE, ROLE)),
+    ("/agent", "call:accept", CALL, row(NO, NO, NO, "offer_expired", "offer_expired",
+                                        ROLE, ROLE, ROLE)),
+    ("/agent", "call:decline", CALL, row(NO, NO, NO, "offer_expired", "offer_expired",
+                                         ROLE, ROLE, ROLE)),
+    ("/agent", "call:note", {"call_id": "{live}", "text": "checked ID"},
+     row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "media:offer", MEDIA, row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "check:identity", CALL,
+     row(NO, NO, NO, "vision_unavailable", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "check:liveness", CALL,
+     row(NO, NO, NO, "vision_unavailable", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "call:wrapup", {"call_id": "{live}", "outcome": "resolved"},
+     row(NO, NO, NO, "no_wrap_up", "no_wrap_up", ROLE, ROLE, ROLE)),
+    # service flows (protocol 1.1)
+    ("/customer", "prompt:answer", PROMPT_ANSWER,
+     row(NO, "prompt_not_open", "unknown_call", NO, NO, NO, NO, NO)),
+    ("/agent", "flow:snapshot", CALL, row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "step:complete", {"call_id": "{live}", "step_id": "identity",
+                                 "note": "ID card held to the camera"},
+     row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "step:prompt", {"call_id": "{live}", "step_id": "identity"},
+     row(NO, NO, NO, "step_not_open", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "risk:concern", {"call_id": "{live}", "note": "hesitant"},
+     row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "approval:request", {"call_id": "{live}", "note": "please check"},
+     row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/supervisor", "approvals:list", {}, row(NO, NO, NO, ROLE, ROLE, ROLE, ROLE, "ok")),
+    ("/supervisor", "approval:decide", {"approval_id": 999_999, "decision": "approve"},
+     row(NO, NO, NO, ROLE, ROLE, ROLE, ROLE, "unknown_approval")),
+    # last: these end the call (the owners act after the others within a row)
+    ("/customer", "call:hangup", CALL, row(NO, "ok", "forbidden", NO, NO, NO, NO, NO)),
+    ("/agent", "call:hangup", CALL, row(NO, NO, NO, "unknown_call", "unknown_call",
+                                        ROLE, ROLE, ROLE)),
+    ("/agent", "call:wrapup", {"call_id": "{live}", "outcome": "escalated"},
+     row(NO, NO, NO, "ok", "no_wrap_up", ROLE, ROLE, ROLE)),
+]
+
+
+def fill(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**ids) if "{" in value and not value.startswith("v=") else value
+    if isinstance(value, dict):
+        return {k: fill(v, ids) for k, v in value.items()}
+    return value
+
+
+async def credentials(hub: Hub) -> dict[str, str | None]:
+    await accounts.create(hub.ctx.sm, username=LEAD[0], password=LEAD[1], role=Role.LEAD,
+                          display_name="Lena Lead")
+    creds: dict[str, str | None] = {"none": None}
+    for who, cid in CUSTOMERS.items():
+        creds[who] = hub.customer_token(cid)
+    async with aiohttp.ClientSession() as http:
+        for who, username in STAFF.items():
+            from tests.test_sessions import PASSWORDS
+            password = LEAD[1] if username == LEAD[0] else PASSWORDS[username]
+            async with http.post(hub.url + "/api/login", json={"username": username,
+                                                               "password": password}) as r:
+                assert r.status == 200, await r.text()
+                creds[who] = (await r.json())["token"]
+    return creds
+
+
+async def open_socket(hub: Hub, namespace: str, token: str | None) -> Connection | str:
+    """A connection, or ``connect:<code>`` when the hub refuses it."""
+    conn = Connection(hub.url, namespace, token or "")
+    errors: list[Any] = []
+    conn.sio.on("connect_error", lambda data: errors.append(data), namespace=namespace)
+    try:
+        await conn.connect()
+    except socketio.exceptions.ConnectionError:
+        await conn.sio.disconnect()
+        return f"connect:{errors[0]['data']['code']}" if errors else "connect:?"
+    return conn
+
+
+async def test_the_authorization_matrix(hub_factory: Any, tmp_path: Path) -> None:
+    hub = await hub_factory(vision_workers=0)
+    rec_id, _ = await recorded_call(hub, tmp_path)
+    creds = await credentials(hub)
+    sockets = {(ns, who): await open_socket(hub, ns, creds[who])
+               for ns in ("/customer", "/agent", "/supervisor") for who in PRINCIPALS}
+    alice, joe = sockets[("/agent", "agent")], sockets[("/customer", "customer")]
+    assert isinstance(alice, Connection) and isinstance(joe, Connection)
+    assert (await alice.call("agent:status", {"status": "available"}))["ok"]
+    live = (await joe.call("call:request", {"service": "card_loss"}))["call_id"]
+    await alice.expect("call:offer", timeout=10)
+    assert (await alice.call("call:accept", {"call_id": live}))["ok"]
+    ids = {"live": live, "rec": rec_id}
+
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for method, path, body, _ in HTTP:
+        url = hub.url + fill(path, ids)
+        cells: dict[str, Any] = {}
+        for who in RUN_ORDER:
+            headers = {"Authorization": f"Bearer {creds[who]}"} if creds[who] else {}
+            async with aiohttp.ClientSession(headers=headers) as http:
+                async with http.request(method, url, json=body) as r:
+                    cells[who] = r.status
+        found[(method, path)] = cells
+    for namespace, event, payload, _ in EVENTS:
+        cells = {}
+        for who in RUN_ORDER:
+            conn = sockets[(namespace, who)]
+            if isinstance(conn, str):
+                cells[who] = conn
+                continue
+            reply = await conn.call(event, fill(payload, ids))
+            cells[who] = "ok" if reply.get("ok") else reply["error"]["code"]
+        found[(namespace, event)] = cells
+
+    expected = {(m, p): cells for m, p, _, cells in HTTP}
+    expected.update({(ns, e): cells for ns, e, _, cells in EVENTS})
+    wrong = {key: {w: (found[key][w], want[w]) for w in PRINCIPALS if found[key][w] != want[w]}
+             for key, want in expected.items()}
+    wrong = {k: v for k, v in wrong.items() if v}
+    assert not wrong, "cells (found, expected): " + repr(wrong)
+    for conn in sockets.values():
+        if isinstance(conn, Connection):
+            await conn.close()
+    await asyncio.sleep(0)
+
+
+LABELS = {"none": "none", "customer": "customer", "other_customer": "other customer",
+          "agent": "agent (the call's)", "other_agent": "other agent", "auditor": "auditor",
+          "admin": "admin", "lead": "lead"}
+
+
+def markdown() -> str:
+    """The matrix as the table in docs/security.md."""
+    def cell(v: Any) -> str:
+        return f"✗ {v[8:]}" if isinstance(v, str) and v.startswith("connect:") else str(v)
+
+    def shown(path: str) -> str:
+        return path.replace(f"{ENDED}-{CHECK}.jpg", "{file}").replace(ENDED, "{call}")
+    lines = ["| endpoint or event | " + " | ".join(LABELS[p] for p in PRINCIPALS) + " |",
+             "|---" * (len(PRINCIPALS) + 1) + "|"]
+    for method, path, _, cells in HTTP:
+        lines.append(f"| `{method} {shown(path)}` | " +
+                     " | ".join(cell(cells[p]) for p in PRINCIPALS) + " |")
+    for ns, event, _, cells in EVENTS:
+        lines.append(f"| `{ns}` `{event}` | " +
+                     " | ".join(cell(cells[p]) for p in PRINCIPALS) + " |")
+    return "\n".join(lines)
+
+
+def test_docs_show_the_same_matrix() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs/security.md").read_text()
+    assert markdown() in doc, (
+        "docs/security.md is out of date; print the table with: .venv/bin/python -c "
+        "'from tests.test_authorization_matrix import markdown; print(markdown())'")
+
+
+if __name__ == "__main__":
+    print(markdown())
