@@ -42,8 +42,12 @@ async def test_a_face_on_a_screen_doing_the_prompted_action_is_refused(
     assert ack["ok"] and ack["challenges"] == ["open_mouth"], ack
     result = await rig.agent.wait("check:result", check_id=ack["check_id"], timeout=20)
     details = result["details"]
-    assert result["verdict"] == "fail" and details["reason"] == "presentation_attack", details
-    assert details["challenge_verdict"] == "pass"  # the replayed mouth opened on time
+    assert result["verdict"] == "fail", details
+    # The replayed mouth opens within the window, so the challenge itself normally passes
+    # and PAD is what refuses; on a starved machine frames are dropped and the challenge
+    # may time out first. Either way the PAD verdict and its evidence must be there.
+    if details["challenge_verdict"] == "pass":
+        assert details["reason"] == "presentation_attack", details
     pad = details["pad"]
     assert pad["verdict"] == "attack" and "bezel_or_edge" in pad["cues"], pad
     assert pad["scores"]["bezel_or_edge"] >= 0.5
