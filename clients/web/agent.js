@@ -5,8 +5,8 @@ import {
 import { signIn, signOut } from "./login.js";
 import { refreshSession } from "./common.js";
 import {
-  CHECK_ERRORS, FAIL_REASONS, IDENTITY, LIVENESS, SIGNALS, actionIcon, actionLabel, evidenceThumb,
-  evidenceViewer, fmtDistance, mark, signalTitle, stepOf,
+  CHECK_ERRORS, FAIL_REASONS, IDENTITY, LIVENESS, PAD, PAD_CUES, SIGNALS, actionIcon, actionLabel,
+  evidenceThumb, evidenceViewer, fmtDistance, mark, signalTitle, stepOf,
 } from "./checks.js";
 import {
   MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, showMediaMessage,
@@ -503,7 +503,9 @@ function renderIdentity() {
     h("p", { class: "small figures" },
       h("span", { "data-testid": "identity-distance" }, `Distance ${fmtDistance(d.distance)}`),
       h("span", { class: "muted" }, ` · threshold ${fmtDistance(d.threshold)}`),
-      h("span", { class: "muted" }, d.distance <= d.threshold ? " (within)" : " (above)")));
+      h("span", { class: "muted" }, d.distance <= d.threshold ? " (within)" : " (above)"),
+      typeof d.frames === "number" && d.frames > 1
+        ? h("span", { class: "muted", "data-testid": "identity-frames" }, ` · median of ${d.frames} frames`) : null));
   }
   figures.push(h("p", { class: "small check-msg" }, v.text));
   figures.push(h("p", { class: "small muted when" }, [sourceText(c, m), whenText(m)].filter(Boolean).join(" · ")));
@@ -556,9 +558,21 @@ function renderLiveness() {
             : ""),
           h("span", { class: "visually-hidden" }, x.passed ? ": seen" : ": not seen")))),
       m.verdict !== "pass" && d.reason ? h("p", { class: "small check-msg" }, FAIL_REASONS[d.reason] || humanize(d.reason)) : null,
+      padLine(d.pad),
       h("p", { class: "small muted when" }, [sourceText(c, m), whenText(m)].filter(Boolean).join(" · "))),
-    m.evidence_url ? evidenceThumb(m.evidence_url, "Frame from the liveness check", openEvidence, "liveness-evidence") : null));
+    m.evidence_url ? evidenceThumb(m.evidence_url, "Frame from the liveness check", openEvidence, "liveness-evidence") : null,
+    d.pad && d.pad.evidence_url ? evidenceThumb(d.pad.evidence_url, "Frame with the strongest screen or print cue", openEvidence, "pad-evidence") : null));
   ui.livenessResult.hidden = false;
+}
+
+/** The presentation-attack verdict of a liveness result (details.pad), if the hub sent one. */
+function padLine(pad) {
+  if (!pad || !pad.verdict) return null;
+  const v = PAD[pad.verdict] || { label: humanize(pad.verdict), tone: "warn" };
+  const cues = Array.isArray(pad.cues) ? pad.cues.map((k) => PAD_CUES[k] || humanize(k)) : [];
+  return h("p", { class: "small pad-line", "data-testid": "liveness-pad", "data-verdict": pad.verdict },
+    h("span", { class: "verdict", "data-tone": v.tone }, v.label),
+    cues.length ? h("span", { class: "muted" }, `: ${cues.join(", ")}`) : null);
 }
 
 function renderProgress() {

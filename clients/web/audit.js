@@ -3,8 +3,8 @@
 import { $, api, clearNotice, fmtDateTime, fmtDuration, h, humanize, showNotice } from "./common.js";
 import { signIn, signOut } from "./login.js";
 import {
-  FAIL_REASONS, IDENTITY, LIVENESS, SIGNALS, actionIcon, actionLabel, evidenceThumb, evidenceViewer,
-  fmtDistance, mark, signalTitle, stepOf,
+  FAIL_REASONS, IDENTITY, LIVENESS, PAD, PAD_CUES, SIGNALS, actionIcon, actionLabel, evidenceThumb,
+  evidenceViewer, fmtDistance, mark, signalTitle, stepOf,
 } from "./checks.js";
 
 const PAGE = 25;
@@ -253,6 +253,14 @@ function eventView(ev, callId) {
       const tone = known ? known.tone : "warn";
       return { title: `${checkName} check`, badge, text, extra, tone: `result-${tone}`,
         evidence: evidenceUrl(callId, p), evidenceCaption: `Frame used for the ${checkName.toLowerCase()} check` };
+    }
+    case "check.pad": {
+      const v = PAD[p.verdict] || { label: humanize(p.verdict || "unknown"), tone: "warn" };
+      const badge = h("span", { class: "verdict", "data-tone": v.tone, "data-testid": "timeline-pad" }, v.label);
+      const cues = Array.isArray(p.cues) ? p.cues.map((k) => PAD_CUES[k] || humanize(k)) : [];
+      return { title: "Presentation-attack check", badge, tone: `result-${v.tone}`,
+        text: cues.length ? `Cues: ${cues.join(", ")}` : "",
+        evidence: evidenceUrl(callId, p), evidenceCaption: "Frame with the strongest screen or print cue" };
     }
     case "check.skipped":
       return { title: `${checkName} check skipped`, tone: "result-warn",

@@ -20,6 +20,8 @@ export const IDENTITY = {
     text: "No face was visible. Ask the customer to face the camera, then try again." },
   multiple_faces: { label: "Several faces", tone: "warn",
     text: "More than one face was in the picture. Ask the customer to be alone, then try again." },
+  low_quality: { label: "Picture not good enough", tone: "warn",
+    text: "The face was too small, blurred, turned or badly lit to compare. Ask the customer to face the camera in good light, then try again." },
 };
 export const LIVENESS = {
   pass: { label: "Passed", tone: "ok" },
@@ -27,12 +29,28 @@ export const LIVENESS = {
 };
 export const FAIL_REASONS = {
   timeout: "An action was not seen in its time window.",
+  wrong_action: "Another action than the one asked for was performed: a recorded video does what it recorded.",
+  presentation_attack: "The actions were seen, but the face looks presented on a screen or a print. Verify the customer another way.",
   multiple_faces: "Several faces appeared during the check.",
   no_face: "The face left the picture during the check.",
   face_changed: "The face changed during the check.",
   no_video: "No video could be analysed for 15 seconds.",
   call_ended: "The call ended before the check was complete.",
   ended: "The call ended before the check was complete.",
+};
+
+/** Presentation-attack (PAD) verdicts of a liveness check, and the cues that fired. */
+export const PAD = {
+  bona_fide: { label: "No sign of a screen or print", tone: "ok" },
+  attack: { label: "Screen or print suspected", tone: "bad" },
+  inconclusive: { label: "Not enough head movement to judge", tone: "warn" },
+};
+export const PAD_CUES = {
+  bezel_or_edge: "a screen bezel or paper edge around the face",
+  moire: "moiré stripes of a re-filmed screen",
+  glare: "glare on a glossy surface",
+  refresh_bands: "refresh bands of a screen",
+  flat_surface: "the face moves like a flat surface",
 };
 
 /** analysis:alert signals. face_ok clears the current alert. */

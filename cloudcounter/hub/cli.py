@@ -406,7 +406,7 @@ def cmd_sim_lead(args: argparse.Namespace) -> int:
 
 def cmd_vision_eval(args: argparse.Namespace) -> int:
     from cloudcounter.vision.evaluate import main as eval_main
-    return eval_main([args.dir, *args.rest])
+    return eval_main([*([args.dir] if args.dir else []), *args.rest])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -576,8 +576,9 @@ def parser() -> argparse.ArgumentParser:
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)
-    ve = vis.add_parser("eval", help="evaluate identity and liveness on a labelled directory")
-    ve.add_argument("dir")
+    ve = vis.add_parser("eval", help="measure identity, liveness and presentation-attack "
+                        "detection on the labelled face data sets (docs/vision.md)")
+    ve.add_argument("dir", nargs="?", help="the faces data set (default: the setting)")
     ve.add_argument("rest", nargs=argparse.REMAINDER)
     ve.set_defaults(fn=cmd_vision_eval)
     return p

@@ -34,7 +34,10 @@ def enrol_photo(path: str | Path) -> tuple[Path, bytes]:
     except EnrolmentError as exc:
         reason = {"bad_image": "is not a readable image",
                   "no_face": "shows no face",
-                  "multiple_faces": "shows more than one face"}.get(exc.code, exc.message)
+                  "multiple_faces": "shows more than one face"}.get(exc.code)
+        if reason is None:  # face_too_small, image_blurred: the message says what to do
+            raise InvalidMessage(f"photo {str(path)!r} refused: {exc.message}",
+                                 code=exc.code) from None
         raise InvalidMessage(f"photo {str(path)!r} {reason}; the reference photo must show "
                              "exactly one face", code=exc.code) from None
     return p, np.asarray(descriptor, dtype=DESCRIPTOR_DTYPE).tobytes()

@@ -107,6 +107,7 @@ class Settings:
     vision_match_threshold: float = 0.6
     vision_drift_threshold: float = 0.6
     vision_liveness_window_s: float = 5.0
+    vision_liveness_onset_s: float = 1.8
     vision_liveness_challenges: int = 3
     vision_alert_hold_s: float = 1.5
     faces_dir: Path = Path("../shared/data/faces")
@@ -210,6 +211,9 @@ class Settings:
         if min(s.vision_idle_fps, s.vision_challenge_fps, s.vision_liveness_window_s) <= 0:
             raise SettingsError(f"{PREFIX}VISION_IDLE_FPS, _CHALLENGE_FPS and "
                                 "_LIVENESS_WINDOW_S must be positive")
+        if not 0.5 <= s.vision_liveness_onset_s <= s.vision_liveness_window_s:
+            raise SettingsError(f"{PREFIX}VISION_LIVENESS_ONSET_S must be from 0.5 to "
+                                "_LIVENESS_WINDOW_S")
         return s
 
     @property

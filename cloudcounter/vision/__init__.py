@@ -1,8 +1,8 @@
-"""cloudcounter.vision: face detection, identity match and challenge liveness.
+"""cloudcounter.vision: face tracking, identity match, challenge liveness and PAD.
 
-Pure functions over RGB frames (``numpy.uint8``, shape ``(H, W, 3)``); no
-network, no asyncio except :class:`VisionPool`, which runs the analysis in a
-process pool for the hub. See docs/vision.md.
+Pure functions and state machines over RGB frames (``numpy.uint8``, shape
+``(H, W, 3)``); no network, no asyncio except :class:`VisionPool`, which runs the
+analysis in a process pool for the hub. See docs/vision.md.
 """
 
 from cloudcounter.vision.actions import Action, ActionDetector, ActionEvent, DetectorConfig
@@ -16,7 +16,9 @@ from cloudcounter.vision.analysis import (
 )
 from cloudcounter.vision.errors import (
     BadImageError,
+    BlurredImageError,
     EnrolmentError,
+    FaceTooSmallError,
     ModelsUnavailableError,
     MultipleFacesError,
     NoFaceError,
@@ -39,8 +41,11 @@ from cloudcounter.vision.liveness import (
     LivenessStatus,
     Verdict,
     pick_challenges,
+    pick_pauses,
 )
 from cloudcounter.vision.measures import FaceMeasures
+from cloudcounter.vision.pad import PadResult, PadSession, PadVerdict
+from cloudcounter.vision.quality import FaceQuality
 from cloudcounter.vision.pool import VisionPool
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "ActionDetector",
     "ActionEvent",
     "BadImageError",
+    "BlurredImageError",
     "ContinuityCheck",
     "ContinuitySignal",
     "DetectorConfig",
@@ -57,6 +63,8 @@ __all__ = [
     "FaceAnalysis",
     "FaceBox",
     "FaceMeasures",
+    "FaceQuality",
+    "FaceTooSmallError",
     "FailReason",
     "FrameAnalysis",
     "LivenessSession",
@@ -66,6 +74,9 @@ __all__ = [
     "ModelsUnavailableError",
     "MultipleFacesError",
     "NoFaceError",
+    "PadResult",
+    "PadSession",
+    "PadVerdict",
     "Verdict",
     "VisionError",
     "VisionPool",
@@ -76,4 +87,5 @@ __all__ = [
     "decode_image",
     "enrol",
     "pick_challenges",
+    "pick_pauses",
 ]

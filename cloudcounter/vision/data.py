@@ -15,20 +15,31 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudcounter.vision.analysis import Image
+from cloudcounter.vision.frames import Image, to_rgb
 
 FACES_DIR_ENV = "CLOUDCOUNTER_FACES_DIR"
+FACES_MORE_DIR_ENV = "CLOUDCOUNTER_FACES_MORE_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FACES_DIR = REPO_ROOT.parent / "shared" / "data" / "faces"
+DEFAULT_FACES_MORE_DIR = REPO_ROOT.parent / "shared" / "data" / "faces-more"
+
+
+def _setting(env: str, default: Path) -> Path:
+    value = os.environ.get(env)
+    if not value:
+        return default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 
 def faces_dir() -> Path:
     """The configured data directory (it may not exist); relative paths start at the repo root."""
-    value = os.environ.get(FACES_DIR_ENV)
-    if not value:
-        return DEFAULT_FACES_DIR
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+    return _setting(FACES_DIR_ENV, DEFAULT_FACES_DIR)
+
+
+def faces_more_dir() -> Path:
+    """The second data set (webcam clips with real head turns), like :func:`faces_dir`."""
+    return _setting(FACES_MORE_DIR_ENV, DEFAULT_FACES_MORE_DIR)
 
 
 def sha256_file(path: Path) -> str:
@@ -66,7 +77,8 @@ class ClipFrame:
 def read_clip(
     path: Path, *, fps: float | None = None, start_s: float = 0.0, end_s: float | None = None
 ) -> Iterator[ClipFrame]:
-    """Decode a clip with PyAV into RGB frames, optionally sampled down to ``fps``."""
+    """Decode a clip with PyAV into RGB frames (at most 640 px wide, as in a call),
+    optionally sampled down to ``fps``."""
     import av
 
     next_t = start_s
@@ -86,4 +98,5 @@ def read_clip(
                 next_t += 1.0 / fps
                 while next_t <= t:
                     next_t += 1.0 / fps
-            yield ClipFrame(t=t, rgb=np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
+            # scaled exactly as the hub scales a call's frames before analysis
+            yield ClipFrame(t=t, rgb=np.ascontiguousarray(to_rgb(frame)))

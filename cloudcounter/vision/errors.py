@@ -57,6 +57,18 @@ class MultipleFacesError(EnrolmentError):
         self.count = count
 
 
+class FaceTooSmallError(EnrolmentError):
+    """The face in the reference photo is too small for a reliable descriptor."""
+
+    code = "face_too_small"
+
+
+class BlurredImageError(EnrolmentError):
+    """The reference photo is too blurred for a reliable descriptor."""
+
+    code = "image_blurred"
+
+
 class BadImageError(EnrolmentError):
     """The image cannot be decoded or has an unusable shape or type."""
 

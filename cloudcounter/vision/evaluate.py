@@ -1,9 +1,11 @@
-"""``cloudcounter vision eval DIR``: measure the core on a labelled face data set.
+"""``cloudcounter vision eval``: the product's figures on the labelled face data sets.
 
-DIR is laid out like the shared data set (``photos/``, ``spoof/``, ``video/``)
-and the labels file (``tests/fixtures/vision/labels.json`` by default) names
-each file with its SHA-256. Prints identity FAR/FRR, per-challenge detection
-rates and false detections per minute, and liveness APCER/BPCER.
+Reads both data sets (``--faces``, ``--faces-more``; by default the settings
+``CLOUDCOUNTER_FACES_DIR`` and ``CLOUDCOUNTER_FACES_MORE_DIR``), verifies every file
+against the SHA-256 in its labels, and prints (and with ``--json`` writes) identity
+FAR/FRR with margins, per-kind recall and false detections per minute, and liveness
+error rates in ISO/IEC 30107-3 terms: BPCER (bona fide sessions failed) and APCER per
+attack type. See docs/vision.md, "Evaluation", and :mod:`.eval_liveness`.
 """
 
 from __future__ import annotations
@@ -11,244 +13,288 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import random
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cloudcounter.vision.actions import Action, ActionDetector, ActionEvent
-from cloudcounter.vision.analysis import FrameAnalysis, analyse_frame, decode_image
-from cloudcounter.vision.data import REPO_ROOT, read_clip, sha256_file
+from cloudcounter.vision import eval_liveness as ev
+from cloudcounter.vision.analysis import analyse_frame, decode_image
+from cloudcounter.vision.attacks import print_frame, screen_frame
+from cloudcounter.vision.data import faces_dir, faces_more_dir
 from cloudcounter.vision.errors import EnrolmentError
-from cloudcounter.vision.identity import DEFAULT_MATCH_THRESHOLD, Match, compare, enrol
-from cloudcounter.vision.liveness import DEFAULT_WINDOW_S, LivenessSession, Verdict
-
-DEFAULT_LABELS = REPO_ROOT / "tests" / "fixtures" / "vision" / "labels.json"
-MATCH_TOLERANCE_S = 0.25
-ATTACK_SEQUENCES: tuple[tuple[Action, ...], ...] = tuple(
-    itertools.islice(itertools.permutations(tuple(Action), 3), 0, 24, 6)
+from cloudcounter.vision.identity import DEFAULT_MATCH_THRESHOLD, compare, enrol
+from cloudcounter.vision.labels import (
+    DEFAULT_LABELS,
+    DEFAULT_LABELS_MORE,
+    Dataset,
+    check_file,
+    load,
 )
+from cloudcounter.vision.liveness import Verdict, pick_challenges, pick_pauses
+from cloudcounter.vision.pad import PadVerdict
+from cloudcounter.vision.quality import quality_problems
 
 
-@dataclass(frozen=True)
-class LabelledEvent:
-    kind: Action
-    start: float
-    end: float
+def _rate(errors: int, total: int) -> dict[str, Any]:
+    return {"errors": errors, "total": total, "rate": round(errors / total, 4) if total else None}
 
 
-def _overlaps(event: ActionEvent, label: LabelledEvent) -> bool:
-    return (
-        event.action is label.kind
-        and event.end_s >= label.start - MATCH_TOLERANCE_S
-        and event.start_s <= label.end + MATCH_TOLERANCE_S
-    )
+def evaluate_identity(sets: list[Dataset], clips: list[ev.ClipData], threshold: float
+                      ) -> dict[str, Any]:
+    refused: dict[str, str] = {}
+    photos: dict[str, tuple[str, np.ndarray]] = {}
+    for data in sets:
+        for name, entry in data.photos.items():
+            path = check_file(data.directory / name, entry["sha256"])
+            try:
+                photos[name] = (str(entry["person"]), enrol(decode_image(path.read_bytes())))
+            except EnrolmentError as error:
+                refused[name] = error.code
+    # Live frames of the clips: one usable frame a second passes the quality gate.
+    probes: list[tuple[str, str, float, np.ndarray]] = []
+    for clip in clips:
+        next_t = 0.0
+        for t, analysis, rgb in zip((t for t, _ in clip.frames), (a for _, a in clip.frames),
+                                    clip.rgb, strict=False):
+            face = analysis.primary
+            if t < next_t or analysis.face_count != 1 or face is None or face.quality is None:
+                continue
+            m = face.measures
+            if quality_problems(face.quality, m.yaw_deg, m.pitch_deg):
+                continue
+            live = analyse_frame(rgb, True).primary
+            if live is not None and live.descriptor is not None:
+                probes.append((clip.labels.person or clip.labels.name, clip.labels.name, t,
+                               live.descriptor))
+                next_t = t + 1.0
+    same: list[float] = []
+    different: list[float] = []
+    for (a, (pa, da)), (b, (pb, db)) in itertools.combinations(sorted(photos.items()), 2):
+        (same if pa == pb else different).append(compare(da, db, threshold).distance)
+    # One reference per person (their first usable live frame), every other frame a probe.
+    references: dict[str, np.ndarray] = {}
+    for person, _clip, _t, d in probes:
+        references.setdefault(person, d)
+    live_same: list[float] = []
+    live_diff: list[float] = []
+    closest: tuple[float, str] = (9.0, "")
+    farthest: tuple[float, str] = (0.0, "")
+    for person, ref in references.items():
+        for other, clip_name, t, d in probes:
+            if d is ref:
+                continue
+            distance = compare(ref, d).distance
+            pair = f"{person} vs {other} ({clip_name} at {t:.1f} s): {distance:.3f}"
+            if other == person:
+                live_same.append(distance)
+                farthest = max(farthest, (distance, pair))
+            else:
+                live_diff.append(distance)
+                closest = min(closest, (distance, pair))
+    def summary(s: list[float], d: list[float]) -> dict[str, Any]:
+        return {"frr": _rate(sum(x > threshold for x in s), len(s)),
+                "far": _rate(sum(x <= threshold for x in d), len(d)),
+                "same_max": round(max(s), 3) if s else None,
+                "different_min": round(min(d), 3) if d else None,
+                "margin_same": round(threshold - max(s), 3) if s else None,
+                "margin_different": round(min(d) - threshold, 3) if d else None}
+    # As the product decides: the median of 3 consecutive usable frames of a clip.
+    checks_same: list[float] = []
+    checks_diff: list[float] = []
+    by_clip: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for person, clip_name, _t, d in probes:
+        by_clip.setdefault(clip_name, []).append((person, d))
+    for person, ref in references.items():
+        for rows in by_clip.values():
+            for i in range(0, len(rows) - 2, 3):
+                group = rows[i:i + 3]
+                if any(d is ref for _, d in group):
+                    continue
+                median = float(np.median([compare(ref, d).distance for _, d in group]))
+                (checks_same if group[0][0] == person else checks_diff).append(median)
+    sweep = {f"{t:.2f}": {"frames": {"far": _rate(sum(x <= t for x in live_diff), len(live_diff)),
+                                     "frr": _rate(sum(x > t for x in live_same), len(live_same))},
+                          "checks": {"far": _rate(sum(x <= t for x in checks_diff),
+                                                  len(checks_diff)),
+                                     "frr": _rate(sum(x > t for x in checks_same),
+                                                  len(checks_same))}}
+             for t in (0.5, 0.55, 0.6)}
+    return {"threshold": threshold, "refused": refused, "photos": summary(same, different),
+            "checks": summary(checks_same, checks_diff), "sweep": sweep,
+            "live_frames": {**summary(live_same, live_diff), "people": len(references),
+                            "probes": len(probes), "closest_different": closest[1],
+                            "farthest_same": farthest[1]}}
 
 
-def _check_file(directory: Path, name: str, entry: dict[str, object]) -> Path:
-    path = directory / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    if sha256_file(path) != entry["sha256"]:
-        raise ValueError(f"{path} does not match the SHA-256 of its labels")
-    return path
-
-
-def evaluate_identity(
-    directory: Path, photos: dict[str, dict[str, object]], threshold: float
-) -> None:
-    print(f"== identity (threshold {threshold:.2f})")
-    people: dict[str, tuple[str, np.ndarray]] = {}
-    for name, entry in photos.items():
-        path = _check_file(directory, name, entry)
-        refuse = entry.get("refuse")
-        try:
-            descriptor = enrol(decode_image(path.read_bytes()))
-        except EnrolmentError as error:
-            outcome = "ok" if error.code == refuse else "UNEXPECTED"
-            print(f"  enrol {name}: refused ({error.code}) [{outcome}]")
-            continue
-        if refuse:
-            print(f"  enrol {name}: accepted, expected refusal {refuse} [UNEXPECTED]")
-            continue
-        people[name] = (str(entry["person"]), descriptor)
-    same: list[tuple[str, str, Match]] = []
-    different: list[tuple[str, str, Match]] = []
-    for (a, (pa, da)), (b, (pb, db)) in itertools.combinations(sorted(people.items()), 2):
-        match = compare(da, db, threshold)
-        (same if pa == pb else different).append((a, b, match))
-    false_rejects = [m for m in same if not m[2].matched]
-    false_accepts = [m for m in different if m[2].matched]
-    same_d = [m[2].distance for m in same]
-    diff_d = [m[2].distance for m in different]
-    print(f"  same-person pairs {len(same)}: distance {min(same_d):.3f}-{max(same_d):.3f}")
-    print(
-        f"  different-person pairs {len(different)}: distance {min(diff_d):.3f}-{max(diff_d):.3f}"
-    )
-    print(f"  FRR {len(false_rejects)}/{len(same)} = {len(false_rejects) / len(same):.3f}")
-    print(
-        f"  FAR {len(false_accepts)}/{len(different)} = {len(false_accepts) / len(different):.3f}"
-    )
-    for a, b, m in false_rejects + false_accepts:
-        print(f"    error: {a} vs {b}: {m.distance:.3f} {m.verdict}")
-
-
-def analyse_clip(path: Path, fps: float | None) -> list[tuple[float, FrameAnalysis]]:
-    return [(f.t, analyse_frame(f.rgb)) for f in read_clip(path, fps=fps)]
-
-
-def detect(frames: Sequence[tuple[float, FrameAnalysis]]) -> list[ActionEvent]:
-    detector = ActionDetector()
-    events: list[ActionEvent] = []
-    for t, analysis in frames:
-        primary = analysis.primary if analysis.face_count == 1 else None
-        events += detector.update(t, primary.measures if primary else None)
-    return events
-
-
-def genuine_sequences(
-    labels: list[LabelledEvent], duration: float
-) -> list[tuple[float, tuple[Action, ...]]]:
-    """(start time, challenges) that a genuine clip performs, one every 4 s of the clip."""
-    sequences = []
-    for start in np.arange(0.0, max(duration - 2.0, 0.1), 4.0):
-        opened = float(start) + 1.0  # warm-up
-        picked: list[Action] = []
-        for label in sorted(labels, key=lambda e: e.start):
-            if len(picked) == 3:
-                break
-            if label.start >= opened and label.end <= opened + DEFAULT_WINDOW_S - 0.5:
-                picked.append(label.kind)
-                opened = label.end + 0.1
-        if picked:
-            sequences.append((float(start), tuple(picked)))
-    return sequences
-
-
-def run_session(
-    frames: Sequence[tuple[float, FrameAnalysis]],
-    start: float,
-    challenges: tuple[Action, ...],
-    *,
-    warm_s: float = 3.0,
-) -> Verdict:
-    """Run one liveness check from ``start``; the detector has seen the call's last ``warm_s``.
-
-    In a call the hub feeds the customer's frames to the detector before the
-    check starts, so the baseline describes the resting face, not whatever
-    the customer happens to be doing when the agent presses the button.
-    """
-    detector = ActionDetector()
-    for t, analysis in frames:
-        if start - warm_s <= t < start:
-            primary = analysis.primary if analysis.face_count == 1 else None
-            detector.update(t, primary.measures if primary else None)
-    session = LivenessSession(challenges=challenges, started_at=start, detector=detector)
-    for t, analysis in frames:
-        if t < start:
-            continue
-        primary = analysis.primary
-        status = session.update(t, analysis.face_count, primary.measures if primary else None)
-        if status.verdict is not Verdict.PENDING:
-            return status.verdict
-    return session.expire(frames[-1][0] + DEFAULT_WINDOW_S * len(challenges) + 1.0).verdict
-
-
-def evaluate_clips(
-    directory: Path, clips: dict[str, dict[str, object]], fps: float | None
-) -> list[int]:
-    print(f"== challenge detection ({fps or 'all'} fps sampled)")
-    hits = {a: 0 for a in Action}
-    totals = {a: 0 for a in Action}
-    false = {a: 0 for a in Action}
-    scored_s = {a: 0.0 for a in Action}
-    genuine = [0, 0]
-    timings: list[float] = []
-    for name, entry in clips.items():
-        path = _check_file(directory, name, entry)
-        frames = analyse_clip(path, fps)
-        timings += [a.elapsed_ms for _, a in frames]
-        duration = frames[-1][0] - frames[0][0]
-        raw_events = entry.get("events", [])
-        assert isinstance(raw_events, list)
-        labels = [LabelledEvent(Action(e["kind"]), e["start"], e["end"]) for e in raw_events]
-        raw_kinds = entry.get("labelled", [])
-        assert isinstance(raw_kinds, list)
-        labelled = {Action(k) for k in raw_kinds}
-        events = detect(frames)
-        for kind in labelled:
-            scored_s[kind] += duration
-        for label in labels:
-            totals[label.kind] += 1
-            found = any(_overlaps(e, label) for e in events)
-            hits[label.kind] += found
-            if not found:
-                print(f"  missed {label.kind} {label.start:.2f}-{label.end:.2f} in {name}")
-        for event in events:
-            if event.action in labelled and not any(_overlaps(event, lab) for lab in labels):
-                false[event.action] += 1
-                print(f"  false {event.action} {event.start_s:.2f}-{event.end_s:.2f} in {name}")
-        for start, challenges in genuine_sequences(labels, duration):
-            verdict = run_session(frames, start, challenges)
-            genuine[0] += 1
-            genuine[1] += verdict is not Verdict.PASSED
-            print(f"  genuine {name} from {start:.0f} s {[c.value for c in challenges]}: {verdict}")
-    for kind in Action:
-        rate = f"{hits[kind]}/{totals[kind]}" if totals[kind] else "n/a (no labelled event)"
-        per_min = false[kind] / (scored_s[kind] / 60.0) if scored_s[kind] else 0.0
-        print(
-            f"  {kind.value:<10} detected {rate}; false {false[kind]} in "
-            f"{scored_s[kind]:.0f} s = {per_min:.2f}/min"
-        )
-    if timings:
-        p50, p95 = np.percentile(timings, [50, 95])
-        print(f"  analysis per frame (detect+landmarks): p50 {p50:.1f} ms, p95 {p95:.1f} ms")
-    return genuine
-
-
-def evaluate_attacks(directory: Path, spoof: dict[str, dict[str, object]], fps: float) -> list[int]:
-    attacks = [0, 0]
-    for name, entry in spoof.items():
-        path = _check_file(directory, name, entry)
-        analysis = analyse_frame(decode_image(path.read_bytes()))
-        for challenges in ATTACK_SEQUENCES:
-            length = 1.0 + DEFAULT_WINDOW_S * len(challenges) + 1.0
-            frames = [(i / fps, analysis) for i in range(int(length * fps))]
-            verdict = run_session(frames, 0.0, challenges)
-            attacks[0] += 1
-            attacks[1] += verdict is Verdict.PASSED
-            print(f"  static {name} {[c.value for c in challenges]}: {verdict}")
-    return attacks
+def evaluate_liveness(clips: list[ev.ClipData], fps: float, sets: list[Dataset],
+                      replay_trials: int, seed: int) -> dict[str, Any]:
+    detection = ev.DetectionScore()
+    genuine: list[dict[str, Any]] = []
+    attacks: dict[str, list[int]] = {k: [0, 0] for k in (
+        "replay_injection", "screen_replay", "print_moved", "static_picture")}
+    pad_alone: dict[str, list[int]] = {"screen_replay": [0, 0], "print_moved": [0, 0]}
+    notes: list[str] = []
+    rng = random.Random(seed)
+    for clip in clips:
+        detection.add(clip, ev.detect(clip.frames))
+        times = [t for t, _ in clip.frames]
+        for start, challenges, prompts in ev.genuine_sequences(clip.labels.events, clip.duration):
+            status = ev.run_session(clip.frames, start, challenges, prompt_times=prompts)
+            ok = status.verdict is Verdict.PASSED
+            genuine.append({"clip": clip.labels.name, "start": round(start, 2),
+                            "challenges": [c.value for c in challenges],
+                            "verdict": status.verdict.value,
+                            "reason": status.reason.value if status.reason else None,
+                            "pad": status.pad.payload() if status.pad else None})
+            if not ok or not clip.rgb:
+                continue
+            # The same session on a screen, re-filmed: the actions come on time.
+            end = (status.results[-1].seen_at or start) + 1.0 if status.results else start
+            window = [(t, rgb) for t, rgb in zip(times, clip.rgb, strict=True)
+                      if start - ev.WARM_S <= t <= end]
+            instance = rng.randrange(1 << 30)
+            frames = ev.attack_frames(window, lambda x, t: screen_frame(x, t, instance),
+                                      f"screen:{instance}")
+            replay = ev.run_session(frames, start, challenges, prompt_times=prompts)
+            attacks["screen_replay"][0] += 1
+            attacks["screen_replay"][1] += replay.verdict is Verdict.PASSED
+            pad_alone["screen_replay"][0] += 1
+            pad_alone["screen_replay"][1] += ev.pad_only(frames) is not PadVerdict.ATTACK
+        passed, trials, replay_notes = ev.replay_sweep(clip, replay_trials, rng.randrange(1 << 30))
+        attacks["replay_injection"][0] += trials
+        attacks["replay_injection"][1] += passed
+        notes += replay_notes
+        if clip.rgb:  # a print of the clip's first frame, moved and bent
+            instance = rng.randrange(1 << 30)
+            still = clip.rgb[0]
+            span = [(i / fps, still) for i in range(int(fps * 14))]
+            frames = ev.attack_frames(span, lambda x, t: print_frame(x, t, instance),
+                                      f"print:{instance}")
+            for _ in range(2):
+                status = ev.run_session(frames, 3.0, pick_challenges(3, rng),
+                                        pauses=pick_pauses(3, rng))
+                attacks["print_moved"][0] += 1
+                attacks["print_moved"][1] += status.verdict is Verdict.PASSED
+            pad_alone["print_moved"][0] += 1
+            pad_alone["print_moved"][1] += ev.pad_only(frames) is not PadVerdict.ATTACK
+    for data in sets:
+        for name, entry in data.spoof.items():
+            picture = analyse_frame(decode_image(check_file(data.directory / name,
+                                                            entry["sha256"]).read_bytes()),
+                                    want_cues=True)
+            for _ in range(4):
+                frames = [(i / fps, picture) for i in range(int(20 * fps))]
+                status = ev.run_session(frames, 3.0, pick_challenges(3, rng),
+                                        pauses=pick_pauses(3, rng))
+                attacks["static_picture"][0] += 1
+                attacks["static_picture"][1] += status.verdict is Verdict.PASSED
+    failed = [g for g in genuine if g["verdict"] != "passed"]
+    return {
+        "fps": fps,
+        "detection": detection.report(),
+        "bpcer": _rate(len(failed), len(genuine)),
+        "bpcer_failures": failed,
+        "apcer": {k: _rate(v[1], v[0]) for k, v in attacks.items()},
+        "pad_alone_missed": {k: _rate(v[1], v[0]) for k, v in pad_alone.items()},
+        "notes": detection.notes + notes,
+        "genuine_sessions": genuine,
+    }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="cloudcounter vision eval", description=__doc__)
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directory", type=Path, nargs="?",
+                        help="the faces data set (same as --faces)")
+    parser.add_argument("--faces", type=Path, default=None)
+    parser.add_argument("--faces-more", type=Path, default=None)
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("--labels-more", type=Path, default=DEFAULT_LABELS_MORE)
+    parser.add_argument("--no-more", action="store_true", help="skip the faces-more data set")
     parser.add_argument("--threshold", type=float, default=DEFAULT_MATCH_THRESHOLD)
-    parser.add_argument(
-        "--fps",
-        type=float,
-        default=30.0,
-        help="analysed frames per second during a challenge (default 30: short blinks)",
-    )
+    parser.add_argument("--fps", type=float, action="append",
+                        help="analysed frames per second (repeatable; default 15 and 30)")
+    parser.add_argument("--replay-trials", type=int, default=40,
+                        help="random-prompt replays per clip")
+    parser.add_argument("--no-attacks", action="store_true", help="skip rendered attacks")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
-    labels = json.loads(args.labels.read_text())
+    sets = [load(args.labels, args.directory or args.faces or faces_dir())]
+    if not args.no_more:
+        sets.append(load(args.labels_more, args.faces_more or faces_more_dir()))
+    report: dict[str, Any] = {"datasets": [str(s.directory) for s in sets], "liveness": []}
     try:
-        evaluate_identity(args.directory, labels["photos"], args.threshold)
-        genuine = evaluate_clips(args.directory, labels["clips"], args.fps)
-        print(f"== liveness (static pictures shown for the whole challenge, {args.fps} fps)")
-        attacks = evaluate_attacks(args.directory, labels["spoof"], args.fps)
+        for n, fps in enumerate(args.fps or [15.0, 30.0]):
+            clips = [ev.analyse_clip(c, fps, keep_rgb=n == 0) for s in sets for c in s.clips]
+            if n == 0:
+                report["identity"] = evaluate_identity(sets, clips, args.threshold)
+                report["small_faces"] = {
+                    str(w): dict(zip(("found", "tried"), ev.small_faces(clips, w), strict=True))
+                    for w in (60, 45)}
+            if args.no_attacks or n > 0:  # rendered attacks once, at the first rate
+                clips = [ev.ClipData(c.labels, c.frames, [], c.duration) for c in clips]
+            timings = [a.elapsed_ms for c in clips for _, a in c.frames]
+            result = evaluate_liveness(clips, fps, sets, args.replay_trials, args.seed)
+            result["ms_per_frame"] = {"p50": round(float(np.percentile(timings, 50)), 1),
+                                      "p95": round(float(np.percentile(timings, 95)), 1)}
+            result["frames_with_face"] = _rate(
+                sum(a.face_count == 0 for c in clips for _, a in c.frames), len(timings))
+            report["liveness"].append(result)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}")
         return 1
-    print(f"  APCER {attacks[1]}/{attacks[0]} = {attacks[1] / max(attacks[0], 1):.3f}")
-    print(f"  BPCER {genuine[1]}/{genuine[0]} = {genuine[1] / max(genuine[0], 1):.3f}")
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json}")
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    import sys
+def print_report(report: dict[str, Any]) -> None:
+    for width, r in report.get("small_faces", {}).items():
+        print(f"== faces {width} px wide in a 640x480 frame: found {r['found']}/{r['tried']}")
+    idn = report["identity"]
+    print(f"== identity (threshold {idn['threshold']})")
+    for name, code in idn["refused"].items():
+        print(f"  enrol {name}: refused ({code})")
+    for part in ("photos", "live_frames", "checks"):
+        s = idn[part]
+        print(f"  {part}: FRR {s['frr']['errors']}/{s['frr']['total']}, "
+              f"FAR {s['far']['errors']}/{s['far']['total']}, same-person max "
+              f"{s['same_max']}, different-person min {s['different_min']}")
+    live = idn["live_frames"]
+    print(f"  closest different: {live['closest_different']}; farthest same: "
+          f"{live['farthest_same']}")
+    for t, row in idn["sweep"].items():
+        print(f"  threshold {t}: frames FAR {row['frames']['far']['errors']}/"
+              f"{row['frames']['far']['total']} FRR {row['frames']['frr']['errors']}/"
+              f"{row['frames']['frr']['total']}; checks (median of 3) FAR "
+              f"{row['checks']['far']['errors']}/{row['checks']['far']['total']} FRR "
+              f"{row['checks']['frr']['errors']}/{row['checks']['frr']['total']}")
+    for res in report["liveness"]:
+        print(f"== liveness at {res['fps']:g} fps (frames as the hub scales them)")
+        for note in res["notes"]:
+            print(f"  {note}")
+        for kind, d in res["detection"].items():
+            print(f"  {kind:<10} detected {d['detected']}/{d['labelled']}; false {d['false']} "
+                  f"in {d['scored_s']:.0f} s = {d['false_per_min']}/min")
+        face = res["frames_with_face"]
+        print(f"  frames with a face {face['total'] - face['errors']}/{face['total']}; "
+              f"analysis per frame p50 {res['ms_per_frame']['p50']} ms, "
+              f"p95 {res['ms_per_frame']['p95']} ms")
+        for g in res["bpcer_failures"]:
+            print(f"  genuine failed: {g['clip']} from {g['start']} s {g['challenges']}: "
+                  f"{g['reason']}")
+        b = res["bpcer"]
+        print(f"  BPCER {b['errors']}/{b['total']}")
+        for kind, a in res["apcer"].items():
+            print(f"  APCER {kind} {a['errors']}/{a['total']}")
+        for kind, a in res["pad_alone_missed"].items():
+            print(f"  PAD alone missed {kind} {a['errors']}/{a['total']}")
 
+
+if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main(sys.argv[1:]))

@@ -18,11 +18,20 @@ from cloudcounter.vision.analysis import (
     Descriptor,
     FrameAnalysis,
     Image,
-    analyse_frame,
     check_frame,
     decode_image,
+    detect_faces,
+    to_grey,
 )
-from cloudcounter.vision.errors import BadImageError, MultipleFacesError, NoFaceError
+from cloudcounter.vision.errors import (
+    BadImageError,
+    BlurredImageError,
+    FaceTooSmallError,
+    MultipleFacesError,
+    NoFaceError,
+)
+from cloudcounter.vision.models import get_models
+from cloudcounter.vision.quality import ENROL_MIN_FACE_PX, ENROL_MIN_SHARPNESS, face_quality
 
 #: Largest descriptor distance still accepted as the same person.
 DEFAULT_MATCH_THRESHOLD = 0.6
@@ -61,25 +70,42 @@ def enrol(
     """Descriptor of the single face in a reference photo (RGB array or encoded bytes).
 
     Raises :class:`BadImageError` (``bad_image``) for undecodable data,
-    :class:`NoFaceError` (``no_face``) and :class:`MultipleFacesError`
-    (``multiple_faces``); all are :class:`~cloudcounter.vision.errors.EnrolmentError`.
+    :class:`NoFaceError` (``no_face``), :class:`MultipleFacesError`
+    (``multiple_faces``), :class:`FaceTooSmallError` (``face_too_small``: the face is
+    narrower than 80 px) and :class:`BlurredImageError` (``image_blurred``); all are
+    :class:`~cloudcounter.vision.errors.EnrolmentError`, with a message for the person
+    who uploads the photo.
     """
+    import dlib
+
     if isinstance(image, (bytes, bytearray, memoryview)):
         rgb = check_frame(decode_image(bytes(image)))
     else:
         rgb = check_frame(image)
-    analysis = analyse_frame(rgb, True, detect_width=detect_width, upsample=upsample)
-    if analysis.face_count == 0:
+    grey = to_grey(rgb)
+    boxes = detect_faces(grey, detect_width=detect_width, upsample=upsample)
+    if not boxes:
         raise NoFaceError("no face found in the reference photo")
-    if analysis.face_count > 1:
+    if len(boxes) > 1:
         raise MultipleFacesError(
-            f"{analysis.face_count} faces found in the reference photo; it must show one person",
-            count=analysis.face_count,
+            f"{len(boxes)} faces found in the reference photo; it must show one person",
+            count=len(boxes),
         )
-    primary = analysis.primary
-    if primary is None or primary.descriptor is None:  # pragma: no cover - defensive
-        raise BadImageError("descriptor could not be computed")
-    return primary.descriptor
+    box = boxes[0]
+    quality = face_quality(grey, box.left, box.top, box.right, box.bottom)
+    if quality.width_px < ENROL_MIN_FACE_PX:
+        raise FaceTooSmallError(
+            f"the face in the reference photo is {quality.width_px} px wide; at least "
+            f"{ENROL_MIN_FACE_PX} px are needed: use a larger or closer photo")
+    if quality.sharpness < ENROL_MIN_SHARPNESS:
+        raise BlurredImageError(
+            f"the reference photo is blurred (sharpness {quality.sharpness:.0f}, at least "
+            f"{ENROL_MIN_SHARPNESS:.0f} needed): use a sharp photo")
+    models = get_models()
+    shape = models.shape_predictor(grey, dlib.rectangle(box.left, box.top, box.right,
+                                                        box.bottom))
+    return np.asarray(models.face_encoder.compute_face_descriptor(rgb, shape, 0),
+                      dtype=np.float32)
 
 
 def descriptor_distance(a: Descriptor, b: Descriptor) -> float:

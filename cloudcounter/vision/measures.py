@@ -1,8 +1,7 @@
-"""Geometric measures on dlib's 68 landmarks: eye and mouth aspect ratios, head pose.
+"""Measures on the face mesh's 468 landmarks: eye and mouth aspect ratios, head pose.
 
-Landmark indices follow the iBUG 300-W scheme used by dlib's 68-point model
-(0-based): jaw 0-16, brows 17-26, nose 27-35, eyes 36-41 and 42-47, outer lip
-48-59, inner lip 60-67. Indices "left"/"right" below are as seen in the image.
+Indices follow MediaPipe's canonical face mesh. "Right"/"left" in names are the
+person's own; in a non-mirrored frame their right eye is on the image's left.
 
 Head pose sign convention (non-mirrored frames, i.e. as the camera sees the
 customer, which is what a phone sends over WebRTC):
@@ -11,7 +10,12 @@ customer, which is what a phone sends over WebRTC):
   nose moves towards the right edge of the image.
 * ``yaw_deg < 0``: turned to their own right.
 
-If a client sends mirrored frames (a selfie preview), pass ``mirrored=True``.
+Pose comes from the mesh's own depth: the line between the outer eye corners
+gives yaw (its depth slope) and roll (its image slope), the line from forehead to
+chin gives pitch. Unlike a perspective fit of 2-D points against a generic 3-D
+face, this neither flips by 180 degrees nor turns a head tilt (roll) into yaw:
+on the tilt clip of the shared data (30-40 degrees of roll) yaw stays within
+8 degrees. If a client sends mirrored frames, pass ``mirrored=True``.
 """
 
 from __future__ import annotations
@@ -19,38 +23,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
-Points = npt.NDArray[np.float32]  # shape (68, 2), pixel coordinates (x, y)
+Points = npt.NDArray[np.float32]  # (468, 2) or (468, 3), pixels
 
-_IMAGE_LEFT_EYE = slice(36, 42)
-_IMAGE_RIGHT_EYE = slice(42, 48)
-
-# A generic 3-D face (arbitrary units, about 0.4 mm each) in camera-like axes:
-# x to the image right, y down, z away from the camera; the nose tip is the
-# origin. Only points that stay put when the face moves are used (nose, eye
-# corners, the jaw line at ear level): mouth corners and chin follow
-# expressions and made the solution jump by 30 degrees on grimaces in the
-# development clips.
-_MODEL_INDICES = (27, 30, 31, 33, 35, 36, 39, 42, 45, 0, 16)
-_MODEL_POINTS = np.array(
-    [
-        (0.0, -170.0, 100.0),  # 27 top of the nose bridge
-        (0.0, 0.0, 0.0),  # 30 nose tip
-        (-60.0, 40.0, 90.0),  # 31 image-left side of the nose base
-        (0.0, 50.0, 75.0),  # 33 nose base
-        (60.0, 40.0, 90.0),  # 35 image-right side of the nose base
-        (-225.0, -170.0, 135.0),  # 36 outer corner of the image-left eye
-        (-75.0, -165.0, 120.0),  # 39 inner corner of the image-left eye
-        (75.0, -165.0, 120.0),  # 42 inner corner of the image-right eye
-        (225.0, -170.0, 135.0),  # 45 outer corner of the image-right eye
-        (-350.0, -150.0, 370.0),  # 0 jaw line at the image-left ear
-        (350.0, -150.0, 370.0),  # 16 jaw line at the image-right ear
-    ],
-    dtype=np.float64,
-)
+RIGHT_EYE = (33, 160, 158, 133, 153, 144)  # p1..p6 of Soukupová & Čech, outer corner first
+LEFT_EYE = (263, 387, 385, 362, 380, 373)
+MOUTH_CORNERS = (78, 308)  # inner lip corners
+MOUTH_PAIRS = ((82, 87), (13, 14), (312, 317))  # upper / lower inner lip
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+FOREHEAD, CHIN, NOSE_TIP = 10, 152, 1
+#: Points of the face that do not move with expressions: eye corners, nose, brow
+#: ends, cheek and jaw contour. The planarity test of :mod:`.pad` fits them.
+RIGID = (33, 133, 263, 362, 1, 4, 6, 168, 197, 195, 5, 98, 327, 70, 300, 105, 334,
+         234, 454, 93, 323, 132, 361, 58, 288, 172, 397, 152, 10, 109, 338)
 
 
 @dataclass(frozen=True)
@@ -66,9 +53,9 @@ class HeadPose:
 class FaceMeasures:
     """Per-frame measures the liveness detector consumes (absolute values).
 
-    ``ear`` is the mean eye aspect ratio of both eyes (about 0.2-0.45 open,
-    dropping sharply in a blink); ``mar`` the inner-mouth aspect ratio (about
-    0-0.1 closed, above 0.5 wide open); angles in degrees.
+    ``ear`` is the mean eye aspect ratio of both eyes (about 0.2-0.35 open on the
+    mesh, dropping in a blink); ``mar`` the inner-mouth aspect ratio (about 0-0.1
+    closed); angles in degrees.
     """
 
     ear: float
@@ -79,79 +66,51 @@ class FaceMeasures:
 
 
 def _dist(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
-    return float(np.hypot(*(a - b)))
+    return float(np.hypot(a[0] - b[0], a[1] - b[1]))
 
 
-def eye_aspect_ratio(eye: Points) -> float:
-    """Soukupová & Čech's EAR of one eye given its 6 landmarks."""
-    width = _dist(eye[0], eye[3])
+def eye_aspect_ratio(points: Points, eye: tuple[int, ...]) -> float:
+    """EAR of one eye given the indices of its six landmarks."""
+    p = [points[i] for i in eye]
+    width = _dist(p[0], p[3])
     if width <= 0:
         return 0.0
-    return (_dist(eye[1], eye[5]) + _dist(eye[2], eye[4])) / (2.0 * width)
+    return (_dist(p[1], p[5]) + _dist(p[2], p[4])) / (2.0 * width)
 
 
-def mean_eye_aspect_ratio(landmarks: Points) -> float:
-    """Mean EAR of both eyes."""
-    return 0.5 * (
-        eye_aspect_ratio(landmarks[_IMAGE_LEFT_EYE]) + eye_aspect_ratio(landmarks[_IMAGE_RIGHT_EYE])
-    )
+def mean_eye_aspect_ratio(points: Points) -> float:
+    return 0.5 * (eye_aspect_ratio(points, RIGHT_EYE) + eye_aspect_ratio(points, LEFT_EYE))
 
 
-def mouth_aspect_ratio(landmarks: Points) -> float:
+def mouth_aspect_ratio(points: Points) -> float:
     """Inner-lip opening divided by the inner-lip width."""
-    width = _dist(landmarks[60], landmarks[64])
+    width = _dist(points[MOUTH_CORNERS[0]], points[MOUTH_CORNERS[1]])
     if width <= 0:
         return 0.0
-    opening = (
-        _dist(landmarks[61], landmarks[67])
-        + _dist(landmarks[62], landmarks[66])
-        + _dist(landmarks[63], landmarks[65])
-    ) / 3.0
+    opening = sum(_dist(points[a], points[b]) for a, b in MOUTH_PAIRS) / len(MOUTH_PAIRS)
     return opening / width
 
 
-def head_pose(
-    landmarks: Points, frame_size: tuple[int, int], *, mirrored: bool = False
-) -> HeadPose:
-    """Head pose from ``cv2.solvePnP`` against the generic 3-D face.
-
-    ``frame_size`` is ``(width, height)``; the camera is modelled as a pinhole
-    with focal length equal to the frame width and no distortion, which is
-    close enough for phone cameras to tell a 25-degree turn from a frontal face.
-    """
-    width, height = frame_size
-    image_points = landmarks[list(_MODEL_INDICES)].astype(np.float64)
-    camera = np.array(
-        [[width, 0.0, width / 2.0], [0.0, width, height / 2.0], [0.0, 0.0, 1.0]],
-        dtype=np.float64,
-    )
-    ok, rvec, _tvec = cv2.solvePnP(
-        _MODEL_POINTS, image_points, camera, np.zeros(4), flags=cv2.SOLVEPNP_ITERATIVE
-    )
-    if not ok:
-        return HeadPose(0.0, 0.0, 0.0)
-    rotation, _ = cv2.Rodrigues(rvec)
-    # R = Rz(roll) @ Ry(yaw) @ Rx(pitch) in camera axes (x right, y down, z forward).
-    sy = math.hypot(rotation[0, 0], rotation[1, 0])
-    pitch = math.degrees(math.atan2(rotation[2, 1], rotation[2, 2]))
-    camera_yaw = math.degrees(math.atan2(-rotation[2, 0], sy))
-    roll = math.degrees(math.atan2(rotation[1, 0], rotation[0, 0]))
-    # A positive rotation about +y (down) swings the nose towards the image
-    # left, i.e. the customer's own right in a non-mirrored frame.
-    yaw = -camera_yaw
+def head_pose(points: Points, *, mirrored: bool = False) -> HeadPose:
+    """Yaw, pitch and roll from the mesh's 3-D landmarks (``(468, 3)``, pixels)."""
+    across = points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]  # image left to right
+    down = points[CHIN] - points[FOREHEAD]
+    yaw = math.degrees(math.atan2(float(across[2]), math.hypot(float(across[0]),
+                                                                 float(across[1]))))
+    roll = math.degrees(math.atan2(float(across[1]), float(across[0])))
+    pitch = math.degrees(math.atan2(float(down[2]), math.hypot(float(down[0]),
+                                                                 float(down[1]))))
     if mirrored:
         yaw, roll = -yaw, -roll
     return HeadPose(yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll)
 
 
-def face_measures(
-    landmarks: Points, frame_size: tuple[int, int], *, mirrored: bool = False
-) -> FaceMeasures:
-    """All per-frame measures of one face."""
-    pose = head_pose(landmarks, frame_size, mirrored=mirrored)
+def face_measures(points: Points, *, mirrored: bool = False) -> FaceMeasures:
+    """All per-frame measures of one face (``points`` with depth, ``(468, 3)``)."""
+    pose = head_pose(points, mirrored=mirrored)
     return FaceMeasures(
-        ear=mean_eye_aspect_ratio(landmarks),
-        mar=mouth_aspect_ratio(landmarks),
+        ear=mean_eye_aspect_ratio(points),
+        mar=mouth_aspect_ratio(points),
         yaw_deg=pose.yaw_deg,
         pitch_deg=pose.pitch_deg,
         roll_deg=pose.roll_deg,

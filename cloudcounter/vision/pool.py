@@ -14,20 +14,22 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
-from cloudcounter.vision.analysis import DEFAULT_DETECT_WIDTH, FrameAnalysis, Image, analyse_frame
+from cloudcounter.vision.analysis import FrameAnalysis, Image, analyse_frame
 from cloudcounter.vision.errors import VisionError
+from cloudcounter.vision.mesh import load as load_mesh
 from cloudcounter.vision.models import get_models
 
 
 def init_worker() -> None:
     """Process-pool initializer: load the models before the first frame arrives."""
     get_models()
+    load_mesh()
 
 
-def _analyse(
-    frame: Image, want_descriptor: bool, detect_width: int | None, mirrored: bool
-) -> FrameAnalysis:
-    return analyse_frame(frame, want_descriptor, detect_width=detect_width, mirrored=mirrored)
+def _analyse(frame: Image, want_descriptor: bool, stream: str | None, mirrored: bool,
+             want_cues: bool) -> FrameAnalysis:
+    return analyse_frame(frame, want_descriptor, stream=stream, mirrored=mirrored,
+                         want_cues=want_cues)
 
 
 class VisionPool:
@@ -37,7 +39,6 @@ class VisionPool:
         self,
         size: int = 1,
         *,
-        detect_width: int | None = DEFAULT_DETECT_WIDTH,
         mirrored: bool = False,
         mp_context: str = "spawn",
         initializer: Callable[[], None] = init_worker,
@@ -45,7 +46,6 @@ class VisionPool:
         if size < 1:
             raise ValueError("pool size must be at least 1")
         self.size = size
-        self.detect_width = detect_width
         self.mirrored = mirrored
         self._mp_context = mp_context
         self._initializer = initializer
@@ -79,11 +79,13 @@ class VisionPool:
             *(loop.run_in_executor(executor, init_worker) for _ in range(self.size))
         )
 
-    async def analyse(self, frame: Image, want_descriptor: bool = False) -> FrameAnalysis:
-        """Analyse one RGB frame in a worker process."""
+    async def analyse(self, frame: Image, want_descriptor: bool = False, *,
+                      stream: str | None = None, want_cues: bool = False) -> FrameAnalysis:
+        """Analyse one RGB frame in a worker process; ``stream`` (a call) is tracked."""
         executor = self._require()
         loop = asyncio.get_running_loop()
-        call = functools.partial(_analyse, frame, want_descriptor, self.detect_width, self.mirrored)
+        call = functools.partial(_analyse, frame, want_descriptor, stream, self.mirrored,
+                                 want_cues)
         self._in_flight += 1
         try:
             return await loop.run_in_executor(executor, call)

@@ -183,6 +183,7 @@ def checked_call(hub: HubProcess, browser_factory: Any) -> Iterator[CheckedCall]
                     "challenges": agent.eval_on_selector_all(
                         "[data-testid=liveness-challenges] li",
                         "ls => ls.map(l => [l.dataset.action, l.dataset.passed])"),
+                    "pad": agent.get_by_test_id("liveness-pad").get_attribute("data-verdict"),
                     "progress_hidden": not progress.is_visible()}
     customer.wait_for_selector("[data-testid=liveness-prompt][data-state=done]", timeout=5_000)
     rec.customer_done = customer.locator("#lp-prompt").inner_text()
@@ -228,6 +229,7 @@ def test_agent_sees_liveness_progress_then_a_result(checked_call: CheckedCall) -
     lv = checked_call.liveness
     assert lv["verdict"] in {"pass", "fail"}, lv
     assert lv["badge"] in {"Passed", "Failed"}
+    assert lv["pad"] in {"bona_fide", "inconclusive"}, lv  # a real face, not a screen
     assert lv["challenges"] and all(a in {"blink", "turn_left", "turn_right", "open_mouth"}
                                     for a, _ in lv["challenges"]), lv
     assert lv["progress_hidden"]

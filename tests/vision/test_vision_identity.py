@@ -11,7 +11,9 @@ import pytest
 from cloudcounter.vision.analysis import FrameAnalysis, Image, analyse_frame
 from cloudcounter.vision.errors import (
     BadImageError,
+    BlurredImageError,
     EnrolmentError,
+    FaceTooSmallError,
     MultipleFacesError,
     NoFaceError,
 )
@@ -116,8 +118,24 @@ def test_continuity_flags_a_change_of_person(
 
 @pytest.mark.vision
 def test_continuity_flags_face_count(load_photo: Callable[[str], Image]) -> None:
-    two = analyse_frame(load_photo("photos/two_people.jpg"), False, detect_width=640)
+    two = analyse_frame(load_photo("photos/two_people.jpg"), False)
     assert check_continuity(two, None).signals == (ContinuitySignal.MULTIPLE_FACES,)
     empty = FrameAnalysis(width=640, height=480)
     assert check_continuity(empty, None).signals == (ContinuitySignal.NO_FACE,)
     assert pickle.loads(pickle.dumps(two)).face_count == 2
+
+
+@pytest.mark.vision
+def test_small_or_blurred_reference_photos_are_refused(
+        load_photo: Callable[[str], Image]) -> None:
+    """obama-240p.jpg's face is 62 px wide; obama.jpg blurred loses its detail."""
+    import cv2
+
+    with pytest.raises(FaceTooSmallError) as small:
+        enrol(load_photo("photos/obama-240p.jpg"))
+    assert small.value.code == "face_too_small" and "80 px" in small.value.message
+    sharp = load_photo("photos/obama.jpg")
+    with pytest.raises(BlurredImageError) as blurred:
+        enrol(np.ascontiguousarray(cv2.GaussianBlur(sharp, (0, 0), 9)))
+    assert blurred.value.code == "image_blurred" and blurred.value.retryable
+    assert enrol(sharp).shape == (128,)  # the same photo, sharp, is accepted

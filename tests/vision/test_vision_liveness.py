@@ -55,6 +55,7 @@ def test_cooperative_customer_passes(seed: int) -> None:
     run(session, list(frames(t, 1.0, REST)))
     t += 1.0
     for action in challenges:
+        t = max(t, session.prompt_open)
         assert session.status(t).prompt is action
         script = perform(action, t)
         run(session, script)
@@ -65,15 +66,51 @@ def test_cooperative_customer_passes(seed: int) -> None:
     assert all(r.seen_at is not None and r.seen_at <= r.deadline for r in status.results)
 
 
-def test_wrong_action_then_timeout_fails() -> None:
+def test_wrong_action_fails() -> None:
+    """A deliberate action other than the prompt (a replay does what it recorded) fails."""
     session = LivenessSession(challenges=(Action.TURN_LEFT,), started_at=0.0)
     run(session, list(frames(0.0, 1.0, REST)))
     run(session, perform(Action.TURN_RIGHT, 1.0))  # the other way: not the challenge
-    run(session, list(frames(3.0, 4.0, REST)))
-    status = session.status(7.0)
+    status = session.status(3.0)
     assert status.verdict is Verdict.FAILED
-    assert status.reason is FailReason.TIMEOUT
+    assert status.reason is FailReason.WRONG_ACTION
     assert status.results[0].seen_at is None
+
+
+def test_a_blink_meanwhile_is_no_wrong_action_and_silence_times_out() -> None:
+    session = LivenessSession(challenges=(Action.TURN_LEFT,), started_at=0.0)
+    run(session, list(frames(0.0, 1.0, REST)))
+    run(session, perform(Action.BLINK, 1.0))  # involuntary: tolerated
+    assert session.verdict is Verdict.PENDING
+    run(session, list(frames(2.5, 4.0, REST)))
+    assert session.status(7.0).reason is FailReason.TIMEOUT
+
+
+def test_action_begun_before_the_prompt_does_not_count() -> None:
+    """A turn already under way when the prompt opens was not a response to it."""
+    session = LivenessSession(challenges=(Action.TURN_LEFT,), started_at=0.0, warmup_s=1.0)
+    run(session, list(frames(0.0, 0.6, REST)))
+    run(session, list(frames(0.6, 1.2, pose(yaw=32.0))))  # turning before the prompt
+    run(session, list(frames(1.8, 0.6, REST)))
+    run(session, list(frames(2.4, 5.0, REST)))
+    assert session.verdict is Verdict.FAILED
+
+
+def test_action_must_begin_within_the_onset_window() -> None:
+    session = LivenessSession(challenges=(Action.OPEN_MOUTH,), started_at=0.0,
+                              onset_window_s=1.5, window_s=5.0)
+    run(session, list(frames(0.0, 3.0, REST)))  # prompt at 1.0; nothing until 3.0
+    run(session, perform(Action.OPEN_MOUTH, 3.0))  # begins at 3.6: too late
+    assert session.verdict is not Verdict.PASSED
+
+
+def test_prompts_open_after_random_pauses() -> None:
+    rng = random.Random(3)
+    session = LivenessSession.start(10.0, rng=rng)
+    first = session.prompt_open
+    assert 11.0 + 0.4 <= first <= 11.0 + 2.0
+    assert session.status(first - 0.01).prompt is None
+    assert session.status(first).prompt is session.challenges[0]
 
 
 def test_action_after_the_window_is_too_late() -> None:
@@ -88,6 +125,7 @@ def test_still_picture_fails() -> None:
     for action in Action:
         session = LivenessSession(challenges=(action, action), started_at=0.0)
         run(session, list(frames(0.0, 12.0, pose(ear=0.41, mar=0.05, yaw=-47.0))))
+        assert session.status().pad is not None  # the PAD verdict comes with the end
         assert session.verdict is Verdict.FAILED
         assert session.status().reason is FailReason.TIMEOUT
 

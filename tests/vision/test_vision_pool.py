@@ -38,3 +38,23 @@ async def test_pool_analyses_in_a_worker(
         assert found.primary.descriptor.shape == (128,)
         assert pool.busy == 0
     assert not pool.running
+
+
+def test_trackers_are_kept_per_stream_and_closed_when_idle(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudcounter.vision import mesh
+
+    monkeypatch.setattr(mesh, "_streams", type(mesh._streams)())
+    clock = [100.0]
+    monkeypatch.setattr(mesh.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(mesh, "MAX_STREAMS", 2)
+    a = mesh.mesher_for("call-a")
+    assert mesh.mesher_for("call-a") is a and mesh.mesher_for(None) is not a
+    b = mesh.mesher_for("call-b")
+    mesh.mesher_for("call-c")  # over the cap: the least recently used (a) goes
+    assert list(mesh._streams) == ["call-b", "call-c"]
+    clock[0] += mesh.STREAM_IDLE_S + 1
+    mesh.mesher_for("call-b")  # c idled too long
+    assert list(mesh._streams) == ["call-b"] and mesh.mesher_for("call-b") is b
+    mesh.forget_stream("call-b")
+    assert not mesh._streams

@@ -31,11 +31,13 @@ from cloudcounter.hub.analysis.policy import (
     PROMPTS, AlertDebouncer, DescriptorSchedule, Sampler, SamplingConfig, frame_signal,
     liveness_details, liveness_verdict,
 )
+from cloudcounter.hub.analysis.verdicts import IdentityGate, PadEvidence
 from cloudcounter.media.tap import TapClosed
 from cloudcounter.vision import (
-    Action, ActionDetector, FrameAnalysis, LivenessSession, LivenessStatus, Verdict, compare,
+    Action, ActionDetector, FrameAnalysis, LivenessSession, LivenessStatus, Verdict,
     pick_challenges,
 )
+from cloudcounter.vision.liveness import pick_pauses
 from cloudcounter.vision.identity import descriptor_distance
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,9 @@ class PoolLike(Protocol):
     def size(self) -> int: ...
     @property
     def busy(self) -> int: ...
-    async def analyse(self, frame: Image, want_descriptor: bool = False) -> FrameAnalysis: ...
+    async def analyse(self, frame: Image, want_descriptor: bool = False, *,
+                      stream: str | None = None, want_cues: bool = False
+                      ) -> FrameAnalysis: ...
 
 
 class FrameSource(Protocol):
@@ -72,6 +76,8 @@ class AnalysisConfig:
     match_threshold: float = 0.6
     drift_threshold: float = 0.6
     window_s: float = 5.0
+    #: An action must begin this soon after its prompt (docs/vision.md, "Liveness").
+    onset_window_s: float = 1.8
     warmup_s: float = 1.0
     auto_liveness_count: int = 3
     identity_timeout_s: float = 3.0
@@ -84,6 +90,7 @@ class _Identity:
     check_id: str
     actor: str
     deadline: float
+    gate: IdentityGate
     analysed: int = 0
     last_count: int | None = None
     last_rgb: Image | None = None
@@ -100,6 +107,7 @@ class _Liveness:
     session: LivenessSession | None = None
     announced: int = -1
     last_rgb: Image | None = None
+    pad_evidence: PadEvidence = field(default_factory=PadEvidence)
 
 
 @dataclass
@@ -162,7 +170,8 @@ class CallAnalysis:
             raise InvalidState("no video from the customer yet", code="no_video")
         now = self.clock()
         check_id = new_check_id()
-        self.identity = _Identity(check_id, actor, deadline=now + self.config.identity_timeout_s)
+        self.identity = _Identity(check_id, actor, deadline=now + self.config.identity_timeout_s,
+                                  gate=IdentityGate(self.config.match_threshold))
         self._requested(check_id, "identity", actor, now, {})
         return check_id
 
@@ -219,7 +228,7 @@ class CallAnalysis:
         want = self.identity is not None or (not fast and self.descriptors.wanted(t))
         try:
             rgb = await self.convert(frame)
-            analysis = await self.pool.analyse(rgb, want)
+            analysis = await self.pool.analyse(rgb, want, stream=self.call_id, want_cues=fast)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken worker: the manager restarts the pool
@@ -237,25 +246,28 @@ class CallAnalysis:
             if lv.session is None:
                 lv.session = LivenessSession(
                     lv.challenges, started_at=t, window_s=self.config.window_s,
-                    warmup_s=self.config.warmup_s, detector=self.detector)
+                    onset_window_s=self.config.onset_window_s,
+                    warmup_s=self.config.warmup_s, detector=self.detector,
+                    pauses=pick_pauses(len(lv.challenges), self.rng))
             lv.last_rgb = rgb
-            status = lv.session.update(t, count, primary.measures if primary else None)
+            lv.pad_evidence.offer(primary, rgb)
+            status = lv.session.update(t, count, primary.measures if primary else None,
+                                       primary)
             await self._liveness_status(lv, status, self.clock())
         else:
             self.detector.update(t, primary.measures if count == 1 and primary else None)
         descriptor = primary.descriptor if primary is not None and count == 1 else None
         ident = self.identity
         if ident is not None and (descriptor is not None or count != 1):
-            if descriptor is not None and self.reference is not None:
-                m = compare(self.reference, descriptor, self.config.match_threshold)
-                self.anchor, self.drifted = descriptor, False
-                self.descriptors.measured(t, False)
-                await self._identity_done(ident, m.verdict.value, {
-                    "distance": round(m.distance, 4), "threshold": m.threshold}, rgb)
-                descriptor = None  # used as the new anchor
-            else:
-                ident.analysed += 1
-                ident.last_count, ident.last_rgb = count, rgb
+            ident.analysed += 1
+            ident.last_count, ident.last_rgb = count, rgb
+            if descriptor is not None and primary is not None and self.reference is not None:
+                if ident.gate.offer(self.reference, primary):
+                    self.anchor, self.drifted = descriptor, False
+                    self.descriptors.measured(t, False)
+                    verdict, details = ident.gate.verdict()
+                    await self._identity_done(ident, verdict, details, rgb)
+                descriptor = None  # the identity check's, not the drift check's
         if descriptor is not None:
             if self.anchor is None:
                 self.anchor = descriptor
@@ -278,9 +290,12 @@ class CallAnalysis:
         # its models when the first check of the hub starts), with a hard cap.
         if ident is not None and ((now >= ident.deadline and ident.analysed) or
                                   now >= ident.deadline + IDENTITY_HARD_CAP_S):
-            verdict = "multiple_faces" if (ident.last_count or 0) > 1 else "no_face"
-            await self._identity_done(ident, verdict, {
-                "distance": None, "threshold": self.config.match_threshold}, ident.last_rgb)
+            if ident.gate.usable or ident.gate.rejected:
+                verdict, details = ident.gate.verdict()  # fewer frames than wished for
+            else:
+                verdict = "multiple_faces" if (ident.last_count or 0) > 1 else "no_face"
+                details = {"distance": None, "threshold": self.config.match_threshold}
+            await self._identity_done(ident, verdict, details, ident.last_rgb)
         lv = self.liveness
         if lv is not None and lv.session is not None:
             await self._liveness_status(lv, lv.session.expire(now), now)
@@ -332,6 +347,16 @@ class CallAnalysis:
         self.liveness = None
         verdict = liveness_verdict(status)
         details = liveness_details(lv.challenges, status, lv.session.started_at)
+        if status.pad is not None:
+            pad_file = None
+            if lv.pad_evidence.rgb is not None:
+                name = evidence_name(self.call_id, lv.check_id, "-pad")
+                if await self.outlet.save_evidence(name, lv.pad_evidence.rgb):
+                    pad_file = name
+            self.outlet.journal("system", "check.pad", {
+                "check_id": lv.check_id, **status.pad.payload(), "evidence": pad_file})
+            details["pad"] = {**status.pad.payload(), "evidence_url":
+                              evidence_url(self.call_id, pad_file) if pad_file else None}
         await self.outlet.to_customer("liveness:done", {"call_id": self.call_id,
                                                         "verdict": verdict})
         await self._result(lv.check_id, "liveness", verdict, details, lv.last_rgb)

@@ -12,18 +12,18 @@ import re
 import secrets
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
-import numpy.typing as npt
 
-Image = npt.NDArray[np.uint8]
+from cloudcounter.vision.frames import MAX_WIDTH, Image, to_rgb
+
+__all__ = ["MAX_WIDTH", "Image", "evidence_name", "evidence_url", "new_check_id", "to_rgb",
+           "valid_name", "write_jpeg"]
 
 CHECK_ID_RE = re.compile(r"^chk_[0-9a-f]{12}$")
-EVIDENCE_NAME_RE = re.compile(r"^(call_[0-9a-f]{16})-(chk_[0-9a-f]{12})\.jpg$")
-#: Frames wider than this are scaled down before analysis (detection runs at 320 px
-#: anyway; landmarks and the descriptor do not gain from more).
-MAX_WIDTH = 640
+#: ``<call>-<check>.jpg`` (the frame a verdict was made on) or ``<call>-<check>-pad.jpg``
+#: (the frame with the strongest presentation-attack cue of a liveness check).
+EVIDENCE_NAME_RE = re.compile(r"^(call_[0-9a-f]{16})-(chk_[0-9a-f]{12})(-pad)?\.jpg$")
 JPEG_QUALITY = 90
 
 
@@ -31,8 +31,8 @@ def new_check_id() -> str:
     return "chk_" + secrets.token_hex(6)
 
 
-def evidence_name(call_id: str, check_id: str) -> str:
-    return f"{call_id}-{check_id}.jpg"
+def evidence_name(call_id: str, check_id: str, suffix: str = "") -> str:
+    return f"{call_id}-{check_id}{suffix}.jpg"
 
 
 def evidence_url(call_id: str, name: str) -> str:
@@ -43,15 +43,6 @@ def valid_name(call_id: str, name: str) -> bool:
     """A well-formed evidence file name of this call (no path, no traversal)."""
     m = EVIDENCE_NAME_RE.fullmatch(name)
     return m is not None and m.group(1) == call_id
-
-
-def to_rgb(frame: av.VideoFrame, max_width: int = MAX_WIDTH) -> Image:
-    """RGB array of a decoded frame, at most ``max_width`` wide (blocking: use a thread)."""
-    if frame.width > max_width:
-        height = max(2, round(frame.height * max_width / frame.width / 2) * 2)
-        frame = frame.reformat(width=max_width, height=height, format="rgb24")
-        return np.asarray(frame.to_ndarray(), dtype=np.uint8)
-    return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
 
 
 def write_jpeg(path: Path, rgb: Image, key: bytes | None = None) -> int:

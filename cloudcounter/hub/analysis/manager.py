@@ -50,7 +50,8 @@ def analysis_config(s: Settings) -> AnalysisConfig:
         sampling=SamplingConfig(idle_fps=s.vision_idle_fps, challenge_fps=s.vision_challenge_fps,
                                 descriptor_interval_s=s.vision_drift_interval_s),
         match_threshold=s.vision_match_threshold, drift_threshold=s.vision_drift_threshold,
-        window_s=s.vision_liveness_window_s, auto_liveness_count=s.vision_liveness_challenges,
+        window_s=s.vision_liveness_window_s, onset_window_s=s.vision_liveness_onset_s,
+        auto_liveness_count=s.vision_liveness_challenges,
         alert_hold_s=s.vision_alert_hold_s)
 
 
@@ -134,10 +135,12 @@ class AnalysisManager:
         except Exception as exc:
             log.error("vision pool failed to start: %r", exc)
 
-    async def analyse(self, frame: Image, want_descriptor: bool = False) -> FrameAnalysis:
+    async def analyse(self, frame: Image, want_descriptor: bool = False, *,
+                      stream: str | None = None, want_cues: bool = False) -> FrameAnalysis:
         pool = self.ensure_pool()
         try:
-            return await pool.analyse(frame, want_descriptor)
+            return await pool.analyse(frame, want_descriptor, stream=stream,
+                                      want_cues=want_cues)
         except BrokenProcessPool:
             if self.pool is pool:
                 log.error("a vision worker died; restarting the pool")

@@ -131,18 +131,27 @@ class AlertDebouncer:
 
 
 def liveness_verdict(status: LivenessStatus) -> str:
-    return {Verdict.PASSED: "pass", Verdict.FAILED: "fail"}.get(status.verdict, "pending")
+    return liveness_verdict_of(status.verdict)
 
 
 def liveness_details(challenges: tuple[Action, ...], status: LivenessStatus, started_at: float,
                      reason: str | None = None) -> dict[str, Any]:
-    """``{challenges: [{action, passed, seen_at_s}], reason}``; times from the check's start."""
+    """``{challenges: [{action, passed, seen_at_s, reaction_s}], reason, challenge_verdict}``;
+    times from the check's start, ``reaction_s`` from the prompt to the action's onset."""
     out: list[dict[str, Any]] = []
     for i, action in enumerate(challenges):
         result = status.results[i] if i < len(status.results) else None
         seen = result.seen_at if result is not None else None
+        onset = result.onset_at if result is not None else None
         out.append({"action": action.value, "passed": seen is not None,
-                    "seen_at_s": round(seen - started_at, 2) if seen is not None else None})
+                    "seen_at_s": round(seen - started_at, 2) if seen is not None else None,
+                    "reaction_s": round(onset - result.opened_at, 2)
+                    if onset is not None and result is not None else None})
     if reason is None and status.reason is not None:
         reason = status.reason.value
-    return {"challenges": out, "reason": reason}
+    return {"challenges": out, "reason": reason,
+            "challenge_verdict": liveness_verdict_of(status.challenge_verdict)}
+
+
+def liveness_verdict_of(verdict: Verdict) -> str:
+    return {Verdict.PASSED: "pass", Verdict.FAILED: "fail"}.get(verdict, "pending")
