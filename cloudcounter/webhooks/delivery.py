@@ -242,7 +242,8 @@ class WebhookDispatcher:
                    "CloudCounter-Event-Type": event.type,
                    "CloudCounter-Delivery": str(row.id),
                    "CloudCounter-Attempt": str(row.attempts + 1),
-                   signing.HEADER: signing.header(secrets_, int(self.clock()), body)}
+                   # the real time of the request (the receiver checks it against its clock)
+                   signing.HEADER: signing.header(secrets_, int(time.time()), body)}
         started = time.monotonic()
         status: int | None = None
         error: str | None = None

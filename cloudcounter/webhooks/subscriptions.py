@@ -216,6 +216,7 @@ async def redeliver(s: AsyncSession, delivery_id: int) -> WebhookDelivery:
     now = datetime.now(timezone.utc)
     d.state, d.next_attempt_at, d.lease_until = PENDING, now, None
     d.created_at = now  # a new period before it is given up again
+    sub.retry_at = None  # now, even if the endpoint was backing off (a probe)
     await s.flush()
     return d
 
