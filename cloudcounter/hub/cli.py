@@ -51,9 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     ssl_context = tls_context(s)
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aioice", "aiortc", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from cloudcounter.logs import configure
+    configure(s.log_level, s.log_format, s.node_id,
+              [s.secret_key, s.customer_token_secret, s.at_rest_key, s.metrics_token])
     if s.demo:
         upgrade(s.database_url)
     base = f"{'https' if ssl_context else 'http'}://{s.host}:{s.port}"
