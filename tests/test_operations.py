@@ -238,3 +238,22 @@ async def test_metrics_on_a_separate_listener(hub_factory: Any) -> None:
             assert r.status == 200
             assert samples(await r.text())
     assert (await scrape(hub, None))[0] == 404  # not on the public port
+
+
+async def test_the_grafana_dashboard_uses_metrics_the_hub_exports(hub_factory: Any) -> None:
+    import json
+    import re
+
+    from tests.conftest import ROOT
+    hub = await hub_factory(vision_workers=1, metrics_token=TOKEN)
+    await one_call(hub)
+    await hub.ctx.journal.flush()
+    families = {f.name for f in text_string_to_metric_families((await scrape(hub))[1])}
+    dashboard = json.loads((ROOT / "docs/grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {re.sub(r"_(bucket|total|count|sum)$", "", m)
+            for e in exprs for m in re.findall(r"\bcloudcounter_[a-z_]+", e)}
+    # media-per-leg families exist only while a call has media (test above)
+    media = {n for n in used if n.startswith("cloudcounter_media_") and n != "cloudcounter_media_segments"}
+    assert not used - families - media, sorted(used - families - media)
+    assert len(exprs) >= 30
