@@ -254,6 +254,7 @@ async def test_the_grafana_dashboard_uses_metrics_the_hub_exports(hub_factory: A
     used = {re.sub(r"_(bucket|total|count|sum)$", "", m)
             for e in exprs for m in re.findall(r"\bcloudcounter_[a-z_]+", e)}
     # media-per-leg families exist only while a call has media (test above)
-    media = {n for n in used if n.startswith("cloudcounter_media_") and n != "cloudcounter_media_segments"}
+    media = {n for n in used
+             if n.startswith("cloudcounter_media_") and n != "cloudcounter_media_segments"}
     assert not used - families - media, sorted(used - families - media)
     assert len(exprs) >= 30

@@ -170,7 +170,7 @@ def test_the_admin_console(hub: HubProcess, browser_factory: Any, receiver: str)
         assert kind in kinds, kind
     assert "admin:admin" in page.get_by_test_id("audit-table").inner_text()
     screenshot(page, "admin-audit")
-    page.get_by_test_id(f"tab-webhooks").click()
+    page.get_by_test_id("tab-webhooks").click()
     page.wait_for_selector("body[data-loaded=webhooks]")
     page.on("dialog", lambda d: d.accept())
     page.get_by_test_id(f"delete-webhook-{hook_id}").click()
