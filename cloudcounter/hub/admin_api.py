@@ -15,7 +15,6 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 
 from cloudcounter.db import journal, security_log
-from cloudcounter.db.models import Role
 from cloudcounter.errors import InvalidMessage, NotFound
 from cloudcounter.hub.admin import users
 from cloudcounter.hub.admin.audit import Actor
@@ -182,6 +181,3 @@ async def dead_letters(request: web.Request) -> web.Response:
     staff(request, "admin")
     ctx = request.app[CTX]
     return web.json_response({"dead_letters": await journal.dead_letters(ctx.sm)})
-
-
-ROLES = [r.value for r in Role]
