@@ -177,10 +177,16 @@ async def test_metrics_need_the_token_and_parse(hub_factory: Any) -> None:
     assert (await scrape(hub, "wrong-token"))[0] == 401
     await hub.ctx.security.log.flush()
     await one_call(hub, seconds=2.5, media=True)
-    await hub.ctx.journal.flush()
-    status, text = await scrape(hub)
-    assert status == 200
-    found = samples(text)
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:  # the recordings are closed as the call ends, not before the wrap-up
+        await hub.ctx.journal.flush()
+        status, text = await scrape(hub)
+        assert status == 200
+        found = samples(text)
+        if value(found, "cloudcounter_recordings_total") == 2 or \
+                asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert value(found, "cloudcounter_calls_requested_total", service="card_loss") == 1
     assert value(found, "cloudcounter_calls_answered_total", service="card_loss") == 1
     assert value(found, "cloudcounter_calls_answered_within_target_total",
