@@ -106,7 +106,8 @@ async def wait_until(predicate: Any, timeout: float, what: str) -> None:
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/hub.db", demo=True, port=0,
-        recordings_dir=tmp_path / "recordings", ice_servers=[], media_host_addresses=["127.0.0.1"],
+        recordings_dir=tmp_path / "recordings", customer_photos_dir=tmp_path / "photos",
+        ice_servers=[], media_host_addresses=["127.0.0.1"],
         offer_timeout_s=5.0, wrap_up_s=5.0, customer_grace_s=3.0, position_interval_s=0.2,
         vision_prestart=False,  # most tests need no vision worker: it starts with a call
         faces_dir=FACES_DIR, web_dir=ROOT / "clients/web", node_modules_dir=ROOT / "node_modules")

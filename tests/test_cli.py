@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 def cli(tmp_path: Path, *args: str, demo: bool = True, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
     full["CLOUDCOUNTER_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/cli.db"
+    full["CLOUDCOUNTER_CUSTOMER_PHOTOS_DIR"] = str(tmp_path / "photos")
     if demo:
         full["CLOUDCOUNTER_DEMO"] = "1"
     full.update(env)
@@ -95,7 +96,8 @@ def test_customer_photo_is_enrolled_or_refused(db: Path, faces: Path, tmp_path: 
     row = sqlite3.connect(db / "cli.db").execute(
         "select photo_path, length(face_descriptor) from customers where id=?",
         (good.stdout.strip(),)).fetchone()
-    assert row[0].endswith("obama.jpg") and row[1] == 128 * 8
+    # a copy of the photo, kept with the hub's customer photos
+    assert row[0].startswith(str((db / "photos").resolve())) and row[1] == 128 * 8
 
 
 def test_demo_seed_is_idempotent(db: Path) -> None:

@@ -265,7 +265,7 @@ def test_the_models_match_the_migrations(tmp_path: Path) -> None:
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from cloudcounter.db import security_models  # noqa: F401
+    from cloudcounter.db import ops_models, security_models  # noqa: F401
     from cloudcounter.db.migrate import upgrade
     from cloudcounter.db.models import Base
 
@@ -302,3 +302,67 @@ async def test_the_hub_runs_a_call_on_postgresql(pg_url: str, hub_factory) -> No
         row = await s.get(CallSession, res.call_id)
         n = len((await s.scalars(select(CallEvent).where(CallEvent.call_id == res.call_id))).all())
     assert row is not None and row.end_reason == "completed" and n >= 7
+
+
+async def test_migration_0008_upgrades_a_database_holding_calls(db_url: str) -> None:
+    """0005 (with calls, events and recordings) -> head: the services get a target answer
+    time, the calls stay as they were, the webhook tables work; and down to 0005 again."""
+    from alembic import command
+
+    from cloudcounter.db.migrate import alembic_config
+    from cloudcounter.db.ops_models import WebhookDelivery
+    from cloudcounter.webhooks import subscriptions
+    from cloudcounter.webhooks.events import NewEvent
+    from cloudcounter.webhooks.outbox import publish
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+
+        def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
+            cfg = alembic_config(db_url)
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, rev)
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "0005")
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO customers (id, name, id_number_masked, phone, "
+                                    "risk_level, created_at) VALUES ('cus_m', 'M', '', '', "
+                                    "'low', CURRENT_TIMESTAMP)"))
+            await conn.execute(text("INSERT INTO call_sessions (id, customer_id, service_code, "
+                                    "priority, state, requested_at, outcome) VALUES ('call_m', "
+                                    "'cus_m', 'card_loss', 3, 'ended', CURRENT_TIMESTAMP, "
+                                    "'resolved')"))
+            for seq in (1, 2):
+                await conn.execute(text(
+                    "INSERT INTO call_events (call_id, seq, at, actor, kind, payload) VALUES "
+                    f"('call_m', {seq}, CURRENT_TIMESTAMP, 'system', 'call.queued', '{{}}')"))
+            await conn.execute(text(
+                "INSERT INTO recordings (public_id, call_id, participant, path, codecs, "
+                "started_at, segment) VALUES ('rec_000000000000000000000001', 'call_m', "
+                "'customer', '/x.webm', '[]', CURRENT_TIMESTAMP, 1)"))
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "head")
+        sm = make_sessionmaker(engine)
+        assert {s.target_answer_s for s in await repo.list_services(sm)} == {60}
+        async with sm() as s:
+            call = await s.get(CallSession, "call_m")
+            assert call is not None and (call.priority, call.outcome) == (3, "resolved")
+            assert len((await s.scalars(select(CallEvent)
+                                        .where(CallEvent.call_id == "call_m"))).all()) == 2
+        async with sm() as s, s.begin():
+            row, _ = await subscriptions.create(s, name="crm", url="https://crm.example/h",
+                                                event_types=["call.*"], actor="test")
+            assert await publish(s, [NewEvent("call.ended", {"call_id": "call_m"},
+                                              call_id="call_m")]) == 1
+        async with sm() as s:
+            assert len((await s.scalars(select(WebhookDelivery))).all()) == 1
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "0005", True)
+            await conn.run_sync(run, "head")
+        assert len(await repo.list_services(sm)) == 5
+    finally:
+        await engine.dispose()

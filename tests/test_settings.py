@@ -53,6 +53,25 @@ def test_malformed_values_name_the_variable(key: str, value: str) -> None:
     assert key in str(info.value) or "QUEUE_BACKEND" in str(info.value)
 
 
+@pytest.mark.parametrize("key,value", [
+    ("CLOUDCOUNTER_LOG_FORMAT", "xml"), ("CLOUDCOUNTER_METRICS_TOKEN", "short"),
+    ("CLOUDCOUNTER_METRICS_ADDRESS", "localhost"), ("CLOUDCOUNTER_METRICS_ADDRESS", "h:99999"),
+    ("CLOUDCOUNTER_WEBHOOK_MAX_AGE_S", "60"), ("CLOUDCOUNTER_WEBHOOK_TIMEOUT_S", "0"),
+    ("CLOUDCOUNTER_WEBHOOK_RETRY_MAX_S", "1"), ("CLOUDCOUNTER_WEBHOOK_CONCURRENCY", "0"),
+    ("CLOUDCOUNTER_MAX_PHOTO_BYTES", "10")])
+def test_operations_settings_are_checked(key: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**SECRETS, key: value})
+    assert key.rsplit("_", 2)[0] in str(info.value) or key in str(info.value)
+
+
+def test_operations_defaults() -> None:
+    s = Settings.from_env({**SECRETS, "CLOUDCOUNTER_METRICS_TOKEN": "m" * 30,
+                           "CLOUDCOUNTER_METRICS_ADDRESS": "[::1]:9464"})
+    assert s.log_format == "text" and s.node_id and s.webhook_max_age_s == 3 * 86400
+    assert "m" * 30 not in repr(s) and "metrics_token='***'" in repr(s)
+
+
 def test_repr_never_shows_secrets() -> None:
     s = Settings.from_env(SECRETS)
     assert "k" * 40 not in repr(s) and "c" * 40 not in str(s)

@@ -26,10 +26,11 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details = null) {
     super(message || code);
     this.status = status;
     this.code = code;
+    this.details = details || {};  // e.g. {field} or {problems: [{field, problem}]}
   }
 }
 
@@ -54,28 +55,29 @@ const NO_REFRESH = ["/api/login", "/api/logout", "/api/session/"];
  * JSON HTTP call to the hub; throws ApiError with the hub's error code. A request refused
  * because the access token expired is retried once after refreshing the session.
  */
-export async function api(path, { method = "GET", body, retry = true } = {}) {
+export async function api(path, { method = "GET", body, raw, contentType, retry = true } = {}) {
   let resp;
   try {
     resp = await fetch(path, {
       method,
       credentials: "same-origin",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: raw !== undefined ? { "Content-Type": contentType }
+        : body === undefined ? {} : { "Content-Type": "application/json" },
+      body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
     throw new ApiError(0, "network", "The service cannot be reached. Check your connection.");
   }
   if (resp.status === 401 && retry && !NO_REFRESH.some((p) => path.startsWith(p))
       && await refreshSession()) {
-    return api(path, { method, body, retry: false });
+    return api(path, { method, body, raw, contentType, retry: false });
   }
   let data = null;
   try { data = await resp.json(); } catch { data = null; }
   if (!resp.ok) {
     const err = (data && data.error) || {};
     throw new ApiError(resp.status, err.code || `http_${resp.status}`,
-      err.message || `request failed (${resp.status})`);
+      err.message || `request failed (${resp.status})`, err.details);
   }
   return data;
 }

@@ -2,7 +2,7 @@
 // session cookie; the page never stores the token itself.
 import { $, api, clearNotice, h, showNotice } from "./common.js";
 
-const ROLE_HOME = { agent: "/agent", auditor: "/audit", admin: "/audit", lead: "/lead" };
+const ROLE_HOME = { agent: "/agent", auditor: "/audit", admin: "/admin", lead: "/lead" };
 
 const MESSAGES = {
   bad_credentials: "Wrong username or password.",

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudcounter.db.models import User
 from cloudcounter.db.security_models import StaffSession
@@ -88,15 +88,25 @@ async def revoke_sessions(sm: async_sessionmaker, *, reason: str, by: str,
     """Revoke one session or every live session of a user; returns the ids revoked."""
     if (session_id is None) == (user_id is None):
         raise ValueError("name a session or a user")
+    async with sm() as s, s.begin():
+        return await revoke_in(s, reason=reason, by=by, session_id=session_id,
+                               user_id=user_id, now=now)
+
+
+async def revoke_in(s: AsyncSession, *, reason: str, by: str, session_id: str | None = None,
+                    user_id: int | None = None, now: float | None = None) -> set[str]:
+    """:func:`revoke_sessions` in the caller's transaction (an administrator's change, its
+    revocations and its security event commit together)."""
+    if (session_id is None) == (user_id is None):
+        raise ValueError("name a session or a user")
     now = time.time() if now is None else now
     cond = StaffSession.id == session_id if session_id is not None else \
         StaffSession.user_id == user_id
-    async with sm() as s, s.begin():
-        ids = set((await s.scalars(select(StaffSession.id).where(
-            cond, StaffSession.revoked_at.is_(None)))).all())
-        if ids:
-            await s.execute(update(StaffSession).where(StaffSession.id.in_(ids)).values(
-                revoked_at=_dt(now), revoked_reason=reason[:32], revoked_by=by[:80]))
+    ids = set((await s.scalars(select(StaffSession.id).where(
+        cond, StaffSession.revoked_at.is_(None)))).all())
+    if ids:
+        await s.execute(update(StaffSession).where(StaffSession.id.in_(ids)).values(
+            revoked_at=_dt(now), revoked_reason=reason[:32], revoked_by=by[:80]))
     return ids
 
 

@@ -21,10 +21,10 @@ import json
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, cast
+from typing import Any, Awaitable, Callable, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudcounter.db.errors import is_poison
 from cloudcounter.db.models import CallEvent, CallSession
@@ -100,6 +100,18 @@ class DbJournal:
         self.dead_letters = 0
         # called with (call_id, operation kind, error) for each operation put aside
         self.on_dead_letter: Callable[[str, str, str], None] | None = None
+        # observers of every timeline event as it is appended (metrics): (call_id, actor,
+        # kind, payload, epoch seconds); they must not raise or block
+        self.listeners: list[Callable[[str, str, str, dict[str, Any], float], None]] = []
+        # run inside the transaction that writes a batch of events, after them (the
+        # webhook outbox: an event is on the timeline if and only if it is published)
+        self.in_transaction: Callable[[AsyncSession, list[dict[str, Any]]],
+                                      Awaitable[None]] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Operations waiting to be written (the backlog)."""
+        return len(self._ops)
 
     # -- the CallJournal protocol (never blocks) --------------------------------------
     def call_created(self, call: Call, requested_at_wall: float) -> None:
@@ -118,6 +130,11 @@ class DbJournal:
         ts = to_dt(at) if at is not None else datetime.now(timezone.utc)
         self._append(("event", {"call_id": call_id, "actor": actor, "kind": kind,
                                 "payload": payload or {}, "at": ts}))
+        for listener in self.listeners:
+            try:
+                listener(call_id, actor, kind, payload or {}, ts.timestamp())
+            except Exception:  # noqa: BLE001 - an observer must not stop the journal
+                log.exception("journal listener failed")
 
     def forget(self, call_id: str) -> None:
         self._seq.pop(call_id, None)
@@ -279,6 +296,8 @@ class DbJournal:
                 await s.execute(stmt, rows)
             if events:
                 await s.execute(insert(EVENTS), events)
+                if self.in_transaction is not None:
+                    await self.in_transaction(s, events)
         self._seq.update(seqs)
         for call_id, fields in {**inserts, **updates}.items():
             if fields.get("state") == "ended":

@@ -103,6 +103,9 @@ class ServiceType(Base):
     required_skill: Mapped[str] = mapped_column(String(32))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     auto_checks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # the service level: a call answered within this many seconds of its request counts
+    # as answered within target (metrics, wallboard)
+    target_answer_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
 
 
 class Customer(Base):

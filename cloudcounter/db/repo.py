@@ -23,11 +23,17 @@ class Service:
     required_skill: str
     priority: int
     auto_checks: tuple[str, ...]
+    target_answer_s: int = 60
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "name": self.name, "kind": self.kind,
                 "required_skill": self.required_skill,
                 "auto_checks": list(self.auto_checks)}
+
+    def admin_dict(self) -> dict[str, object]:
+        """Everything an administrator edits (``/api/admin/services``)."""
+        return {**self.to_dict(), "priority": self.priority,
+                "target_answer_s": self.target_answer_s}
 
 
 def new_customer_id() -> str:
@@ -37,8 +43,12 @@ def new_customer_id() -> str:
 async def list_services(sm: async_sessionmaker) -> list[Service]:
     async with sm() as s:
         rows = (await s.scalars(select(ServiceType).order_by(ServiceType.code))).all()
-    return [Service(r.code, r.name, r.kind, r.required_skill, r.priority,
-                    tuple(r.auto_checks or ())) for r in rows]
+    return [service_of(r) for r in rows]
+
+
+def service_of(r: ServiceType) -> Service:
+    return Service(r.code, r.name, r.kind, r.required_skill, r.priority,
+                   tuple(r.auto_checks or ()), r.target_answer_s)
 
 
 async def known_skills(sm: async_sessionmaker) -> set[str]:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudcounter.db.errors import is_poison
 from cloudcounter.db.security_models import SecurityEvent
@@ -84,6 +84,11 @@ class SecurityLog:
         self._closing = False
         self.dropped = 0
         self.counts: dict[str, int] = {}
+
+    @property
+    def pending(self) -> int:
+        """Events waiting to be written (the backlog)."""
+        return len(self._rows)
 
     def record(self, kind: str, outcome: str, actor: str, *, source: str = "",
                target: str = "", user_id: int | None = None,
@@ -165,7 +170,13 @@ class SecurityLog:
 async def record_now(sm: async_sessionmaker, event: Event) -> None:
     """Write one event at once (the CLI, which has no writer task)."""
     async with sm() as s, s.begin():
-        await s.execute(insert(EVENTS), [event.row(datetime.now(timezone.utc))])
+        await record_in(s, event)
+
+
+async def record_in(s: AsyncSession, event: Event) -> None:
+    """Write one event in the caller's transaction: an administrator's change and its
+    ``admin.*`` event commit together, or neither does."""
+    await s.execute(insert(EVENTS), [event.row(datetime.now(timezone.utc))])
 
 
 async def query(sm: async_sessionmaker, *, kind: str | None = None, actor: str | None = None,

@@ -22,7 +22,8 @@ from cloudcounter.business.service import FlowService
 from cloudcounter.db.engine import make_engine, make_sessionmaker
 from cloudcounter.db.journal import DbJournal
 from cloudcounter.db.security_log import SecurityLog
-from cloudcounter.hub import admin_api, api, middlewares
+from cloudcounter.hub import admin_api, admin_catalogue_api, admin_webhooks_api, api, \
+    middlewares, ops_api
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
@@ -44,7 +45,7 @@ from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListen
 log = logging.getLogger(__name__)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 PAGES = {"/customer": "customer.html", "/agent": "agent.html", "/audit": "audit.html",
-         "/lead": "lead.html"}
+         "/lead": "lead.html", "/admin": "admin.html"}
 
 
 def queue_config(s: Settings) -> QueueConfig:
@@ -84,6 +85,8 @@ def create_app(settings: Settings) -> web.Application:
     sio.register_namespace(AgentNamespace(AGENT_NS, ctx))
     sio.register_namespace(SupervisorNamespace(SUPERVISOR_NS, ctx))
     ctx.flows = FlowService(sm, HubFlowPort(ctx))
+    ops_api.install(ctx)  # metrics (a journal listener) and webhooks (the journal's hook)
+    app[admin_catalogue_api.ENROLLER] = admin_catalogue_api.Enroller()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         await ctx.load_services()
@@ -156,12 +159,16 @@ def create_app(settings: Settings) -> web.Application:
             await manager.stop()
 
     app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, queue_ctx,
-                            media_ctx, analysis_ctx, session_watch_ctx])
+                            media_ctx, analysis_ctx, ops_api.operations_ctx,
+                            admin_catalogue_api.enroller_ctx, session_watch_ctx])
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)
     app.on_shutdown.append(_disconnect_all(sio, owned))
     app.add_routes(api.routes)
     app.add_routes(admin_api.routes)
+    app.add_routes(admin_catalogue_api.routes)
+    app.add_routes(admin_webhooks_api.routes)
+    app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
     _static(app, settings)
     return app

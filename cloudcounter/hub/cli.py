@@ -51,9 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     ssl_context = tls_context(s)
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aioice", "aiortc", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from cloudcounter.logs import configure
+    configure(s.log_level, s.log_format, s.node_id,
+              [s.secret_key, s.customer_token_secret, s.at_rest_key, s.metrics_token])
     if s.demo:
         upgrade(s.database_url)
     base = f"{'https' if ssl_context else 'http'}://{s.host}:{s.port}"
@@ -112,17 +112,6 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
-    from cloudcounter.agents import accounts
-    from cloudcounter.db.models import Role
-    skills = [k.strip() for k in (args.skills or "").split(",") if k.strip()]
-    user = run_db(lambda sm: accounts.create(sm, username=args.username, password=args.password,
-                                             role=Role(args.role), display_name=args.name,
-                                             skills=skills))
-    print(f"user {user.username} ({user.role}) created")
-    return 0
-
-
 def cli_actor() -> str:
     import getpass
     try:
@@ -131,88 +120,12 @@ def cli_actor() -> str:
         return "cli"
 
 
-def admin_event(sm: Any, kind: str, target: str, **details: Any) -> Awaitable[None]:
-    from cloudcounter.db.security_log import Event, record_now
-    return record_now(sm, Event(kind, "ok", cli_actor(), "", target, None, details))
-
-
-def cmd_user_state(args: argparse.Namespace) -> int:
-    """user disable|enable|end-sessions USERNAME: the hub notices within a few seconds
-    (CLOUDCOUNTER_SESSION_CACHE_S for requests, _SESSION_CHECK_INTERVAL_S for sockets)."""
-    from cloudcounter.agents import accounts
-    from cloudcounter.agents.sessions import revoke_sessions
-
-    action = args.user
-
-    async def go(sm: Any) -> str:
-        if action == "disable":
-            user = await accounts.set_disabled(sm, args.username, True)
-        elif action == "enable":
-            user = await accounts.set_disabled(sm, args.username, False)
-        else:
-            user = await accounts.get_account(sm, args.username)
-        ended: set[str] = set()
-        if action != "enable":
-            ended = await revoke_sessions(sm, reason="account_disabled" if action == "disable"
-                                          else "ended_by_admin", by=cli_actor(),
-                                          user_id=user.id)
-        await admin_event(sm, f"admin.{action.replace('-', '_')}", user.username,
-                          sessions_ended=len(ended))
-        state = "disabled" if user.disabled else "enabled"
-        return f"user {user.username} {state}; {len(ended)} session(s) ended"
-    print(run_db(go))
-    return 0
-
-
-def cmd_user_password(args: argparse.Namespace) -> int:
-    from cloudcounter.agents import accounts
-    from cloudcounter.agents.sessions import revoke_sessions
-
-    password = args.password or _ask_password()
-
-    async def go(sm: Any) -> str:
-        user = await accounts.set_password(sm, args.username, password)
-        ended = await revoke_sessions(sm, reason="password_changed", by=cli_actor(),
-                                      user_id=user.id)
-        await admin_event(sm, "admin.password_set", user.username, sessions_ended=len(ended))
-        return f"password of {user.username} changed; {len(ended)} session(s) ended"
-    print(run_db(go))
-    return 0
-
-
 def _ask_password() -> str:
     import getpass
     first = getpass.getpass("new password: ")
     if first != getpass.getpass("again: "):
         raise CliError("the passwords differ")
     return first
-
-
-def cmd_user_role(args: argparse.Namespace) -> int:
-    from cloudcounter.agents import accounts
-    from cloudcounter.db.models import Role
-
-    async def go(sm: Any) -> str:
-        user = await accounts.set_role(sm, args.username, Role(args.role))
-        await admin_event(sm, "admin.role", user.username, role=user.role)
-        return f"user {user.username} is now {user.role}"
-    print(run_db(go))
-    return 0
-
-
-def cmd_user_totp(args: argparse.Namespace) -> int:
-    """Enrol (or re-enrol) the account's TOTP second factor; prints the secret and an
-    otpauth:// URI for the authenticator app. Hand it over out of band."""
-    from cloudcounter.agents import accounts
-    from cloudcounter.agents.passwords import provisioning_uri
-
-    async def go(sm: Any) -> str:
-        user, secret = await accounts.enrol_totp(sm, args.username)
-        await admin_event(sm, "admin.totp_enrolled", user.username)
-        return (f"TOTP enrolled for {user.username}\nsecret: {secret}\n"
-                f"uri:    {provisioning_uri(secret, user.username)}")
-    print(run_db(go))
-    return 0
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
@@ -238,15 +151,6 @@ def cmd_security_events(args: argparse.Namespace) -> int:
     for r in reversed(rows):
         print(f"{r['at']} {r['kind']:22} {r['outcome']:8} {r['actor']:24} "
               f"{r['source']:15} {r['target']} {r['details']}")
-    return 0
-
-
-def cmd_customer_add(args: argparse.Namespace) -> int:
-    from cloudcounter.hub.customers import add_customer
-    cid = run_db(lambda sm: add_customer(sm, name=args.name, photo=args.photo,
-                                         phone=args.phone or "", id_number=args.id_number or "",
-                                         risk=args.risk, card_last4=args.card_last4))
-    print(cid)
     return 0
 
 
@@ -433,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
     ua = user.add_parser("add", help="add an agent, team lead, auditor or admin")
     ua.add_argument("--role", required=True, choices=["agent", "lead", "auditor", "admin"])
     ua.add_argument("--username", required=True)
-    ua.add_argument("--password", required=True)
+    ua.add_argument("--password", help="(generated and printed once when omitted)")
     ua.add_argument("--name", help="display name")
     ua.add_argument("--skills", help="comma-separated skills (agents only)")
     ua.set_defaults(fn=cmd_user_add)
@@ -446,6 +350,7 @@ def parser() -> argparse.ArgumentParser:
     upw = user.add_parser("password", help="set a user's password (ends their sessions)")
     upw.add_argument("username")
     upw.add_argument("--password", help="(asked for when omitted)")
+    upw.add_argument("--generate", action="store_true", help="generate one; printed once")
     upw.set_defaults(fn=cmd_user_password)
     ur = user.add_parser("role", help="change a user's role (takes effect at once)")
     ur.add_argument("username")
@@ -474,6 +379,7 @@ def parser() -> argparse.ArgumentParser:
     cu = sub.add_parser("customer", help="customers").add_subparsers(dest="customer",
                                                                       required=True)
     ca = cu.add_parser("add", help="add a customer; prints the new id")
+    ca.add_argument("--id", help="the bank's customer number (default: generated)")
     ca.add_argument("--name", required=True)
     ca.add_argument("--photo", help="reference photo (the ID photo on file)")
     ca.add_argument("--phone")
@@ -574,6 +480,8 @@ def parser() -> argparse.ArgumentParser:
     sl_.add_argument("--timeout", type=float, default=600.0)
     sl_.set_defaults(fn=cmd_sim_lead)
 
+    extend_admin(sub, user, cu, svc)
+
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)
     ve = vis.add_parser("eval", help="measure identity, liveness and presentation-attack "
@@ -582,6 +490,12 @@ def parser() -> argparse.ArgumentParser:
     ve.add_argument("rest", nargs=argparse.REMAINDER)
     ve.set_defaults(fn=cmd_vision_eval)
     return p
+
+
+from cloudcounter.hub.cli_admin import (  # noqa: E402 - the administration commands
+    cmd_customer_add, cmd_user_add, cmd_user_password, cmd_user_role, cmd_user_state,
+    cmd_user_totp, extend as extend_admin,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

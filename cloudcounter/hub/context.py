@@ -35,6 +35,11 @@ class HubContext:
     analysis: Any = None  # hub.analysis.manager.AnalysisManager, when vision is enabled
     flows: FlowService = None  # type: ignore[assignment]
     security: Security = None  # type: ignore[assignment]  # sessions, security log, limits
+    # operations (docs/operations.md): metrics, webhook publishing and delivery
+    metrics: Any = None  # hub.metrics.HubMetrics
+    webhooks: Any = None  # webhooks.outbox.WebhookPublisher: for the parts that publish
+    webhook_timeline: Any = None  # webhooks.outbox.TimelinePublisher (the journal's hook)
+    webhook_dispatcher: Any = None  # webhooks.delivery.WebhookDispatcher
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:

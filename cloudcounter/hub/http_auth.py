@@ -21,6 +21,7 @@ from cloudcounter.errors import CloudCounterError, Forbidden, RateLimited, Unaut
 from cloudcounter.hub.auth import StaffIdentity, mint_staff_token, verify_staff_token
 from cloudcounter.hub.context import CTX
 from cloudcounter.limits import ProgressiveDelay
+from cloudcounter.logs import actor_fields, log_context
 from cloudcounter.signaling.clientinfo import ClientInfo, client_info
 from cloudcounter.signaling.namespaces import SESSION_COOKIE
 
@@ -59,8 +60,9 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
             request[FROM_COOKIE] = from_cookie
         except CloudCounterError as exc:
             request[AUTH_ERROR] = exc
-    resp: web.StreamResponse = await handler(request)
     ident = request.get(IDENT)
+    with log_context(**(actor_fields(ident.actor) if ident is not None else {})):
+        resp: web.StreamResponse = await handler(request)
     if ident is not None and request.get(FROM_COOKIE) and not resp.prepared \
             and SESSION_COOKIE not in resp.cookies:
         # A browser in use keeps a fresh access cookie while its session lives.

@@ -128,6 +128,9 @@ async def limits(request: web.Request, handler: Any) -> web.StreamResponse:
                           code="too_many_requests", retry_after_s=1)
     in_flight[address] = in_flight.get(address, 0) + 1
     try:
+        from cloudcounter.hub.admin_catalogue_api import is_photo_upload
+        if is_photo_upload(request):  # the one body above 256 KiB: a reference photo
+            request = request.clone(client_max_size=ctx.settings.max_photo_bytes + 1)
         if request.method in UNSAFE_METHODS and request.can_read_body:
             try:
                 await asyncio.wait_for(request.read(), ctx.settings.body_timeout_s)

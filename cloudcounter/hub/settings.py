@@ -19,7 +19,8 @@ PREFIX = "CLOUDCOUNTER_"
 # Fixed, publicly known development secrets: only ever used in demo mode.
 DEMO_SECRET_KEY = "demo-secret-key-not-for-production-000000"
 DEMO_CUSTOMER_TOKEN_SECRET = "demo-customer-token-secret-not-for-production"
-SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key"})
+SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key",
+                           "metrics_token"})
 STAFF_ROLES = frozenset({"agent", "auditor", "admin", "lead"})
 
 
@@ -114,7 +115,23 @@ class Settings:
     web_dir: Path = Path("clients/web")
     node_modules_dir: Path = Path("node_modules")
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object a line)
+    node_id: str = ""  # this hub node's name in logs and metrics (default: the host name)
     event_loop: str = "uvloop"
+    # operations (docs/operations.md): /metrics, webhooks, the admin console's uploads
+    metrics_token: str = ""
+    metrics_address: str = ""  # host:port of a separate listener for /metrics
+    webhook_timeout_s: float = 10.0
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_max_s: float = 600.0
+    webhook_max_age_s: float = 3 * 86400.0
+    webhook_concurrency: int = 8
+    webhook_parallel_per_endpoint: int = 4
+    webhook_allow_http: bool = False
+    webhook_retention_days: int = 30
+    webhook_poll_s: float = 1.0
+    customer_photos_dir: Path = Path("var/customer-photos")
+    max_photo_bytes: int = 8 * 1024 * 1024
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -208,6 +225,7 @@ class Settings:
         if min(s.media_stall_s, s.media_start_timeout_s) <= 0 or s.media_restarts < 0:
             raise SettingsError(f"{PREFIX}MEDIA_STALL_S and _START_TIMEOUT_S must be positive "
                                 f"and {PREFIX}MEDIA_RESTARTS at least 0")
+        s = _checked_operations(s)
         if min(s.vision_idle_fps, s.vision_challenge_fps, s.vision_liveness_window_s) <= 0:
             raise SettingsError(f"{PREFIX}VISION_IDLE_FPS, _CHALLENGE_FPS and "
                                 "_LIVENESS_WINDOW_S must be positive")
@@ -224,6 +242,46 @@ class Settings:
     def sync_database_url(self) -> str:
         """The same database for synchronous tools (Alembic)."""
         return self.database_url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+
+
+def _checked_operations(s: Settings) -> Settings:
+    """Logs, metrics and webhooks (docs/operations.md)."""
+    if s.log_format not in {"text", "json"}:
+        raise SettingsError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json'")
+    if not s.node_id:
+        import socket
+        s = replace(s, node_id=socket.gethostname()[:64] or "hub")
+    if s.metrics_token and len(s.metrics_token) < 24 and not s.demo:
+        raise SettingsError(f"{PREFIX}METRICS_TOKEN must be at least 24 characters")
+    if s.metrics_address:
+        metrics_listen(s.metrics_address)
+    if min(s.webhook_timeout_s, s.webhook_retry_base_s, s.webhook_poll_s) <= 0 \
+            or s.webhook_retry_max_s < s.webhook_retry_base_s:
+        raise SettingsError(f"{PREFIX}WEBHOOK_TIMEOUT_S, _RETRY_BASE_S and _POLL_S must be "
+                            f"positive and {PREFIX}WEBHOOK_RETRY_MAX_S at least _RETRY_BASE_S")
+    if s.webhook_max_age_s < 3600:
+        raise SettingsError(f"{PREFIX}WEBHOOK_MAX_AGE_S must be at least 3600 (an hour): a "
+                            "receiver down for an hour must lose nothing")
+    if min(s.webhook_concurrency, s.webhook_parallel_per_endpoint,
+           s.webhook_retention_days) < 1:
+        raise SettingsError(f"{PREFIX}WEBHOOK_CONCURRENCY, _PARALLEL_PER_ENDPOINT and "
+                            "_RETENTION_DAYS must be at least 1")
+    if s.max_photo_bytes < 64 * 1024:
+        raise SettingsError(f"{PREFIX}MAX_PHOTO_BYTES must be at least 65536")
+    return s
+
+
+def metrics_listen(value: str) -> tuple[str, int]:
+    """``CLOUDCOUNTER_METRICS_ADDRESS``: ``host:port`` (``[::1]:9464`` for IPv6)."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or not host or not 0 < number < 65536:
+        raise SettingsError(f"{PREFIX}METRICS_ADDRESS must be host:port, e.g. 127.0.0.1:9464")
+    return host, number
 
 
 def is_loopback(host: str) -> bool:

@@ -21,6 +21,7 @@ from socketio.exceptions import ConnectionRefusedError
 from cloudcounter.errors import (
     CloudCounterError, Forbidden, InvalidMessage, InvalidState, NotFound, Unauthenticated,
 )
+from cloudcounter.logs import CALL_ID, actor_fields, log_context
 from cloudcounter.hub.auth import (
     CustomerIdentity, StaffIdentity, verify_customer_token, verify_staff_token,
 )
@@ -98,6 +99,14 @@ class RoleNamespace(SessionGuard, socketio.AsyncNamespace):
             return await super().trigger_event(event, *args)
         sid, payload = args[0], tuple(args[1:])
         conn = self.conns.get(sid)
+        data = payload[0] if payload and isinstance(payload[0], dict) else {}
+        call_id = data.get("call_id") if isinstance(data.get("call_id"), str) else None
+        with log_context(call_id=call_id if call_id and CALL_ID.fullmatch(call_id) else None,
+                         **(actor_fields(conn.ident.actor) if conn is not None else {})):
+            return await self._dispatch(event, sid, conn, payload)
+
+    async def _dispatch(self, event: str, sid: str, conn: "Conn | None",
+                        payload: tuple[Any, ...]) -> Any:
         try:
             if conn is None:
                 raise Unauthenticated("not signed in")

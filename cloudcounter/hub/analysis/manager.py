@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import OrderedDict
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -100,6 +101,14 @@ class AnalysisManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._ready: VisionPool | None = None  # the pool whose workers loaded their models
+        # metrics: frames dropped (the pool busy) by finished calls; (seconds) per analysis
+        self.dropped_finished = 0
+        self.on_analysed: Callable[[float], None] | None = None
+
+    def dropped_total(self) -> int:
+        """Frames not analysed because the pool was busy, since the hub started."""
+        return self.dropped_finished + sum(c.sampler.stats.dropped_busy
+                                           for c in list(self.calls.values()))
 
     # -- PoolLike for the calls: lazy start, restart after a worker died --------------------
     @property
@@ -138,9 +147,13 @@ class AnalysisManager:
     async def analyse(self, frame: Image, want_descriptor: bool = False, *,
                       stream: str | None = None, want_cues: bool = False) -> FrameAnalysis:
         pool = self.ensure_pool()
+        started = time.monotonic()
         try:
-            return await pool.analyse(frame, want_descriptor, stream=stream,
-                                      want_cues=want_cues)
+            result = await pool.analyse(frame, want_descriptor, stream=stream,
+                                        want_cues=want_cues)
+            if self.on_analysed is not None:
+                self.on_analysed(time.monotonic() - started)
+            return result
         except BrokenProcessPool:
             if self.pool is pool:
                 log.error("a vision worker died; restarting the pool")
@@ -182,6 +195,7 @@ class AnalysisManager:
         finally:
             if self.calls.get(call_id) is analysis:
                 del self.calls[call_id]
+            self.dropped_finished += analysis.sampler.stats.dropped_busy
             self._keep_stats(call_id, analysis.stats)
             seconds = asyncio.get_running_loop().time() - started
             log.info("call %s: %d frames taken (%d overwritten in the tap), %d analysed "
