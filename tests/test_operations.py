@@ -200,7 +200,7 @@ async def test_metrics_need_the_token_and_parse(hub_factory: Any) -> None:
     assert value(found, "cloudcounter_recordings_total") == 2
     assert value(found, "cloudcounter_recording_bytes_total") > 0
     assert value(found, "cloudcounter_queue_waiting", service="card_loss") == 0
-    assert value(found, "cloudcounter_journal_backlog") >= 0  # events of the wrap-up may be on their way
+    assert value(found, "cloudcounter_journal_backlog") >= 0  # wrap-up events may be on the way
     assert ("cloudcounter_event_loop_lag_seconds_count", ()) in found
     assert ("cloudcounter_agents", (("state", "wrap_up"),)) in found or \
         ("cloudcounter_agents", (("state", "available"),)) in found
