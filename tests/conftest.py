@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 import weakref
@@ -93,10 +94,18 @@ def face_clip(faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_vp8_webm(faces / "video/talking.mp4", target, seconds=6, gop=30)
 
 
+async def _holds(predicate: Any) -> bool:
+    value = predicate()
+    if inspect.isawaitable(value):
+        value = await value
+    return bool(value)
+
+
 async def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` until it holds; fail after ``timeout`` seconds saying ``what``."""
+    """Poll ``predicate()`` (a plain or an async callable) until it holds; fail after
+    ``timeout`` seconds saying ``what``."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not await _holds(predicate):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)

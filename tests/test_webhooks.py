@@ -155,6 +155,10 @@ async def test_deliveries_are_signed_and_carry_their_event_id(sm: Any,
     await d.start()
     try:
         await wait_until(lambda: len(receiver.events) == 3, 10, "three deliveries")
+        # the receiver answers before the dispatcher records the outcome
+        async def settled() -> bool:
+            return await states(sm) == {"delivered": 3}
+        await wait_until(settled, 10, "three deliveries recorded")
     finally:
         await d.stop()
     got = receiver.requests[0]

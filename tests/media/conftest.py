@@ -17,10 +17,6 @@ HERE = Path(__file__).parent
 LOOPBACK = ["127.0.0.1"]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes tens of seconds (ICE consent timeout)")
-
-
 @pytest.fixture(scope="session")
 def vp8_clip(face_clip: Path) -> Path:
     """A 6 s 640x480 VP8/Opus WebM made from a shared clip (see ``face_clip``)."""
