@@ -54,12 +54,12 @@ async def test_unauthenticated_connections_are_refused(hub: Hub) -> None:
 async def test_roles_are_checked_on_connect(hub: Hub) -> None:
     # a customer token on the agent namespace, an auditor on the agent console
     assert (await refused(hub, "/agent", {"token": hub.customer_token()}))["code"] == \
-        "unauthenticated"
+        "wrong_role"
     auditor = await hub.agent_token("audrey")
     assert (await refused(hub, "/agent", {"token": auditor}))["code"] == "wrong_role"
     # a staff token is not a customer token
     alice = await hub.agent_token("alice")
-    assert (await refused(hub, "/customer", {"token": alice}))["code"] == "unauthenticated"
+    assert (await refused(hub, "/customer", {"token": alice}))["code"] == "wrong_role"
 
 
 async def test_customer_cannot_use_agent_events_or_touch_another_call(hub: Hub) -> None:

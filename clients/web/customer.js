@@ -309,6 +309,7 @@ async function requestCall() {
     st.call = { id: reply.call_id, service: svc };
     document.body.dataset.callId = reply.call_id;
     showQueue(reply.position, reply.estimated_wait_s);
+    scheduleTokenRefresh(300);
   } catch (e) {
     setStatus("error", "The call could not be started");
     showNotice(ui.notice, { kind: "error", code: e.code || "request", title: "The call could not be started",
@@ -509,7 +510,25 @@ const END_TEXT = {
   session: "Your call ended because you were signed out.",
 };
 
+// Protocol 1.2: a long wait outlives the customer token (10 minutes by default). While the
+// call lasts, ask the hub for a fresh one before it expires and reconnect with the newest.
+function scheduleTokenRefresh(seconds) {
+  clearTimeout(st.refreshTimer);
+  st.refreshTimer = setTimeout(async () => {
+    if (!st.call || !st.socket) return;
+    try {
+      const { token, expires_in_s: ttl } = await ask(st.socket, "auth:refresh");
+      st.token = token;
+      st.socket.auth = { ...st.socket.auth, token };
+      scheduleTokenRefresh(Math.max(30, ttl - 120));
+    } catch (e) {
+      if (st.call) scheduleTokenRefresh(30);  // offline for now: try again soon
+    }
+  }, seconds * 1000);
+}
+
 function endCall(m) {
+  clearTimeout(st.refreshTimer);
   hideChallenge();
   hidePrompt();
   $("#flow-declined").hidden = true;

@@ -25,7 +25,9 @@ from cloudcounter.hub.http_auth import (
 from cloudcounter.hub.middlewares import json_body
 from cloudcounter.hub.settings import STAFF_ROLES
 from cloudcounter.signaling.edge import schema_problems
-from cloudcounter.signaling.schemas import PROTOCOL_TEXT, PROTOCOL_VERSION, Message
+from cloudcounter.signaling.schemas import (
+    PROTOCOL_TEXT, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Message,
+)
 
 __all__ = ["CTX", "routes"]
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
@@ -66,6 +68,7 @@ async def healthz(request: web.Request) -> web.Response:
     analysis = request.app[CTX].analysis
     return web.json_response({"ok": True, "protocol": PROTOCOL_VERSION,
                               "protocol_version": PROTOCOL_TEXT,
+                              "protocols": sorted(SUPPORTED_VERSIONS),
                               "vision": analysis.state if analysis is not None else "off"})
 
 

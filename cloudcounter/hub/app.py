@@ -51,7 +51,9 @@ PAGES = {"/customer": "customer.html", "/agent": "agent.html", "/audit": "audit.
 def queue_config(s: Settings) -> QueueConfig:
     return QueueConfig(offer_timeout_s=s.offer_timeout_s, max_missed_offers=s.max_missed_offers,
                        wrap_up_s=s.wrap_up_s, customer_grace_s=s.customer_grace_s,
-                       position_interval_s=s.position_interval_s)
+                       position_interval_s=s.position_interval_s,
+                       exclusion_s=s.decline_exclusion_s, max_wait_s=s.max_queue_wait_s,
+                       max_queue_length=s.max_queue_length)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 
 from cloudcounter.db.models import Recording
+from cloudcounter.errors import InvalidMessage
 from cloudcounter.media import seam
 from cloudcounter.media.call import ROLES, CallMedia, EndReason as LegEnd, Role, check_offer
 from cloudcounter.media.errors import RecordingFailed
@@ -67,7 +68,12 @@ class HubMedia:
     # -- MediaGateway ---------------------------------------------------------------
     async def answer(self, call_id: str, role: str, offer_sdp: str) -> str:
         segment = await self._segment(call_id)
-        check_offer(offer_sdp)  # refuse a bad offer before touching a working leg
+        kinds = check_offer(offer_sdp)  # refuse a bad offer before touching a working leg
+        if role == "customer" and "video" not in kinds:
+            # identity, liveness and the recording need the customer's camera; the agent may
+            # be camera-off (audio only). The call goes on: offer again with the camera.
+            raise InvalidMessage("the customer's offer must carry video (camera on)",
+                                 code="video_required")
         renegotiated = await segment.media.reset_leg(role)  # type: ignore[arg-type]
         answer = await segment.media.answer(role, offer_sdp)  # type: ignore[arg-type]
         self.ctx.journal.event(call_id, role, "media.negotiated", {

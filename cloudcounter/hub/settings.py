@@ -75,6 +75,9 @@ class Settings:
     wrap_up_s: float = 60.0
     customer_grace_s: float = 20.0
     position_interval_s: float = 1.0
+    decline_exclusion_s: float = 30.0  # a declined or missed call avoids that agent this long
+    max_queue_wait_s: float = 1800.0  # a call queued this long ends (``timed_out``)
+    max_queue_length: int = 5000  # more waiting calls are refused (``queue_full``)
     staff_token_ttl_s: int = 900  # access tokens; the session lives staff_session_ttl_s
     staff_session_ttl_s: int = 8 * 3600
     session_cache_s: float = 2.0
@@ -199,6 +202,9 @@ class Settings:
         if unknown:
             raise SettingsError(f"{PREFIX}TOTP_REQUIRED_ROLES: unknown role(s) "
                                 f"{', '.join(unknown)} (roles: {', '.join(sorted(STAFF_ROLES))})")
+        if min(s.decline_exclusion_s, s.max_queue_wait_s, s.max_queue_length) <= 0:
+            raise SettingsError(f"{PREFIX}DECLINE_EXCLUSION_S, {PREFIX}MAX_QUEUE_WAIT_S and "
+                                f"{PREFIX}MAX_QUEUE_LENGTH must be positive")
         if bool(s.tls_cert) != bool(s.tls_key):
             raise SettingsError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together")
         for name in ("tls_cert", "tls_key"):

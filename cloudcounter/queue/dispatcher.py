@@ -469,7 +469,10 @@ class Dispatcher:
                 agent.call_id = None
                 self._notify(self.listener.offer_withdrawn(call, agent, reason.value))
                 self._set_agent(agent, AgentState.AVAILABLE, "call_ended", call)
-        self._notify(self.listener.call_ended(call, reason.value, actor, agent))
+        # an offered agent had no call: it was told by ``call:offer_withdrawn`` and has no
+        # wrap-up, so ``call:ended`` goes to the agent only when the call was answered
+        self._notify(self.listener.call_ended(call, reason.value, actor,
+                                              agent if was is not CallState.OFFERED else None))
         await self.store.remove_call(call.call_id)
 
     async def _offer(self, call: Call, agent: Agent) -> None:

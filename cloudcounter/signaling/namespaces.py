@@ -23,7 +23,8 @@ from cloudcounter.errors import (
 )
 from cloudcounter.logs import CALL_ID, actor_fields, log_context
 from cloudcounter.hub.auth import (
-    CustomerIdentity, StaffIdentity, verify_customer_token, verify_staff_token,
+    CustomerIdentity, StaffIdentity, mint_customer_token, verify_customer_token,
+    verify_staff_token,
 )
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
@@ -57,6 +58,39 @@ LEADS_ROOM = "leads"
 def refuse(exc: CloudCounterError) -> ConnectionRefusedError:
     # The client receives {"message": ..., "data": {"code": ..., "message": ...}}.
     return ConnectionRefusedError(exc.message, exc.to_dict())
+
+
+def staff_identity(ctx: "HubContext", token: Any) -> StaffIdentity:
+    """The staff identity of a token for a staff namespace; a valid customer token is
+    ``wrong_role`` (it authenticates, but not for this namespace)."""
+    try:
+        return verify_staff_token(ctx.settings.secret_key, token)
+    except Unauthenticated as exc:
+        if exc.code == "unauthenticated" and _verifies(
+                lambda: verify_customer_token(ctx.settings.customer_token_secret, token)):
+            raise Forbidden("a customer token is for /customer", code="wrong_role") from None
+        raise
+
+
+def customer_identity(ctx: "HubContext", token: Any) -> CustomerIdentity:
+    """The customer of a token for ``/customer``; a valid staff token is ``wrong_role``."""
+    try:
+        return verify_customer_token(ctx.settings.customer_token_secret, token,
+                                     ctx.settings.customer_token_max_ttl_s)
+    except Unauthenticated as exc:
+        if exc.code == "unauthenticated" and _verifies(
+                lambda: verify_staff_token(ctx.settings.secret_key, token)):
+            raise Forbidden("staff use /agent, /supervisor or the web pages, not /customer",
+                            code="wrong_role") from None
+        raise
+
+
+def _verifies(check: Callable[[], Any]) -> bool:
+    try:
+        check()
+    except CloudCounterError:
+        return False
+    return True
 
 
 def check_version(auth: Any) -> tuple[int, int]:
@@ -172,8 +206,7 @@ class CustomerNamespace(RoleNamespace):
         try:
             version = check_version(auth)
             token = auth.get("token") if isinstance(auth, dict) else None
-            ident = verify_customer_token(self.ctx.settings.customer_token_secret, token,
-                                          self.ctx.settings.customer_token_max_ttl_s)
+            ident = customer_identity(self.ctx, token)
             profile = await self.ctx.customer_profile(ident.customer_id, refresh=True)
             address = self._opened(sid, environ)
         except CloudCounterError as exc:
@@ -236,6 +269,19 @@ class CustomerNamespace(RoleNamespace):
     async def ev_call_hangup(self, sid: str, conn: Conn, msg: CallRef) -> None:
         await self.ctx.dispatcher.customer_hangup(msg.call_id, conn.ident.customer_id)  # type: ignore[union-attr]
 
+    async def ev_auth_refresh(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
+        """A fresh token for a customer with a call (waiting or in progress), so a long
+        wait can reconnect after the original token expired; same claims, a new expiry."""
+        ident: CustomerIdentity = conn.ident  # type: ignore[assignment]
+        if await self.ctx.dispatcher.active_call_of(ident.customer_id) is None:
+            raise InvalidState("tokens are refreshed in-band only during a call; ask the "
+                               "bank's app for a new one", code="no_active_call")
+        ttl = self.ctx.settings.customer_token_ttl_s
+        token = mint_customer_token(self.ctx.settings.customer_token_secret,
+                                    ident.customer_id, ttl, services=ident.services,
+                                    priority=ident.priority, subject=ident.subject)
+        return {"token": token, "expires_in_s": ttl}
+
     async def ev_prompt_answer(self, sid: str, conn: Conn, msg: PromptAnswer) -> dict[str, Any]:
         call = await self.ctx.dispatcher.store.get_call(msg.call_id)
         if call is None or not self.owns(conn, call) or call.state is not CallState.IN_CALL:
@@ -259,7 +305,7 @@ class AgentNamespace(RoleNamespace):
             if not token:
                 cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
                 token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
-            claimed = verify_staff_token(self.ctx.settings.secret_key, token)
+            claimed = staff_identity(self.ctx, token)
             user = await self.ctx.security.sessions.check(claimed.session_id, claimed.user_id)
             if user.role != "agent":
                 raise Forbidden("only agents use the agent console", code="wrong_role")
@@ -297,7 +343,12 @@ class AgentNamespace(RoleNamespace):
         return conn.ident.user_id  # type: ignore[union-attr]
 
     async def ev_agent_status(self, sid: str, conn: Conn, msg: StatusSet) -> dict[str, Any]:
-        agent = await self.ctx.dispatcher.set_agent_status(self.uid(conn), AgentState(msg.status))
+        try:
+            status = AgentState(msg.status)
+        except ValueError:
+            raise InvalidState("agents set themselves available or away",
+                               code="invalid_status") from None
+        agent = await self.ctx.dispatcher.set_agent_status(self.uid(conn), status)
         return {"state": agent.state.value}
 
     async def ev_call_accept(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
@@ -397,7 +448,7 @@ class SupervisorNamespace(RoleNamespace):
             if not token:
                 cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
                 token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
-            claimed = verify_staff_token(self.ctx.settings.secret_key, token)
+            claimed = staff_identity(self.ctx, token)
             user = await self.ctx.security.sessions.check(claimed.session_id, claimed.user_id)
             if user.role not in self.staff_roles:
                 raise Forbidden("only team leads use the supervisor namespace",

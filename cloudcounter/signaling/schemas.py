@@ -22,7 +22,7 @@ from cloudcounter.text import has_control_characters
 #: the major version a client states in ``auth.protocol``; minor versions add events and
 #: optional fields only, so a 1.0 client works with a 1.1 hub
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2
 PROTOCOL_TEXT = f"{PROTOCOL_VERSION}.{PROTOCOL_MINOR}"
 SUPPORTED_VERSIONS = frozenset({1})
 
@@ -71,7 +71,9 @@ class CallRef(Message):
 
 
 class StatusSet(Message):
-    status: Literal["available", "away"]
+    # any state name is well-formed; the hub answers ``invalid_status`` for the states an
+    # agent cannot choose (``busy``, ``offered``...) and for unknown ones
+    status: Code
 
 
 class MediaOffer(Message):
@@ -148,6 +150,7 @@ CUSTOMER_EVENTS: dict[str, type[Message]] = {
     "call:hangup": CallRef,
     "media:offer": MediaOffer,
     "prompt:answer": PromptAnswer,
+    "auth:refresh": Empty,  # 1.2
 }
 
 AGENT_EVENTS: dict[str, type[Message]] = {

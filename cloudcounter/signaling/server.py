@@ -84,6 +84,16 @@ class HubSocketServer(socketio.AsyncServer):
             self.refused_packets += 1
             log.debug("dropped an undecodable packet from %s", eio_sid)
             return
+        if pkt.packet_type == packet.BINARY_EVENT and isinstance(pkt.id, int) \
+                and self.manager.sid_from_eio_sid(eio_sid, pkt.namespace or "/") is not None:
+            # every message with an id gets exactly one acknowledgement, this one too; its
+            # attachments (binary frames) are dropped above as they arrive
+            self.refused_packets += 1
+            await self._send_packet(eio_sid, self.packet_class(
+                packet.ACK, namespace=pkt.namespace or "/", id=pkt.id, data=[edge.error(
+                    InvalidMessage("the protocol is JSON only: binary attachments are "
+                                   "refused", code="binary_not_supported"))]))
+            return
         if pkt.packet_type in (packet.BINARY_EVENT, packet.BINARY_ACK, packet.CONNECT_ERROR) \
                 or pkt.packet_type not in (packet.CONNECT, packet.DISCONNECT, packet.EVENT,
                                            packet.ACK):
