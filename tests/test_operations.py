@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cloudcounter.sim.agent import run_agent
 from cloudcounter.sim.customer import run_customer
+from cloudcounter.signaling.schemas import PROTOCOL_TEXT
 from tests.conftest import Hub, wait_until
 from tests.test_admin_api import Admin, snapshot
 from tests.webhook_receiver import Receiver
@@ -205,7 +206,7 @@ async def test_metrics_need_the_token_and_parse(hub_factory: Any) -> None:
     assert ("cloudcounter_agents", (("state", "wrap_up"),)) in found or \
         ("cloudcounter_agents", (("state", "available"),)) in found
     assert value(found, "cloudcounter_build_info", node=hub.settings.node_id,
-                 protocol="1.1") == 1
+                 protocol=PROTOCOL_TEXT) == 1
 
 
 async def test_media_legs_are_measured_during_a_call(hub_factory: Any) -> None:
