@@ -159,6 +159,8 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      row(NO, ROLE, ROLE, "ok", "unknown_call", ROLE, ROLE, ROLE)),
     ("/agent", "approval:request", {"call_id": "{live}", "note": "please check"},
      row(NO, ROLE, ROLE, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/supervisor", "wallboard:snapshot", {},
+     row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),
     ("/supervisor", "approvals:list", {}, row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),
     ("/supervisor", "approval:decide", {"approval_id": 999_999, "decision": "approve"},
      row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "unknown_approval")),

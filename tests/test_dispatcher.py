@@ -166,10 +166,10 @@ async def test_wrap_up_then_available_and_handle_time_feeds_estimates(q: Dispatc
     await q.finish_wrap_up(1, c, "resolved", "done")
     assert a.state is AgentState.AVAILABLE
     assert await q.store.handle_times("cards") == [pytest.approx(121.0)]
-    # position 1 with one agent: half a handle time
+    # position 1 with one busy agent: one handle time (the M/M/n expectation)
     call = await q.store.get_call(nxt)
     assert call is not None
-    assert (await q.position_of(call))[1] == pytest.approx(60.5)
+    assert (await q.position_of(call))[1] == pytest.approx(121.0)
 
 
 async def test_wrap_up_times_out(q: Dispatcher) -> None:

@@ -74,14 +74,15 @@ def test_positions_count_per_skill() -> None:
     assert positions(calls, now=10) == {"c0": 1, "c1": 2, "c2": 3, "l1": 1}
 
 
-def test_estimate_wait_uses_median_handle_time_and_staffing() -> None:
-    # median of recent handle times is 100 s (the 900 s outlier does not dominate)
-    times = [90.0, 100.0, 110.0, 900.0, 95.0]
-    assert estimate_wait(1, 1, times) == 50.0  # half a handle time on average
-    assert estimate_wait(3, 1, times) == 250.0
-    assert estimate_wait(3, 3, times) == 50.0  # three agents take three calls at once
+def test_estimate_wait_is_the_erlang_expectation_for_the_position() -> None:
+    # mean handle time 100 s; one agent frees up every 100 / n seconds on average
+    times = [90.0, 100.0, 110.0, 105.0, 95.0]
+    assert estimate_wait(1, 1, times) == 100.0
+    assert estimate_wait(3, 1, times) == 300.0
+    assert estimate_wait(3, 3, times) == 100.0
+    assert estimate_wait(6, 4, times) == 150.0
     assert estimate_wait(0, 2, times) == 0.0
-    assert estimate_wait(1, 1, [], default_handle_s=180) == 90.0
+    assert estimate_wait(1, 1, [], default_handle_s=180) == 180.0
     assert math.isinf(estimate_wait(1, 0, times))
 
 

@@ -1,7 +1,8 @@
-// Team lead's approvals: requests of high-risk calls arrive on the /supervisor namespace
+// Team lead's page: the wallboard (wallboard.js) and approvals. Approval requests of high-risk calls arrive on the /supervisor namespace
 // (approval:requested); the lead approves or refuses with a note (approval:decide).
 import { $, ask, clearNotice, connectSocket, fmtDateTime, h, humanize, showNotice } from "./common.js";
 import { signIn, signOut } from "./login.js";
+import { renderWallboard } from "./wallboard.js";
 
 const st = { socket: null, requests: new Map(), user: null };
 
@@ -57,11 +58,13 @@ function connect() {
       const { approvals } = await ask(socket, "approvals:list", {});
       st.requests = new Map(approvals.map((a) => [a.approval_id, a]));
       render();
+      renderWallboard((await ask(socket, "wallboard:snapshot", {})).board);
     } catch (e) {
       showNotice($("#notice"), { kind: "warn", code: e.code, title: "Requests not loaded", text: e.message });
     }
   });
   socket.on("approval:requested", (a) => { st.requests.set(a.approval_id, a); render(); });
+  socket.on("wallboard:update", renderWallboard);
   for (const ev of ["approval:decided", "approval:withdrawn"]) {
     socket.on(ev, (a) => { st.requests.delete(a.approval_id); render(); });
   }

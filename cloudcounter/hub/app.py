@@ -26,6 +26,7 @@ from cloudcounter.hub import admin_api, admin_catalogue_api, admin_webhooks_api,
     middlewares, ops_api
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
+from cloudcounter.hub.wallboard import Wallboard
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
 from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
@@ -85,7 +86,10 @@ def create_app(settings: Settings) -> web.Application:
     app[api.GATE] = LoginGate(settings.login_concurrency, settings.login_queue)
     sio.register_namespace(CustomerNamespace(CUSTOMER_NS, ctx))
     sio.register_namespace(AgentNamespace(AGENT_NS, ctx))
-    sio.register_namespace(SupervisorNamespace(SUPERVISOR_NS, ctx))
+    supervisors = SupervisorNamespace(SUPERVISOR_NS, ctx)
+    sio.register_namespace(supervisors)
+    ctx.wallboard = Wallboard(ctx)
+    journal.listeners.append(ctx.wallboard.on_event)
     ctx.flows = FlowService(sm, HubFlowPort(ctx))
     ops_api.install(ctx)  # metrics (a journal listener) and webhooks (the journal's hook)
     app[admin_catalogue_api.ENROLLER] = admin_catalogue_api.Enroller()
@@ -145,6 +149,11 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await media.stop()
 
+    async def wallboard_ctx(app: web.Application) -> AsyncIterator[None]:
+        ctx.wallboard.start(supervisors.push_wallboard, settings.wallboard_interval_s)
+        yield
+        await ctx.wallboard.stop()
+
     async def analysis_ctx(app: web.Application) -> AsyncIterator[None]:
         # Identity and liveness checks in calls; the vision pool starts with the first
         # call's media. CLOUDCOUNTER_VISION_WORKERS=0 turns analysis off.
@@ -161,7 +170,7 @@ def create_app(settings: Settings) -> web.Application:
             await manager.stop()
 
     app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, queue_ctx,
-                            media_ctx, analysis_ctx, ops_api.operations_ctx,
+                            media_ctx, wallboard_ctx, analysis_ctx, ops_api.operations_ctx,
                             admin_catalogue_api.enroller_ctx, session_watch_ctx])
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)

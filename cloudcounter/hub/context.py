@@ -40,6 +40,7 @@ class HubContext:
     webhooks: Any = None  # webhooks.outbox.WebhookPublisher: for the parts that publish
     webhook_timeline: Any = None  # webhooks.outbox.TimelinePublisher (the journal's hook)
     webhook_dispatcher: Any = None  # webhooks.delivery.WebhookDispatcher
+    wallboard: Any = None  # hub.wallboard.Wallboard (team leads' live view)
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:

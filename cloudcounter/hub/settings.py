@@ -123,6 +123,8 @@ class Settings:
     event_loop: str = "uvloop"
     # operations (docs/operations.md): /metrics, webhooks, the admin console's uploads
     metrics_token: str = ""
+    service_level_target: float = 0.8  # wallboard: share answered within the target time
+    wallboard_interval_s: float = 2.0  # how often the wallboard is pushed to team leads
     metrics_address: str = ""  # host:port of a separate listener for /metrics
     webhook_timeout_s: float = 10.0
     webhook_retry_base_s: float = 5.0
@@ -205,6 +207,9 @@ class Settings:
         if min(s.decline_exclusion_s, s.max_queue_wait_s, s.max_queue_length) <= 0:
             raise SettingsError(f"{PREFIX}DECLINE_EXCLUSION_S, {PREFIX}MAX_QUEUE_WAIT_S and "
                                 f"{PREFIX}MAX_QUEUE_LENGTH must be positive")
+        if not 0 < s.service_level_target < 1 or s.wallboard_interval_s <= 0:
+            raise SettingsError(f"{PREFIX}SERVICE_LEVEL_TARGET is a share between 0 and 1 "
+                                f"(e.g. 0.8) and {PREFIX}WALLBOARD_INTERVAL_S is positive")
         if bool(s.tls_cert) != bool(s.tls_key):
             raise SettingsError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together")
         for name in ("tls_cert", "tls_key"):

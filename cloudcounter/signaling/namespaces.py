@@ -467,6 +467,18 @@ class SupervisorNamespace(RoleNamespace):
     def owns(self, conn: Conn, call: Any) -> bool:
         return False  # leads take part in no call's media
 
+    async def ev_wallboard_snapshot(self, sid: str, conn: Conn, msg: Message
+                                    ) -> dict[str, Any]:
+        return {"board": await self.ctx.wallboard.board()}
+
+    async def push_wallboard(self, _: Any = None) -> bool:
+        """Push the board to every connected lead (the wallboard's timer); False when no
+        lead is connected (then nothing is computed)."""
+        if not self.conns:
+            return False
+        await self.emit("wallboard:update", await self.ctx.wallboard.board(), room=LEADS_ROOM)
+        return True
+
     async def ev_approvals_list(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
         return {"approvals": self.ctx.flows.pending_approvals()}
 

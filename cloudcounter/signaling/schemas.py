@@ -174,6 +174,7 @@ AGENT_EVENTS: dict[str, type[Message]] = {
 SUPERVISOR_EVENTS: dict[str, type[Message]] = {
     "approvals:list": Empty,
     "approval:decide": ApprovalDecision,
+    "wallboard:snapshot": Empty,  # 1.2
 }
 
 
