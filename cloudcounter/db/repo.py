@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloudcounter.agents.skills import GENERAL_SKILLS
 from cloudcounter.db.models import AgentSkill, Customer, Role, ServiceType, User
 from cloudcounter.errors import Conflict, InvalidMessage, NotFound
+from cloudcounter.queue.routing import NO_RULES, ServiceRules
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Service:
     priority: int
     auto_checks: tuple[str, ...]
     target_answer_s: int = 60
+    # pool widening, overflow, consecutive offers (cloudcounter.queue.routing.ServiceRules)
+    routing: ServiceRules = NO_RULES
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "name": self.name, "kind": self.kind,

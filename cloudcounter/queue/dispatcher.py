@@ -296,11 +296,13 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- agent side
     async def agent_online(self, agent_id: int, username: str, skills: frozenset[str],
-                           display_name: str = "") -> Agent:
+                           display_name: str = "", preferred: frozenset[str] = frozenset()
+                           ) -> Agent:
         async with self._locked():
             agent = await self.store.get_agent(agent_id)
             if agent is None:
-                agent = Agent(agent_id, username, skills, display_name, state_since=self.clock())
+                agent = Agent(agent_id, username, skills, display_name, state_since=self.clock(),
+                              preferred=preferred & skills)
                 await self.store.put_agent(agent)
             if agent.state is AgentState.OFFLINE:
                 self._set_agent(agent, AgentState.AWAY, "signed_in")

@@ -91,6 +91,7 @@ class Agent:
     idle_since: float = 0.0  # when the agent last became available (longest idle first)
     missed_offers: int = 0
     call_id: str | None = None
+    preferred: frozenset[str] = frozenset()  # skills whose calls this agent takes first
 
     def transition(self, target: AgentState, now: float) -> AgentState:
         if target == self.state:

@@ -11,12 +11,63 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from cloudcounter.agents.skills import SENIOR
 from cloudcounter.queue import erlang
 
 HIGH_RISK = "high"
+
+
+@dataclass(frozen=True)
+class ServiceRules:
+    """A service's routing rules (the service catalogue's ``routing``; docs/routing.md).
+
+    * **pool widening**: once a call has waited ``widen_after_s`` (None: the service's
+      target answer time; 0 turns it off), agents with any of ``fallback_skills`` may take
+      it too;
+    * **overflow**: once it has waited ``overflow_after_s`` (None: never), agents of a
+      second service group (``overflow_skills``) may take it;
+    * ``max_consecutive_offers``: an agent is offered at most this many calls of this
+      service in a row while another free agent could take the call (None: no limit).
+    """
+
+    widen_after_s: float | None = None
+    fallback_skills: frozenset[str] = frozenset()
+    overflow_after_s: float | None = None
+    overflow_skills: frozenset[str] = frozenset()
+    max_consecutive_offers: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"widen_after_s": self.widen_after_s,
+                "fallback_skills": sorted(self.fallback_skills),
+                "overflow_after_s": self.overflow_after_s,
+                "overflow_skills": sorted(self.overflow_skills),
+                "max_consecutive_offers": self.max_consecutive_offers}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ServiceRules":
+        """From stored JSON (already validated on the way in); unknown keys are ignored."""
+        if not isinstance(data, dict):
+            return cls()
+
+        def seconds(key: str) -> float | None:
+            v = data.get(key)
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) \
+                and v >= 0 else None
+
+        def skills(key: str) -> frozenset[str]:
+            v = data.get(key)
+            return frozenset(x for x in v if isinstance(x, str)) if isinstance(v, list) \
+                else frozenset()
+        limit = data.get("max_consecutive_offers")
+        return cls(seconds("widen_after_s"), skills("fallback_skills"),
+                   seconds("overflow_after_s"), skills("overflow_skills"),
+                   limit if isinstance(limit, int) and not isinstance(limit, bool)
+                   and limit >= 1 else None)
+
+
+NO_RULES = ServiceRules()
 
 
 @dataclass(frozen=True)
