@@ -27,6 +27,7 @@ from cloudcounter.hub import admin_api, admin_catalogue_api, admin_webhooks_api,
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.wallboard import Wallboard
+from cloudcounter.queue.routing import NO_RULES, ServiceRules
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
 from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
@@ -132,8 +133,11 @@ def create_app(settings: Settings) -> web.Application:
                 await task
 
     async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
+        def rules(service: str) -> tuple[ServiceRules, float]:
+            svc = ctx.services.get(service)  # read at routing time: edits apply at once
+            return (svc.routing, float(svc.target_answer_s)) if svc else (NO_RULES, 60.0)
         ctx.dispatcher = Dispatcher(MemoryQueueStore(), SignalingListener(ctx), journal,
-                                    queue_config(settings))
+                                    queue_config(settings), rules=rules)
         await ctx.dispatcher.start()
         yield
         await ctx.dispatcher.stop()

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 NO_AGENTS: frozenset[int] = frozenset()
 BULK_BATCH = 500
+#: the timeline's name for how a call reached its agent (routing.Assignment.tier)
+TIERS = {0: None, 1: "widened", 2: "overflow"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class QueueConfig:
 class Dispatcher:
     def __init__(self, store: QueueStore, listener: QueueListener, journal: CallJournal,
                  config: QueueConfig, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 rules: routing.Rules = routing.no_rules) -> None:
         self.store = store
+        self.rules = rules  # a service's routing rules and target answer time
         self.listener = listener
         self.journal = journal
         self.config = config
@@ -80,6 +84,7 @@ class Dispatcher:
         self._handle_times: list[tuple[str, float]] = []
         self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
         self._last_call: dict[int, str] = {}  # agent id -> the call it last wrapped up
+        self._streak: dict[int, tuple[str, int]] = {}  # agent id -> (service, offers in a row)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -228,7 +233,7 @@ class Dispatcher:
         if wc is None:
             wc = routing.WaitingCall(call.call_id, call.skill, call.priority, call.enqueued_at,
                                      call.seq, frozenset(call.excluded) or NO_AGENTS,
-                                     call.customer_risk)
+                                     call.customer_risk, call.service)
             self._wc[call.call_id] = wc
         return wc
 
@@ -477,14 +482,17 @@ class Dispatcher:
                                               agent if was is not CallState.OFFERED else None))
         await self.store.remove_call(call.call_id)
 
-    async def _offer(self, call: Call, agent: Agent) -> None:
+    async def _offer(self, call: Call, agent: Agent, pool: str | None = None) -> None:
+        service, count = self._streak.get(agent.agent_id, ("", 0))
+        self._streak[agent.agent_id] = (call.service, count + 1 if service == call.service
+                                        else 1)
         call.transition(CallState.OFFERED)
         call.agent_id = agent.agent_id
         call.offer_expires_at = self.clock() + self.config.offer_timeout_s
         agent.call_id = call.call_id
         self._set_agent(agent, AgentState.OFFERED, "offer", call)
         self._event(call, SYSTEM, "call.offered", agent=agent.username,
-                    timeout_s=self.config.offer_timeout_s)
+                    timeout_s=self.config.offer_timeout_s, **({"pool": pool} if pool else {}))
         self.journal.call_updated(call.call_id, state=call.state.value, offered_at=self.wall(),
                                   agent_id=agent.agent_id)
         self._notify(self.listener.call_offered(call, agent, self.config.offer_timeout_s))
@@ -493,22 +501,41 @@ class Dispatcher:
     async def route_once(self) -> int:
         async with self._locked():
             now = self.clock()
-            idle = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since)
+            idle = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since, a.preferred,
+                                      self._streak.get(a.agent_id, ("", 0)))
                     for a in await self.store.agents() if a.state is AgentState.AVAILABLE]
             if not idle:
                 return 0
             skills = frozenset().union(*(a.skills for a in idle))
             waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()
-                       if not c.held and c.skill in skills]
+                       if not c.held and self._reachable(c, skills)]
             if not waiting:
                 return 0
-            assignments = routing.route(waiting, idle, now, self.config.aging_s)
+            assignments = routing.route(waiting, idle, now, self.config.aging_s, self.rules)
             for a in assignments:
                 call = await self.store.get_call(a.call_id)
                 agent = await self.store.get_agent(a.agent_id)
                 if call is not None and agent is not None:
-                    await self._offer(call, agent)
+                    await self._offer(call, agent, TIERS[a.tier])
             return len(assignments)
+
+    def _reachable(self, call: Call, skills: frozenset[str]) -> bool:
+        """Whether some of these skills could ever take the call (its own skill, or a
+        fallback or overflow skill of its service's rules)."""
+        if call.skill in skills:
+            return True
+        r = self.rules(call.service)[0]
+        return bool((r.fallback_skills | r.overflow_skills) & skills)
+
+    def _widens(self, call: Call, now: float) -> bool:
+        """Whether a waiting call has reached a widened pool or an overflow group: routing
+        must look again, since waiting alone changes who may take it."""
+        r, target_s = self.rules(call.service)
+        waited = now - call.enqueued_at
+        widen = r.widen_after_s if r.widen_after_s is not None else target_s
+        return bool(r.fallback_skills and waited >= widen) or bool(
+            r.overflow_skills and r.overflow_after_s is not None
+            and waited >= r.overflow_after_s)
 
     async def _deliver_loop(self) -> None:
         """Deliver notifications: offers, answers and ends before position updates.
@@ -585,6 +612,9 @@ class Dispatcher:
                     self._wrap.pop(agent_id, None)
             if now >= self._next_positions:
                 self._next_positions = now + self.config.position_interval_s
+                if any(not c.held and self._widens(c, now)
+                       for c in await self.store.waiting_calls()):
+                    self._kick.set()  # a wider pool may have a free agent now
                 await self._push_positions(now)
 
     async def _push_positions(self, now: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from cloudcounter.agents.skills import SENIOR
 from cloudcounter.queue import erlang
@@ -24,8 +24,7 @@ class ServiceRules:
     """A service's routing rules (the service catalogue's ``routing``; docs/routing.md).
 
     * **pool widening**: once a call has waited ``widen_after_s`` (None: the service's
-      target answer time; 0 turns it off), agents with any of ``fallback_skills`` may take
-      it too;
+      target answer time), agents with any of ``fallback_skills`` may take it too;
     * **overflow**: once it has waited ``overflow_after_s`` (None: never), agents of a
       second service group (``overflow_skills``) may take it;
     * ``max_consecutive_offers``: an agent is offered at most this many calls of this
@@ -79,6 +78,7 @@ class WaitingCall:
     seq: int = 0
     excluded: frozenset[int] = frozenset()
     customer_risk: str = "low"  # the customer's risk level on file
+    service: str = ""  # whose ServiceRules apply (``route``'s ``rules``)
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,23 @@ class IdleAgent:
     agent_id: int
     skills: frozenset[str]
     idle_since: float
+    preferred: frozenset[str] = frozenset()  # skills whose calls this agent takes first
+    streak: tuple[str, int] = ("", 0)  # (service, offers of it in a row)
+
+
+#: a service's rules and its target answer time (the default widening time)
+Rules = Callable[[str], tuple[ServiceRules, float]]
+
+
+def no_rules(service: str) -> tuple[ServiceRules, float]:
+    return NO_RULES, 60.0
 
 
 @dataclass(frozen=True)
 class Assignment:
     call_id: str
     agent_id: int
+    tier: int = 0  # 0 the service's pool, 1 a widened pool, 2 an overflow group
 
 
 def needed_skills(skill: str, customer_risk: str) -> frozenset[str]:
@@ -103,6 +114,28 @@ def needed_skills(skill: str, customer_risk: str) -> frozenset[str]:
 def eligible(call: WaitingCall, agent: IdleAgent) -> bool:
     return needed_skills(call.skill, call.customer_risk) <= agent.skills \
         and agent.agent_id not in call.excluded
+
+
+def tier(call: WaitingCall, agent: IdleAgent, now: float, rules: Rules = no_rules
+         ) -> int | None:
+    """How an agent may take a call now: 0 with the service's skill, 1 with a fallback
+    skill (pool widened), 2 with an overflow group's skill; None when not at all. A
+    high-risk customer needs ``senior`` whatever the tier; exclusions always apply."""
+    if agent.agent_id in call.excluded:
+        return None
+    if call.customer_risk == HIGH_RISK and SENIOR not in agent.skills:
+        return None
+    if call.skill in agent.skills:
+        return 0
+    r, target_s = rules(call.service)
+    waited = now - call.enqueued_at
+    widen = r.widen_after_s if r.widen_after_s is not None else target_s
+    if r.fallback_skills & agent.skills and waited >= widen:
+        return 1
+    if r.overflow_after_s is not None and r.overflow_skills & agent.skills \
+            and waited >= r.overflow_after_s:
+        return 2
+    return None
 
 
 def staffed(agent_skills: Iterable[frozenset[str]], needed: frozenset[str]) -> int:
@@ -122,21 +155,56 @@ def queue_order(calls: Iterable[WaitingCall], now: float,
 
 
 def route(calls: Iterable[WaitingCall], agents: Iterable[IdleAgent], now: float,
-          aging_s: float | None = None) -> list[Assignment]:
+          aging_s: float | None = None, rules: Rules = no_rules) -> list[Assignment]:
     """Match waiting calls to available agents; each agent gets at most one call.
 
+    Calls are taken in queue order (:func:`queue_order`) in two passes: first each call
+    may go only to a free agent who *prefers* its skill (and is under the service's
+    consecutive-offers cap), then to any free agent who may take it (:func:`tier`).
+    Among the candidates a call goes to, in this order: an agent with the service's own
+    skill before a widened pool before an overflow group; an agent under the service's
+    ``max_consecutive_offers`` streak before one at it; the longest idle.
     ``call.excluded`` holds the agents who recently missed or declined the call: they are
-    skipped (the caller expires exclusions, so the call comes back to them later).
+    skipped (the caller expires exclusions, so the call comes back to them).
     """
     free = sorted(agents, key=lambda a: (a.idle_since, a.agent_id))
+    order = queue_order(calls, now, aging_s)
     out: list[Assignment] = []
-    for call in queue_order(calls, now, aging_s):
-        if not free:
-            break
-        chosen = next((a for a in free if eligible(call, a)), None)
-        if chosen is not None:
-            free.remove(chosen)
-            out.append(Assignment(call.call_id, chosen.agent_id))
+    placed: set[str] = set()
+
+    def pick(call: WaitingCall, preferred_only: bool) -> IdleAgent | None:
+        limit = rules(call.service)[0].max_consecutive_offers
+        best: tuple[int, int] | None = None
+        chosen = None
+        for agent in free:  # longest idle first: the first of the best key wins
+            if preferred_only and call.skill not in agent.preferred:
+                continue
+            t = tier(call, agent, now, rules)
+            if t is None:
+                continue
+            tired = int(limit is not None and agent.streak[0] == call.service
+                        and agent.streak[1] >= limit)
+            if preferred_only and tired:
+                continue  # the cap comes before the preference (the second pass may still)
+            key = (t, tired)
+            if best is None or key < best:
+                best, chosen = key, agent
+                if key == (0, 0):
+                    break
+        return chosen
+
+    for preferred_only in (True, False):
+        for call in order:
+            if not free:
+                return out
+            if call.call_id in placed:
+                continue
+            chosen = pick(call, preferred_only)
+            if chosen is not None:
+                free.remove(chosen)
+                placed.add(call.call_id)
+                out.append(Assignment(call.call_id, chosen.agent_id,
+                                      tier(call, chosen, now, rules) or 0))
     return out
 
 
