@@ -145,6 +145,8 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("/agent", "call:wrapup", {"call_id": "{live}", "outcome": "resolved"},
      row(NO, ROLE, ROLE, "no_wrap_up", "no_wrap_up", ROLE, ROLE, ROLE)),
     # service flows (protocol 1.1)
+    ("/customer", "call:callback", CALL,
+     row(NO, "not_waiting", "forbidden", ROLE, ROLE, ROLE, ROLE, ROLE)),
     ("/customer", "auth:refresh", {},
      row(NO, "ok", "ok", ROLE, ROLE, ROLE, ROLE, ROLE)),  # both have a call by now
     ("/customer", "prompt:answer", PROMPT_ANSWER,

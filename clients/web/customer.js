@@ -24,6 +24,7 @@ const ui = {
   wait: $("#queue-wait"),
   queueService: $("#queue-service"),
   cancel: $("#cancel-button"),
+  callback: $("#callback-button"),
   remote: $("#remote-video"),
   local: $("#local-video"),
   selfView: $("#self-view"),
@@ -206,6 +207,14 @@ function wireSocket(socket) {
       text: "We cannot reach the video counter. Retrying automatically…" });
   });
 
+  socket.on("call:callback_due", (m) => {
+    if (!st.call || m.call_id !== st.call.id) return;
+    st.call.callback = false;
+    document.body.dataset.callback = "due";
+    showNotice(ui.notice, { kind: "ok", code: "callback_due", title: "Your turn",
+      text: "Your place has come up: an adviser will answer you now." });
+    showQueue(1, 0);
+  });
   socket.on("call:queued", (m) => {
     if (!st.call || m.call_id !== st.call.id) return;
     if (m.requeued) {
@@ -319,6 +328,10 @@ async function requestCall() {
 }
 
 function showQueue(position, eta) {
+  const waitingCallback = st.call && st.call.callback;
+  ui.callback.hidden = Boolean(waitingCallback);
+  ui.callback.disabled = false;
+  $("#callback-note").hidden = !waitingCallback;
   const svc = st.call && st.services.get(st.call.service);
   ui.queueService.textContent = svc ? svc.name : "";
   if (position !== null && position !== undefined) ui.position.textContent = String(position);
@@ -575,6 +588,23 @@ function toggle(button, kind, labels) {
 // ------------------------------------------------------------------ start
 ui.callButton.addEventListener("click", requestCall);
 ui.cancel.addEventListener("click", hangup);
+// Protocol 1.2: leave the queue keeping the place (call:callback); the hub says when the
+// place comes up (call:callback_due) and answers the customer first on return.
+ui.callback.addEventListener("click", async () => {
+  if (!st.call) return;
+  ui.callback.disabled = true;
+  try {
+    await ask(st.socket, "call:callback", { call_id: st.call.id });
+    st.call.callback = true;
+    $("#callback-note").hidden = false;
+    ui.callback.hidden = true;
+    document.body.dataset.callback = "waiting";
+    setStatus("callback", "We will call you back: your place is kept");
+  } catch (e) {
+    ui.callback.disabled = false;
+    showNotice(ui.notice, { kind: "error", code: e.code || "callback", title: "No callback", text: e.message });
+  }
+});
 ui.hangup.addEventListener("click", hangup);
 ui.mute.addEventListener("click", () => toggle(ui.mute, "audio", ["Mute microphone", "Unmute microphone"]));
 ui.camera.addEventListener("click", () => toggle(ui.camera, "video", ["Turn camera off", "Turn camera on"]));

@@ -55,7 +55,8 @@ def queue_config(s: Settings) -> QueueConfig:
                        wrap_up_s=s.wrap_up_s, customer_grace_s=s.customer_grace_s,
                        position_interval_s=s.position_interval_s,
                        exclusion_s=s.decline_exclusion_s, max_wait_s=s.max_queue_wait_s,
-                       max_queue_length=s.max_queue_length)
+                       max_queue_length=s.max_queue_length,
+                       callback_answer_s=s.callback_answer_s)
 
 
 def create_app(settings: Settings) -> web.Application:

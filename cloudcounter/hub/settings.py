@@ -78,6 +78,7 @@ class Settings:
     decline_exclusion_s: float = 30.0  # a declined or missed call avoids that agent this long
     max_queue_wait_s: float = 1800.0  # a call queued this long ends (``timed_out``)
     max_queue_length: int = 5000  # more waiting calls are refused (``queue_full``)
+    callback_answer_s: float = 300.0  # a due callback waits this long for the customer
     staff_token_ttl_s: int = 900  # access tokens; the session lives staff_session_ttl_s
     staff_session_ttl_s: int = 8 * 3600
     session_cache_s: float = 2.0
@@ -204,7 +205,8 @@ class Settings:
         if unknown:
             raise SettingsError(f"{PREFIX}TOTP_REQUIRED_ROLES: unknown role(s) "
                                 f"{', '.join(unknown)} (roles: {', '.join(sorted(STAFF_ROLES))})")
-        if min(s.decline_exclusion_s, s.max_queue_wait_s, s.max_queue_length) <= 0:
+        if min(s.decline_exclusion_s, s.max_queue_wait_s, s.max_queue_length,
+               s.callback_answer_s) <= 0:
             raise SettingsError(f"{PREFIX}DECLINE_EXCLUSION_S, {PREFIX}MAX_QUEUE_WAIT_S and "
                                 f"{PREFIX}MAX_QUEUE_LENGTH must be positive")
         if not 0 < s.service_level_target < 1 or s.wallboard_interval_s <= 0:

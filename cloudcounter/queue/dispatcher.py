@@ -43,6 +43,8 @@ class QueueConfig:
     exclusion_s: float = 30.0  # a declined/missed call avoids that agent this long
     max_wait_s: float = 1800.0
     max_queue_length: int = 5000
+    callback_answer_s: float = 300.0  # a due callback waits this long for the customer
+    callback_priority: int = 9  # a customer back from a callback is answered first
     aging_s: float | None = 300.0  # one priority level per this many seconds of waiting
     default_handle_s: float = 180.0
     tick_s: float = 0.1
@@ -271,12 +273,17 @@ class Dispatcher:
             if call.customer_id != customer_id:
                 raise Forbidden("not your call")
             reason = EndReason.COMPLETED if call.state is CallState.IN_CALL else EndReason.ABANDONED
+            if call.callback is not None:
+                self._event(call, f"customer:{customer_id}", "callback.cancelled")
             await self._end(call, reason, f"customer:{customer_id}")
 
     async def customer_disconnected(self, call_id: str) -> None:
         async with self._locked():
             call = await self.store.get_call(call_id)
             if call is None or call.state is CallState.ENDED:
+                return
+            call.customer_online = False
+            if call.callback is not None:  # expected: the customer comes back when told
                 return
             call.held = True
             self._grace[call_id] = self.clock() + self.config.customer_grace_s
@@ -288,12 +295,77 @@ class Dispatcher:
     async def customer_reconnected(self, call_id: str) -> Call:
         async with self._locked():
             call = await self._call(call_id)
+            call.customer_online = True
+            if call.callback == "waiting":  # back early: the callback keeps its place
+                return call
+            if call.callback == "due":
+                self._callback_taken(call)
+                return call
             self._grace.pop(call_id, None)
             call.held = False
             self._event(call, f"customer:{call.customer_id}", "customer.reconnected")
             self._last_position.pop(call_id, None)  # push the position again
             self._kick.set()
             return call
+
+    # ---------------------------------------------------------------- callbacks
+    async def request_callback(self, call_id: str, customer_id: str
+                               ) -> tuple[int, float | None]:
+        """The waiting customer leaves the queue keeping the place: when it comes up, the
+        customer is told (``callback_due``: the page if open, the bank's app by webhook)
+        and has ``callback_answer_s`` to come back; the call is then answered first."""
+        async with self._locked():
+            call = await self._call(call_id)
+            if call.customer_id != customer_id:
+                raise Forbidden("not your call")
+            if call.state is not CallState.QUEUED:
+                raise InvalidState("only a waiting call can become a callback",
+                                   code="not_waiting")
+            if call.callback is not None:
+                raise Conflict("a callback is already requested", code="callback_requested")
+            call.callback, call.held = "waiting", True
+            self._grace.pop(call_id, None)
+            position, eta = await self.position_of(call)
+            self._event(call, f"customer:{customer_id}", "callback.requested",
+                        position=position, estimated_wait_s=eta)
+            return position, eta
+
+    def _callback_due(self, call: Call, now: float) -> None:
+        call.callback = "due"
+        call.callback_due_until = now + self.config.callback_answer_s
+        self._event(call, SYSTEM, "callback.due", answer_within_s=self.config.callback_answer_s,
+                    customer_online=call.customer_online)
+        self._notify(self.listener.callback_due(call, self.config.callback_answer_s))
+        if call.customer_online:  # the page is open: answer now
+            self._callback_taken(call)
+
+    def _callback_taken(self, call: Call) -> None:
+        call.callback, call.callback_due_until, call.held = None, None, False
+        call.priority = max(call.priority, self.config.callback_priority)
+        self._wc.pop(call.call_id, None)
+        self._event(call, f"customer:{call.customer_id}", "callback.taken")
+        self._last_position.pop(call.call_id, None)
+        self._kick.set()
+
+    async def _callbacks(self, now: float) -> None:
+        """A waiting callback whose place came up is due; a due one not taken up expires."""
+        calls = await self.store.waiting_calls()
+        if not any(c.callback for c in calls):
+            return
+        # the first in line for each skill, not counting callbacks already due (they have
+        # their answer window: the next callback's place comes up meanwhile)
+        order = routing.queue_order([self._waiting(c, now) for c in calls
+                                     if c.callback != "due"], now, self.config.aging_s)
+        first: dict[str, str] = {}
+        for wc in order:
+            first.setdefault(wc.skill, wc.call_id)
+        for call in calls:
+            if call.callback == "waiting" and first.get(call.skill) == call.call_id:
+                self._callback_due(call, now)
+            elif call.callback == "due" and call.callback_due_until is not None \
+                    and now >= call.callback_due_until:
+                self._event(call, SYSTEM, "callback.expired")
+                await self._end(call, EndReason.ABANDONED, SYSTEM, cause="callback_expired")
 
     async def active_call_of(self, customer_id: str) -> Call | None:
         call_id = self._active_by_customer.get(customer_id)
@@ -612,6 +684,7 @@ class Dispatcher:
                     self._wrap.pop(agent_id, None)
             if now >= self._next_positions:
                 self._next_positions = now + self.config.position_interval_s
+                await self._callbacks(now)
                 if any(not c.held and self._widens(c, now)
                        for c in await self.store.waiting_calls()):
                     self._kick.set()  # a wider pool may have a free agent now

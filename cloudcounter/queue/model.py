@@ -68,7 +68,12 @@ class Call:
     agent_id: int | None = None
     offer_expires_at: float | None = None
     answered_at: float | None = None
-    held: bool = False  # the customer is disconnected and inside the grace period
+    held: bool = False  # not routed: the customer is away (grace period, or a callback)
+    # a callback: "waiting" (the customer left the queue keeping the place), then "due" (the
+    # place came up: the customer is asked to come back); None for a live caller
+    callback: str | None = None
+    callback_due_until: float | None = None  # monotonic: a due callback expires then
+    customer_online: bool = True
     customer_risk: str = "low"  # the customer's risk level on file (routing: senior agents)
     # agents who missed or declined it, with the monotonic time the exclusion ends
     excluded: dict[int, float] = field(default_factory=dict)

@@ -269,6 +269,11 @@ class CustomerNamespace(RoleNamespace):
     async def ev_call_hangup(self, sid: str, conn: Conn, msg: CallRef) -> None:
         await self.ctx.dispatcher.customer_hangup(msg.call_id, conn.ident.customer_id)  # type: ignore[union-attr]
 
+    async def ev_call_callback(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
+        position, eta = await self.ctx.dispatcher.request_callback(
+            msg.call_id, conn.ident.customer_id)  # type: ignore[union-attr]
+        return {"call_id": msg.call_id, "position": position, "estimated_wait_s": eta}
+
     async def ev_auth_refresh(self, sid: str, conn: Conn, msg: Message) -> dict[str, Any]:
         """A fresh token for a customer with a call (waiting or in progress), so a long
         wait can reconnect after the original token expired; same claims, a new expiry."""

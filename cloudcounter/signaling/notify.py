@@ -51,6 +51,11 @@ class SignalingListener:
         await self._to_agent(agent, "call:offer_withdrawn",
                              {"call_id": call.call_id, "reason": reason})
 
+    async def callback_due(self, call: Call, answer_within_s: float) -> None:
+        # the page, if open (the bank's app hears it by webhook: callback.due)
+        await self._to_customer(call, "call:callback_due", {
+            "call_id": call.call_id, "answer_within_s": answer_within_s})
+
     async def call_accepted(self, call: Call, agent: Agent) -> None:
         await self._to_customer(call, "call:accepted", {
             "call_id": call.call_id, "agent": {"display_name": agent.display_name or "Agent"},

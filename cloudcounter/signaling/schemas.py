@@ -151,6 +151,7 @@ CUSTOMER_EVENTS: dict[str, type[Message]] = {
     "media:offer": MediaOffer,
     "prompt:answer": PromptAnswer,
     "auth:refresh": Empty,  # 1.2
+    "call:callback": CallRef,  # 1.2
 }
 
 AGENT_EVENTS: dict[str, type[Message]] = {

@@ -116,6 +116,10 @@ TIMELINE: dict[str, EventType] = {
     "check.result": EventType.CHECK_COMPLETED,
     "risk.assessed": EventType.RISK_CHANGED,
     "approval.decided": EventType.APPROVAL_DECIDED,
+    "callback.requested": EventType.CALLBACK_REQUESTED,
+    "callback.due": EventType.CALLBACK_DUE,
+    "callback.cancelled": EventType.CALLBACK_CANCELLED,
+    "callback.expired": EventType.CALLBACK_EXPIRED,
 }
 
 
@@ -154,6 +158,10 @@ def timeline_data(kind: str, actor: str, payload: Mapping[str, Any]) -> dict[str
         return _pick(payload, "check_id", "kind", "verdict")
     if kind == "risk.assessed":
         return {**(_risk(payload) or {}), "previous_level": payload.get("previous_level")}
+    if kind == "callback.requested":
+        return _pick(payload, "position", "estimated_wait_s")
+    if kind == "callback.due":
+        return _pick(payload, "answer_within_s")
     if kind == "approval.decided":
         return {**_pick(payload, "approval_id", "decision", "agent", "lead"),
                 "risk": _risk(payload.get("risk"))}
