@@ -481,6 +481,8 @@ def parser() -> argparse.ArgumentParser:
     sl_.set_defaults(fn=cmd_sim_lead)
 
     extend_admin(sub, user, cu, svc)
+    from cloudcounter.credit.cli import extend as extend_credit
+    extend_credit(sub)
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)
