@@ -239,8 +239,11 @@ async def post_result(request: web.Request) -> web.Response:
     if result.application_id != app_id:
         return _error(400, "invalid_result", "application_id differs from the path")
     store = request.app[DB]
-    if await store.application(app_id) is None:
+    application = await store.application(app_id)
+    if application is None:
         return _error(404, "not_found", "no such application")
+    if application.get("customer_id") != result.customer_id:
+        return _error(400, "customer_mismatch", "the application is another customer's")
     try:
         rec, duplicate = await store.record_result(app_id, key, result.model_dump())
     except ValueError as exc:

@@ -40,6 +40,7 @@ class HubContext:
     webhooks: Any = None  # webhooks.outbox.WebhookPublisher: for the parts that publish
     webhook_timeline: Any = None  # webhooks.outbox.TimelinePublisher (the journal's hook)
     webhook_dispatcher: Any = None  # webhooks.delivery.WebhookDispatcher
+    loans: Any = None  # hub.loans.HubLoans: the car-loan interview (docs/credit-system.md)
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:

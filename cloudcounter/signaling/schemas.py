@@ -187,3 +187,9 @@ def parse_version(value: object) -> tuple[int, int] | None:
         if major.isdigit() and (minor == "" or minor.isdigit()):
             return (int(major), int(minor or 0))
     return None
+
+
+# the car-loan interview and appointments (cloudcounter.signaling.loan_schemas)
+from cloudcounter.signaling.loan_schemas import LOAN_AGENT_EVENTS  # noqa: E402 - needs Message
+
+AGENT_EVENTS.update(LOAN_AGENT_EVENTS)
