@@ -1,6 +1,7 @@
 """The reference credit service on a real port, with knobs for faults (tests only):
 ``faults.mode`` = ``"slow"`` (answer after ``delay_s``), ``"500"``, ``"garbage"`` (200 with
-a body that is not JSON), ``"wrong"`` (200 with JSON that is not the contract's);
+a body that is not JSON), ``"wrong"`` (200 with JSON that is not the contract's), ``"record_then_hang"`` (the request is
+handled, then the answer waits ``delay_s``);
 ``faults.times`` = how many requests get the fault (None: all). The service itself is the
 real one (its SQLite file, idempotency, seed); ``stop()``/``start()`` take it down and up
 on the same port."""
@@ -8,6 +9,7 @@ on the same port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ class Faults:
     delay_s: float = 2.0
     only_path: str = ""  # a substring of the path; empty: every path
     seen: list[str] = field(default_factory=list)  # "METHOD path" of every request
+    recorded: int = 0  # requests handled by "record_then_hang"
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends the hangs
 
     def take(self, path: str) -> str | None:
         if self.mode is None or (self.only_path and self.only_path not in path):
@@ -70,6 +74,12 @@ class CreditService:
                 return web.Response(text="<html>proxy error", content_type="application/json")
             elif mode == "wrong":
                 return web.json_response({"unexpected": True})
+            elif mode == "record_then_hang":  # recorded, but the answer never comes
+                response = await handler(request)
+                faults.recorded += 1
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(faults.release.wait(), faults.delay_s)
+                return response
             return await handler(request)
 
         self.app = create_credit_app(self.db_path, token=self.token, middlewares=[inject])
@@ -79,6 +89,7 @@ class CreditService:
         return self
 
     async def stop(self) -> None:
+        self.faults.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

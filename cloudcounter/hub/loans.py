@@ -64,7 +64,7 @@ class HubLoans:
         self.delivery = CreditDelivery(ctx.sm, self.client, self._delivery_news, DeliveryConfig(
             retry_base_s=s.credit_delivery_retry_base_s,
             retry_max_s=s.credit_delivery_retry_max_s,
-            lease_s=max(60.0, 4 * s.credit_timeout_s * (s.credit_retries + 1)))
+            lease_s=4 * s.credit_timeout_s * (s.credit_retries + 1) + 5.0)
         ) if self.client is not None else None
         self._agent_of: dict[str, int] = {}  # closed interviews: whom to tell of delivery
 
