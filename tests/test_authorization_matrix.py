@@ -157,6 +157,16 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
     ("/agent", "approval:request", {"call_id": "{live}", "note": "please check"},
      row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    # the car-loan interview (protocol 1.2): the live call is a card-loss call, so even its
+    # own agent reads no application in it (tests/test_credit_interview.py: a loan call)
+    ("/agent", "credit:lookup", CALL, row(NO, NO, NO, "unknown_call", "unknown_call",
+                                          ROLE, ROLE, ROLE)),
+    ("/agent", "credit:view", CALL, row(NO, NO, NO, "unknown_call", "unknown_call",
+                                        ROLE, ROLE, ROLE)),
+    ("/agent", "credit:answer", {"call_id": "{live}", "question": "purpose", "answer": "x"},
+     row(NO, NO, NO, "unknown_call", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "credit:outcome", {"call_id": "{live}", "outcome": "pass"},
+     row(NO, NO, NO, "unknown_call", "unknown_call", ROLE, ROLE, ROLE)),
     ("/supervisor", "approvals:list", {}, row(NO, NO, NO, ROLE, ROLE, ROLE, ROLE, "ok")),
     ("/supervisor", "approval:decide", {"approval_id": 999_999, "decision": "approve"},
      row(NO, NO, NO, ROLE, ROLE, ROLE, ROLE, "unknown_approval")),
