@@ -291,6 +291,17 @@ class AppointmentBook:
         return [view(a, self.config.slot_minutes) for a in rows]
 
     # -- arrival and no-shows ----------------------------------------------------------------
+    async def due(self, customer_id: str, service: str, now: datetime) -> bool:
+        """Whether the customer has a booked appointment for ``service`` whose window is
+        open now (``window_s`` before its start until ``no_show_after_s`` after)."""
+        lo = now - timedelta(seconds=self.config.no_show_after_s)
+        hi = now + timedelta(seconds=self.config.window_s)
+        async with self.sm() as s:
+            return await s.scalar(select(Appointment.id).where(
+                Appointment.customer_id == customer_id, Appointment.service == service,
+                Appointment.state == BOOKED, Appointment.starts_at >= lo,
+                Appointment.starts_at <= hi).limit(1)) is not None
+
     async def arrived(self, customer_id: str, service: str, call_id: str, now: datetime
                       ) -> dict[str, Any] | None:
         """A customer asks for a call: their booked appointment for it, if its window is

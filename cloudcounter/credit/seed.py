@@ -44,3 +44,26 @@ DEMO_APPLICATIONS: list[dict[str, Any]] = [
          "BMW", "X5", 82000, 2000, 84, "Prestige Cars & Finance", "D", 48000, overdue=4,
          enquiries=9),
 ]
+
+
+DEMO_ROSTER = [("bob", 8 * 60, 20 * 60), ("carol", 9 * 60, 18 * 60)]
+
+
+async def seed_roster(sm: Any, days: int = 14) -> list[str]:
+    """Roster the demo loan agents (bob, carol) for the coming days where nobody is yet
+    (``cloudcounter demo seed``): the demo's appointment slots."""
+    from datetime import datetime, timedelta, timezone
+
+    from cloudcounter.business.appointments import AppointmentBook
+
+    book = AppointmentBook(sm)
+    today = datetime.now(timezone.utc).date()
+    have = {(r["username"], r["day"]) for r in await book.roster(today, days)}
+    created = 0
+    for d in range(days):
+        day = today + timedelta(days=d)
+        for username, start, end in DEMO_ROSTER:
+            if (username, day.isoformat()) not in have:
+                await book.set_shift(username, day, start, end)
+                created += 1
+    return [f"roster: {created} shifts of bob and carol"] if created else []

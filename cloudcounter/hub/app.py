@@ -27,6 +27,7 @@ from cloudcounter.hub import admin_api, admin_catalogue_api, admin_webhooks_api,
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
+from cloudcounter.hub.appointments import HubAppointments, appointments_ctx
 from cloudcounter.hub.loans import HubLoans, loans_ctx
 from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.register_namespace(SupervisorNamespace(SUPERVISOR_NS, ctx))
     ctx.flows = FlowService(sm, HubFlowPort(ctx))
     ctx.loans = HubLoans(ctx)  # the car-loan interview and the credit system
+    ctx.appointments = HubAppointments(ctx)
     ops_api.install(ctx)  # metrics (a journal listener) and webhooks (the journal's hook)
     app[admin_catalogue_api.ENROLLER] = admin_catalogue_api.Enroller()
 
@@ -161,7 +163,7 @@ def create_app(settings: Settings) -> web.Application:
             await manager.stop()
 
     app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, loans_ctx,
-                            queue_ctx,
+                            appointments_ctx, queue_ctx,
                             media_ctx, analysis_ctx, ops_api.operations_ctx,
                             admin_catalogue_api.enroller_ctx, session_watch_ctx])
     app.on_startup.append(_freeze_startup_objects)

@@ -483,8 +483,9 @@ def parser() -> argparse.ArgumentParser:
     sl_.set_defaults(fn=cmd_sim_lead)
 
     extend_admin(sub, user, cu, svc)
-    from cloudcounter.credit.cli import extend as extend_credit
+    from cloudcounter.credit.cli import extend as extend_credit, extend_roster
     extend_credit(sub)
+    extend_roster(sub)
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)

@@ -146,6 +146,12 @@ class Settings:
     credit_delivery_retry_base_s: float = 5.0
     credit_delivery_retry_max_s: float = 300.0
     credit_income_tolerance: float = 0.2  # an answered income differing more: a contradiction
+    # interview appointments (docs/protocol.md, "Appointments")
+    appointment_slot_minutes: int = 30
+    appointment_days_ahead: int = 14
+    appointment_window_s: float = 900.0
+    appointment_no_show_after_s: float = 900.0
+    appointment_priority_boost: int = 10
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -335,6 +341,13 @@ def _checked_credit(s: "Settings") -> "Settings":
                             f"{PREFIX}CREDIT_BREAKER_THRESHOLD at least 1")
     if not 0 < s.credit_income_tolerance < 1:
         raise SettingsError(f"{PREFIX}CREDIT_INCOME_TOLERANCE must be between 0 and 1")
+    if not 5 <= s.appointment_slot_minutes <= 240 or 1440 % s.appointment_slot_minutes:
+        raise SettingsError(f"{PREFIX}APPOINTMENT_SLOT_MINUTES must divide a day (5-240)")
+    if s.appointment_days_ahead < 1 or min(s.appointment_window_s,
+                                           s.appointment_no_show_after_s) < 0 \
+            or s.appointment_priority_boost < 0:
+        raise SettingsError(f"{PREFIX}APPOINTMENT_DAYS_AHEAD must be at least 1 and the "
+                            "appointment window, no-show time and priority boost not negative")
     if bool(s.credit_client_cert) != bool(s.credit_client_key):
         raise SettingsError(f"{PREFIX}CREDIT_CLIENT_CERT and _CREDIT_CLIENT_KEY go together")
     for name in ("credit_client_cert", "credit_client_key", "credit_ca_file"):

@@ -28,7 +28,7 @@ from cloudcounter.hub.auth import (
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
 from cloudcounter.signaling.clientinfo import from_environ
-from cloudcounter.signaling.loan_events import LoanAgentEvents
+from cloudcounter.signaling.loan_events import AppointmentCustomerEvents, LoanAgentEvents
 from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, SUPERVISOR_EVENTS, SUPPORTED_VERSIONS, ApprovalDecision,
@@ -166,7 +166,7 @@ class RoleNamespace(SessionGuard, socketio.AsyncNamespace):
         raise NotImplementedError
 
 
-class CustomerNamespace(RoleNamespace):
+class CustomerNamespace(AppointmentCustomerEvents, RoleNamespace):
     events = CUSTOMER_EVENTS
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -226,10 +226,13 @@ class CustomerNamespace(RoleNamespace):
         if not ident.may_request(service.code):
             raise Forbidden("this token does not allow that service", code="service_not_allowed")
         self.ctx.security.call_request(ident.customer_id, conn.address)
+        boost = await self.ctx.appointments.priority_boost(ident.customer_id, service.code)
         call, position, eta = await self.ctx.dispatcher.request_call(
             customer_id=ident.customer_id, service=service.code, skill=service.required_skill,
-            priority=max(service.priority, ident.priority),
+            priority=max(service.priority, ident.priority) + boost,
             customer_risk=str(conn.profile.get("risk_level") or "low"))
+        await self.ctx.appointments.call_requested(ident.customer_id, service.code,
+                                                   call.call_id, boost)  # booked: attended
         self.ctx.flows.call_requested(call.call_id, ident.customer_id, service.code,
                                       ident.subject, conn.address, conn.prompts)
         return {"call_id": call.call_id, "position": position, "estimated_wait_s": eta}

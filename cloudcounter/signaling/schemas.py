@@ -190,6 +190,9 @@ def parse_version(value: object) -> tuple[int, int] | None:
 
 
 # the car-loan interview and appointments (cloudcounter.signaling.loan_schemas)
-from cloudcounter.signaling.loan_schemas import LOAN_AGENT_EVENTS  # noqa: E402 - needs Message
+from cloudcounter.signaling.loan_schemas import (  # noqa: E402 - needs Message above
+    LOAN_AGENT_EVENTS, LOAN_CUSTOMER_EVENTS,
+)
 
 AGENT_EVENTS.update(LOAN_AGENT_EVENTS)
+CUSTOMER_EVENTS.update(LOAN_CUSTOMER_EVENTS)
