@@ -112,3 +112,33 @@ async def test_a_booked_customer_is_routed_ahead_of_a_walk_in(hub_factory: Any) 
     finally:
         for c in (joe, eileen, bob):
             await c.close()
+
+
+async def test_the_roster_api_is_for_administrators_and_audited(hub: Hub) -> None:
+    import aiohttp
+
+    token = await hub.agent_token("admin")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        url = hub.url + "/api/admin/roster"
+        shift = {"username": "bob", "day": "2026-12-24", "start": "09:00", "end": "12:30"}
+        for bad, status, code in (({**shift, "username": "alice"}, 409, "not_a_loans_agent"),
+                                  ({**shift, "end": "08:00"}, 400, "invalid_shift"),
+                                  ({**shift, "start": "25:00"}, 400, "invalid_time"),
+                                  ({**shift, "day": "2026-02-30"}, 400, "invalid_date"),
+                                  ({**shift, "username": "nobody"}, 404, "unknown_user")):
+            async with http.put(url, json=bad) as r:
+                assert r.status == status, (bad, await r.text())
+                assert (await r.json())["error"]["code"] == code
+        async with http.get(url, params={"day": "2026-12-24", "days": "1"}) as r:
+            assert (await r.json())["roster"] == []  # nothing changed
+        async with http.put(url, json=shift) as r:
+            assert r.status == 200
+        async with http.get(url, params={"day": "2026-12-24", "days": "1"}) as r:
+            assert (await r.json())["roster"] == [{"username": "bob", "day": "2026-12-24",
+                                                   "from": "09:00", "to": "12:30"}]
+        async with http.delete(url + "/bob/2026-12-24") as r:
+            assert (await r.json())["removed"] == 1
+        async with http.get(hub.url + "/api/admin/security-events",
+                            params={"kind": "admin.roster_set"}) as r:
+            events = (await r.json())["events"]
+        assert [e["target"] for e in events if e["kind"] == "admin.roster_set"] == ["bob"]

@@ -71,6 +71,12 @@ HTTP: list[tuple[str, str, Any, dict[str, Any]]] = [
      row(401, 401, 401, 403, 403, 403, 200, 403)),
     ("POST", "/api/admin/users/carol/enable", None,
      row(401, 401, 401, 403, 403, 403, 200, 403)),
+    # the roster of loan agents (appointments): administrators only
+    ("GET", "/api/admin/roster", None, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("PUT", "/api/admin/roster", {"username": "bob", "day": "2026-12-24", "start": "09:00",
+                                  "end": "12:00"}, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("DELETE", "/api/admin/roster/bob/2026-12-24", None,
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
     ("POST", "/api/session/refresh", None, row(401, 401, 401, 401, 401, 401, 401, 401)),
     # administration (issue 15): only an administrator gets past the role check; 400 and
     # 409 are the admin's body or state refused after it

@@ -134,33 +134,40 @@ class AppointmentBook:
         self.config = config
 
     # -- the roster --------------------------------------------------------------------
-    async def set_shift(self, username: str, day: date, start_minute: int, end_minute: int
-                        ) -> dict[str, Any]:
+    async def set_shift(self, username: str, day: date, start_minute: int, end_minute: int,
+                        s: AsyncSession | None = None) -> dict[str, Any]:
+        """Roster an agent with the loans skill on a day (replacing their shift that day);
+        in ``s``'s transaction when given (the admin API's audited change)."""
         if not 0 <= start_minute < end_minute <= 1440:
             raise InvalidMessage("a shift ends after it starts, within the day",
                                  code="invalid_shift")
-        async with self.sm() as s, s.begin():
-            user = await s.scalar(select(User).where(User.username == username))
-            if user is None or user.disabled:
-                raise NotFound(f"no active account {username!r}", code="unknown_user")
-            if str(getattr(user.role, "value", user.role)) != "agent" \
-                    or LOANS_SKILL not in user.skill_codes:
-                raise InvalidState(f"{username} is not an agent with the loans skill",
-                                   code="not_a_loans_agent")
-            await s.execute(delete(LoanRoster).where(LoanRoster.agent_id == user.id,
-                                                     LoanRoster.day == day))
-            s.add(LoanRoster(agent_id=user.id, day=day, start_minute=start_minute,
-                             end_minute=end_minute))
+        if s is None:
+            async with self.sm() as s2, s2.begin():
+                return await self.set_shift(username, day, start_minute, end_minute, s2)
+        user = await s.scalar(select(User).where(User.username == username))
+        if user is None or user.disabled:
+            raise NotFound(f"no active account {username!r}", code="unknown_user")
+        if str(getattr(user.role, "value", user.role)) != "agent" \
+                or LOANS_SKILL not in user.skill_codes:
+            raise InvalidState(f"{username} is not an agent with the loans skill",
+                               code="not_a_loans_agent")
+        await s.execute(delete(LoanRoster).where(LoanRoster.agent_id == user.id,
+                                                 LoanRoster.day == day))
+        s.add(LoanRoster(agent_id=user.id, day=day, start_minute=start_minute,
+                         end_minute=end_minute))
         return {"username": username, "day": day.isoformat(),
                 "from": _hhmm(start_minute), "to": _hhmm(end_minute)}
 
-    async def clear_shift(self, username: str, day: date) -> int:
-        async with self.sm() as s, s.begin():
-            uid = await s.scalar(select(User.id).where(User.username == username))
-            if uid is None:
-                raise NotFound(f"no account {username!r}", code="unknown_user")
-            n = (await s.execute(delete(LoanRoster).where(
-                LoanRoster.agent_id == uid, LoanRoster.day == day))).rowcount  # type: ignore[attr-defined]
+    async def clear_shift(self, username: str, day: date, s: AsyncSession | None = None
+                          ) -> int:
+        if s is None:
+            async with self.sm() as s2, s2.begin():
+                return await self.clear_shift(username, day, s2)
+        uid = await s.scalar(select(User.id).where(User.username == username))
+        if uid is None:
+            raise NotFound(f"no account {username!r}", code="unknown_user")
+        n = (await s.execute(delete(LoanRoster).where(
+            LoanRoster.agent_id == uid, LoanRoster.day == day))).rowcount  # type: ignore[attr-defined]
         return int(n or 0)
 
     async def roster(self, first: date, days: int = 1) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from cloudcounter.hub import admin_api, admin_catalogue_api, admin_webhooks_api,
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
+from cloudcounter.hub import appointments_api
 from cloudcounter.hub.appointments import HubAppointments, appointments_ctx
 from cloudcounter.hub.loans import HubLoans, loans_ctx
 from cloudcounter.hub.media_gateway import HubMedia
@@ -175,6 +176,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin_webhooks_api.routes)
     app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
+    app.add_routes(appointments_api.routes)  # the roster of loan agents
     _static(app, settings)
     return app
 
