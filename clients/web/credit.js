@@ -81,10 +81,20 @@ export function createCreditUi() {
     const app = v.application;
     text.textContent = app ? `Application ${app.id} · ${app.status.replaceAll("_", " ")}`
       : "The application could not be read; the interview and the outcome go on.";
+    // answers typed but not saved yet, and the focus, survive the re-render
+    const drafts = new Map([...body.querySelectorAll("input[data-question]")]
+      .map((el) => [el.dataset.question, el.value]));
+    const focused = document.activeElement && document.activeElement.dataset
+      ? document.activeElement.dataset.question : undefined;
     body.replaceChildren(
       app ? applicationView(app, v.confirm || []) : null,
       questionsView(v),
       outcomeView(v));
+    for (const el of body.querySelectorAll("input[data-question]")) {
+      const draft = drafts.get(el.dataset.question);
+      if (draft !== undefined && draft !== el.value) el.value = draft;
+      if (focused && el.dataset.question === focused) el.focus();
+    }
   }
 
   function applicationView(app, confirm) {
@@ -113,7 +123,8 @@ export function createCreditUi() {
           `${v.contradictions} contradiction${v.contradictions > 1 ? "s" : ""}`) : null),
       h("ol", {}, v.questions.map((q) => {
         const input = h("input", { type: "text", maxlength: 2000, value: q.answer || "",
-          "data-testid": `answer-${q.id}`, "aria-label": q.text, disabled: closed });
+          "data-testid": `answer-${q.id}`, "aria-label": q.text, disabled: closed,
+          dataset: { question: q.id } });
         const save = async () => {
           const answer = input.value.trim();
           if (!answer || answer === (q.answer || "") || !cur) return;
@@ -128,7 +139,8 @@ export function createCreditUi() {
           }
         };
         input.addEventListener("change", save);
-        return h("li", { class: q.contradicts ? "contradiction" : "", dataset: { question: q.id } },
+        return h("li", { class: q.contradicts ? "contradiction" : "",
+          dataset: { question: q.id, saved: q.answer ? "true" : "false" } },
           h("span", { class: "credit-q" }, q.text), input,
           q.contradicts ? h("span", { class: "credit-contradicts", "data-testid": `contradicts-${q.id}` },
             `Contradicts the application: ${q.contradicts}`) : null);
