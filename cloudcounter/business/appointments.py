@@ -225,7 +225,8 @@ class AppointmentBook:
 
     async def _take_place(self, s: AsyncSession, starts_at: datetime, cap: int) -> None:
         """Take one place of the slot (the transaction's first write) or raise slot_full."""
-        ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)
+        dialect = s.bind.dialect.name if s.bind is not None else "sqlite"
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await s.execute(ins(AppointmentSlot).values(starts_at=starts_at, capacity=cap, booked=0)
                         .on_conflict_do_nothing(index_elements=["starts_at"]))
         taken = await s.execute(update(AppointmentSlot)

@@ -28,6 +28,7 @@ from cloudcounter.db.outbox import PENDING, utc
 from cloudcounter.errors import InvalidMessage, InvalidState, NotFound
 
 LOAN_SERVICE = "car_loan"
+FORGET_AFTER_S = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Interview:
     outcome: str | None = None
     reasons: list[str] = field(default_factory=list)
     delivery: str | None = None  # pending | delivered | failed
-    stored: bool = False
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def contradictions(self) -> int:
@@ -159,6 +160,7 @@ class LoanInterviews:
         """A car-loan call was answered (again: the new agent takes the interview over)."""
         iv = self.calls.get(call_id)
         if iv is None:
+            self._prune()
             self.calls[call_id] = Interview(call_id, customer_id, agent_id, agent_actor,
                                             reference)
         else:
@@ -166,6 +168,13 @@ class LoanInterviews:
 
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
+
+    def _prune(self) -> None:
+        """Interviews never wrapped up (the wrap-up time ran out) are dropped after
+        ``FORGET_AFTER_S``."""
+        cutoff = time.monotonic() - FORGET_AFTER_S
+        for call_id in [c for c, iv in self.calls.items() if iv.started_at < cutoff]:
+            del self.calls[call_id]
 
     def interview(self, call_id: str, agent_id: int) -> Interview:
         """The interview of a car-loan call of this agent (else ``unknown_call``: an agent
