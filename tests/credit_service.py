@@ -1,7 +1,7 @@
 """The reference credit service on a real port, with knobs for faults (tests only):
 ``faults.mode`` = ``"slow"`` (answer after ``delay_s``), ``"500"``, ``"garbage"`` (200 with
-a body that is not JSON), ``"wrong"`` (200 with JSON that is not the contract's), ``"record_then_hang"`` (the request is
-handled, then the answer waits ``delay_s``);
+a body that is not JSON), ``"wrong"`` (200 with JSON that is not the contract's),
+``"record_then_hang"`` (the request is handled, then the answer waits ``delay_s``);
 ``faults.times`` = how many requests get the fault (None: all). The service itself is the
 real one (its SQLite file, idempotency, seed); ``stop()``/``start()`` take it down and up
 on the same port."""

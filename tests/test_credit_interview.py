@@ -17,6 +17,7 @@ from cloudcounter.sim.client import Connection
 from cloudcounter.sim.customer import run_customer
 from tests.conftest import Hub, wait_until
 from tests.credit_service import CreditService
+from tests.test_db import pg_url  # noqa: F401 - the PostgreSQL fixture
 from tests.webhook_receiver import free_port
 
 pytestmark = pytest.mark.integration
@@ -83,6 +84,33 @@ async def test_the_interview_result_is_written_back_once(hub_factory: Any,
                  "credit.result.delivered", "call.wrapped_up"):
         assert kind in k, (kind, k)
     assert k.index("credit.result.pending") < k.index("credit.result.delivered")
+
+
+@pytest.mark.postgres
+async def test_the_write_back_on_postgresql(pg_url: str, hub_factory: Any,  # noqa: F811
+                                            credit: CreditService) -> None:
+    from sqlalchemy import select, text
+
+    from cloudcounter.db.engine import make_engine
+    from cloudcounter.db.loan_models import CreditResultDelivery, LoanInterview
+
+    engine = make_engine(pg_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    hub = await hub_factory(database_url=pg_url, credit_url=credit.url, **FAST)
+    cust, res = await loan_call(hub, "pass")
+
+    async def delivered() -> bool:
+        async with hub.ctx.sm() as s:
+            return await s.scalar(select(CreditResultDelivery.state)) == "delivered"
+    await wait_until(delivered, 20, "the result delivered")
+    async with hub.ctx.sm() as s:
+        iv = await s.get(LoanInterview, cust.call_id)
+    assert iv is not None and iv.state == "closed" and iv.outcome == "pass"
+    assert iv.application_id == "APP-2026-1138" and len(iv.answers) == 6
+    assert len(await credit.results()) == 1
 
 
 async def test_the_credit_system_down_for_the_whole_call_loses_nothing(
