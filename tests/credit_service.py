@@ -65,8 +65,9 @@ class CreditService:
         async def inject(request: web.Request, handler: Any) -> web.StreamResponse:
             faults.seen.append(f"{request.method} {request.path}")
             mode = faults.take(request.path)
-            if mode == "slow":
-                await asyncio.sleep(faults.delay_s)
+            if mode == "slow":  # the answer comes after delay_s (or when stopped)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(faults.release.wait(), faults.delay_s)
             elif mode == "500":
                 return web.json_response({"error": {"code": "boom", "message": "boom"}},
                                          status=500)

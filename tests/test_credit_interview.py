@@ -23,7 +23,7 @@ from tests.webhook_receiver import free_port
 pytestmark = pytest.mark.integration
 EILEEN = "cus_demo_eileen"
 FAST = dict(credit_delivery_retry_base_s=0.2, credit_delivery_retry_max_s=0.5,
-            credit_timeout_s=1.0, credit_retries=0, credit_breaker_threshold=100)
+            credit_timeout_s=10.0, credit_retries=1, credit_breaker_threshold=100)
 
 
 @pytest.fixture
@@ -56,10 +56,9 @@ async def loan_call(hub: Hub, outcome: str = "pass") -> tuple[Any, Any]:
     return cust, res
 
 
-@pytest.mark.parametrize("outcome", ["pass", "decline"])
 async def test_the_interview_result_is_written_back_once(hub_factory: Any,
-                                                        credit: CreditService,
-                                                        outcome: str) -> None:
+                                                        credit: CreditService) -> None:
+    outcome = "pass"  # refer: below; decline: tests/test_credit_crash.py
     hub = await hub_factory(credit_url=credit.url, **FAST)
     cust, res = await loan_call(hub, outcome)
     view = res.loans[0]
