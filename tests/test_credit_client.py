@@ -5,7 +5,8 @@ service's idempotency (a result recorded once per key)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
+
 
 import aiohttp
 import pytest
@@ -227,3 +228,81 @@ def test_the_openapi_contract_is_valid_and_matches_the_reference_service(tmp_pat
     served = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
               if r.method != "HEAD" and r.resource is not None}
     assert documented == served
+
+
+def _pki(tmp: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def key() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(subject: str, k: Any, issuer: str, ik: Any, ca: bool = False,
+             san: Any = None) -> x509.Certificate:
+        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+             .public_key(k.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(minutes=5))
+             .not_valid_after(now + dt.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san is not None:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(ik, hashes.SHA256())
+
+    ca_key, server_key, client_key = key(), key(), key()
+    ca = cert("test CA", ca_key, "test CA", ca_key, ca=True)
+    server = cert("127.0.0.1", server_key, "test CA", ca_key,
+                  san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client = cert("hub", client_key, "test CA", ca_key)
+    out = {}
+    for label, c, k in (("ca", ca, None), ("server", server, server_key),
+                        ("client", client, client_key)):
+        out[label] = tmp / f"{label}.pem"
+        out[label].write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        if k is not None:
+            out[label + "_key"] = tmp / f"{label}.key"
+            out[label + "_key"].write_bytes(k.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+    return out
+
+
+async def test_mutual_tls(tmp_path: Path) -> None:
+    import ssl
+
+    from aiohttp import web
+
+    from cloudcounter.credit.service import create_credit_app
+
+    pki = _pki(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
+    server_ctx.load_cert_chain(str(pki["server"]), str(pki["server_key"]))
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # the hub must show its certificate
+    runner = web.AppRunner(create_credit_app(str(tmp_path / "c.db")), shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ctx).start()
+    url = f"https://127.0.0.1:{port}"
+    try:
+        c = await client_for(url, ca_file=str(pki["ca"]), retries=0)
+        with pytest.raises(CreditError) as e:  # no client certificate: refused
+            await c.applications("cus_demo_eileen")
+        assert e.value.code == "credit_unavailable"
+        await c.stop()
+        c = await client_for(url, ca_file=str(pki["ca"]), client_cert=str(pki["client"]),
+                             client_key=str(pki["client_key"]))
+        assert [a.id for a in (await c.applications("cus_demo_eileen")).applications] == [
+            "APP-2026-1138"]
+        await c.stop()
+    finally:
+        await runner.cleanup()
