@@ -59,7 +59,7 @@ async def loan_call(hub: Hub, outcome: str = "pass") -> tuple[Any, Any]:
 async def test_the_interview_result_is_written_back_once(hub_factory: Any,
                                                         credit: CreditService) -> None:
     outcome = "pass"  # refer: below; decline: tests/test_credit_crash.py
-    hub = await hub_factory(credit_url=credit.url, **FAST)
+    hub = await hub_factory(credit_url=credit.url, metrics_token="m" * 32, **FAST)
     cust, res = await loan_call(hub, outcome)
     view = res.loans[0]
     assert view["application"]["id"] == "APP-2026-1138"
@@ -83,6 +83,13 @@ async def test_the_interview_result_is_written_back_once(hub_factory: Any,
                  "credit.result.delivered", "call.wrapped_up"):
         assert kind in k, (kind, k)
     assert k.index("credit.result.pending") < k.index("credit.result.delivered")
+    import aiohttp
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + "m" * 32}) as h:
+        async with h.get(hub.url + "/metrics") as r:
+            text = await r.text()
+    assert "cloudcounter_credit_results_delivered_total 1.0" in text
+    assert "cloudcounter_credit_circuit_open 0.0" in text
+    assert 'cloudcounter_credit_results_backlog{state="failed"} 0.0' in text
 
 
 @pytest.mark.postgres

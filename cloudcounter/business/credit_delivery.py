@@ -38,6 +38,7 @@ from cloudcounter.db.outbox import (
 log = logging.getLogger(__name__)
 #: the credit system refused this result: sending it again will not help
 PERMANENT = frozenset({"credit_refused", "credit_not_found", "credit_conflict"})
+BACKLOG_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class CreditDelivery:
         self.loop = OutboxLoop("credit-delivery", self.run_round, config.poll_s, clock)
         self.delivered = 0
         self.failed_attempts = 0
+        self.backlog: dict[str, int] = {PENDING: 0, FAILED: 0}  # read every BACKLOG_S
+        self._backlog_at = 0.0
 
     def start(self) -> None:
         self.loop.start()
@@ -79,6 +82,9 @@ class CreditDelivery:
 
     async def run_round(self) -> float | None:
         now = self.clock()
+        if now - self._backlog_at >= BACKLOG_S:  # for /metrics
+            self._backlog_at = now
+            self.backlog = {st: await self.outbox.count(st) for st in (PENDING, FAILED)}
         for row_id in await self.outbox.due(now, self.config.batch):
             row = await self.outbox.claim(row_id, now, self.config.lease_s)
             if row is not None:

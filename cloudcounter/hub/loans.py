@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from cloudcounter.business.credit_client import CreditClient, CreditConfig
 from cloudcounter.business.credit_delivery import CreditDelivery, DeliveryConfig
@@ -158,10 +160,50 @@ class HubLoans:
                                         to=agent_room(agent_id), namespace="/agent")
 
 
+class LoanMetrics(Collector):
+    """``/metrics`` of the credit link and the appointments (registered on the hub's
+    registry at start-up): requests to the credit system, the circuit, the write-back's
+    deliveries and backlog, no-shows."""
+
+    def __init__(self, ctx: "HubContext") -> None:
+        self.ctx = ctx
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        loans = self.ctx.loans
+        if loans.client is not None:
+            yield CounterMetricFamily("cloudcounter_credit_requests", "Requests (attempts) "
+                                      "to the credit system", value=loans.client.requests)
+            yield GaugeMetricFamily("cloudcounter_credit_circuit_open", "1 while the circuit "
+                                    "breaker to the credit system is open",
+                                    value=1 if loans.client.circuit == "open" else 0)
+        d = loans.delivery
+        if d is not None:
+            yield CounterMetricFamily("cloudcounter_credit_results_delivered", "Interview "
+                                      "results acknowledged by the credit system",
+                                      value=d.delivered)
+            yield CounterMetricFamily("cloudcounter_credit_result_failed_attempts",
+                                      "Failed attempts to deliver interview results",
+                                      value=d.failed_attempts)
+            backlog = GaugeMetricFamily("cloudcounter_credit_results_backlog", "Interview "
+                                        "results not delivered (pending; failed: refused, "
+                                        "an operator must act)", labels=["state"])
+            for state, n in sorted(d.backlog.items()):
+                backlog.add_metric([state], n)
+            yield backlog
+        if self.ctx.appointments is not None:
+            yield CounterMetricFamily("cloudcounter_appointment_no_shows", "Appointments "
+                                      "recorded as no-shows", value=self.ctx.appointments.no_shows)
+
+
 async def loans_ctx(app: web.Application) -> AsyncIterator[None]:
     from cloudcounter.hub.api import CTX
 
     ctx = app[CTX]
+    if ctx.metrics is not None:
+        ctx.metrics.registry.register(LoanMetrics(ctx))
     await ctx.loans.start()
     yield
     await ctx.loans.stop()
