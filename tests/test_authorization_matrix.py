@@ -163,7 +163,7 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
     ("/agent", "approval:request", {"call_id": "{live}", "note": "please check"},
      row(NO, NO, NO, "ok", "unknown_call", ROLE, ROLE, ROLE)),
-    # appointments (protocol 1.2): a customer sees free slots and only their own bookings;
+    # appointments (protocol 1.3): a customer sees free slots and only their own bookings;
     # the customer is the token's (no payload names one)
     ("/customer", "appointment:slots", {}, row(NO, "ok", "ok", NO, NO, NO, NO, NO)),
     ("/customer", "appointment:list", {}, row(NO, "ok", "ok", NO, NO, NO, NO, NO)),
@@ -174,7 +174,7 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      row(NO, "slot_in_past", "slot_in_past", NO, NO, NO, NO, NO)),
     ("/customer", "appointment:cancel", {"appointment_id": "apt_" + "0" * 16},
      row(NO, "unknown_appointment", "unknown_appointment", NO, NO, NO, NO, NO)),
-    # the car-loan interview (protocol 1.2): the live call is a card-loss call, so even its
+    # the car-loan interview (protocol 1.3): the live call is a card-loss call, so even its
     # own agent reads no application in it (tests/test_credit_interview.py: a loan call)
     ("/agent", "credit:lookup", CALL, row(NO, NO, NO, "unknown_call", "unknown_call",
                                           ROLE, ROLE, ROLE)),

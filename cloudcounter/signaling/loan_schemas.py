@@ -1,4 +1,4 @@
-"""Schemas of the car-loan events (protocol 1.2): the agent's credit panel and the
+"""Schemas of the car-loan events (protocol 1.3): the agent's credit panel and the
 customer's appointments. Merged into the namespaces' event maps by
 :mod:`cloudcounter.signaling.schemas`."""
 
