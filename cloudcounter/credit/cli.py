@@ -11,7 +11,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from cloudcounter.credit.service import create_credit_app
+    from cloudcounter.hub.cli import CliError
+    from cloudcounter.hub.settings import is_loopback
 
+    if not args.no_demo_data and not is_loopback(args.host):
+        raise CliError("the demo applications are served on a loopback address only: use "
+                       "--host 127.0.0.1, or --no-demo-data")
     token = os.environ.get("CLOUDCOUNTER_CREDIT_SERVICE_TOKEN", "")
     app = create_credit_app(args.db, token=token, seed=not args.no_demo_data)
     print(f"reference credit service on http://{args.host}:{args.port}  (database {args.db}"
