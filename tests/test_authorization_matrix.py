@@ -111,6 +111,12 @@ HTTP: list[tuple[str, str, Any, dict[str, Any]]] = [
     ("POST", "/api/admin/webhooks/deliveries/1/redeliver", None,
      row(401, 401, 401, 403, 403, 403, 409, 403)),
     ("DELETE", "/api/admin/webhooks/1", None, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    # the roster of loan agents (appointments): administrators only
+    ("GET", "/api/admin/roster", None, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("PUT", "/api/admin/roster", {"username": "bob", "day": "2026-12-24", "start": "09:00",
+                                  "end": "12:00"}, row(401, 401, 401, 403, 403, 403, 200, 403)),
+    ("DELETE", "/api/admin/roster/bob/2026-12-24", None,
+     row(401, 401, 401, 403, 403, 403, 200, 403)),
     ("GET", "/metrics", None, row(401, 401, 401, 401, 401, 401, 401, 401)),
 ]
 
@@ -161,6 +167,27 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      row(NO, ROLE, ROLE, "ok", "unknown_call", ROLE, ROLE, ROLE)),
     ("/agent", "approval:request", {"call_id": "{live}", "note": "please check"},
      row(NO, ROLE, ROLE, "ok", "unknown_call", ROLE, ROLE, ROLE)),
+    # appointments (protocol 1.3): a customer sees free slots and only their own bookings;
+    # the customer is the token's (no payload names one)
+    ("/customer", "appointment:slots", {}, row(NO, "ok", "ok", ROLE, ROLE, ROLE, ROLE, ROLE)),
+    ("/customer", "appointment:list", {}, row(NO, "ok", "ok", ROLE, ROLE, ROLE, ROLE, ROLE)),
+    ("/customer", "appointment:book", {"starts_at": "2020-01-01T09:00:00Z"},
+     row(NO, "slot_in_past", "slot_in_past", ROLE, ROLE, ROLE, ROLE, ROLE)),
+    ("/customer", "appointment:move", {"appointment_id": "apt_" + "0" * 16,
+                                       "starts_at": "2020-01-01T09:00:00Z"},
+     row(NO, "slot_in_past", "slot_in_past", ROLE, ROLE, ROLE, ROLE, ROLE)),
+    ("/customer", "appointment:cancel", {"appointment_id": "apt_" + "0" * 16},
+     row(NO, "unknown_appointment", "unknown_appointment", ROLE, ROLE, ROLE, ROLE, ROLE)),
+    # the car-loan interview (protocol 1.3): the live call is a card-loss call, so even its
+    # own agent reads no application in it (tests/test_credit_interview.py: a loan call)
+    ("/agent", "credit:lookup", CALL, row(NO, ROLE, ROLE, "unknown_call", "unknown_call",
+                                          ROLE, ROLE, ROLE)),
+    ("/agent", "credit:view", CALL, row(NO, ROLE, ROLE, "unknown_call", "unknown_call",
+                                        ROLE, ROLE, ROLE)),
+    ("/agent", "credit:answer", {"call_id": "{live}", "question": "purpose", "answer": "x"},
+     row(NO, ROLE, ROLE, "unknown_call", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/agent", "credit:outcome", {"call_id": "{live}", "outcome": "pass"},
+     row(NO, ROLE, ROLE, "unknown_call", "unknown_call", ROLE, ROLE, ROLE)),
     ("/supervisor", "wallboard:snapshot", {},
      row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),
     ("/supervisor", "approvals:list", {}, row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),

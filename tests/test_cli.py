@@ -148,7 +148,8 @@ def test_risk_rules_and_account_changes_and_leads(db: Path) -> None:
     assert "takeover_pattern" in out.read_text()
     out.write_text(out.read_text().replace("weight: 45", "weight: 55"))
     r = cli(db, "risk", "rules", "import", str(out))
-    assert r.returncode == 0 and "version 2 are current" in r.stdout, r.stderr
+    # version 3: migration 0009 stored version 2 (the car-loan rule credit_contradictions)
+    assert r.returncode == 0 and "version 3 are current" in r.stdout, r.stderr
     out.write_text("thresholds: {medium: 5, high: 1, block: 9}\nrules: []\n")
     r = cli(db, "risk", "rules", "import", str(out))
     assert r.returncode == 2 and "must rise" in r.stderr

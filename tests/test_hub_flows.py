@@ -82,7 +82,8 @@ async def test_a_complete_scripted_call(hub: Hub) -> None:
         conf = (await s.scalars(select(CallConfirmation)
                                 .where(CallConfirmation.call_id == res.call_id))).all()
     assert row is not None and row.script_version == 1 and row.business_state == "completed"
-    assert row.risk_level == "low" and row.risk_rules_version == 1 and row.risk_score == 0
+    # rule set 2: migration 0009 added the car-loan rule credit_contradictions
+    assert row.risk_level == "low" and row.risk_rules_version == 2 and row.risk_score == 0
     assert len(steps) == 8 and {s.state for s in steps} == {"done"}
     statement = next(c for c in conf if c.kind == "statement")
     assert statement.text_sha256 == p["sha256"] and statement.answer == "confirm"
@@ -197,7 +198,7 @@ async def test_block_refuses_resolved_outright(hub: Hub) -> None:
     assert d["call"]["risk_level"] == "block" and d["call"]["outcome"] == "fraud_suspected"
     levels = [e["payload"]["level"] for e in events(d, "risk.assessed")]
     assert levels == ["medium", "high", "block"]
-    assert all(e["payload"]["rules_version"] == 1 for e in events(d, "risk.assessed"))
+    assert all(e["payload"]["rules_version"] == 2 for e in events(d, "risk.assessed"))
     for conn in (a, c):
         await conn.close()
 

@@ -12,8 +12,10 @@ import {
   MediaAccessError, MediaLeg, attachStream, getLocalMedia, setTracksEnabled, showMediaMessage,
 } from "./media.js";
 import { WRAPUP_ERRORS, createFlowUi } from "./flow.js";
+import { createCreditUi } from "./credit.js";
 
 const flowUi = createFlowUi();
+const creditUi = createCreditUi();
 
 const STATE_NAMES = { offline: "Offline", available: "Available", offered: "Call offered",
   busy: "In a call", wrap_up: "Wrap-up", away: "Away" };
@@ -200,6 +202,7 @@ function showCustomer(c, service) {
     ui.custEmpty.hidden = false;
     ui.custFacts.hidden = true;
     ui.creditText.textContent = "Shown during car-loan interviews.";
+    creditUi.clear();
     return;
   }
   ui.custEmpty.hidden = true;
@@ -276,6 +279,7 @@ async function acceptOffer() {
   setStage("call");
   resetChecks(st.call);
   flowUi.start(st.socket, reply.call_id, reply.flow);
+  creditUi.start(st.socket, reply.call_id, offer.service);
   ui.hangup.focus();
   startMedia();
 }
@@ -865,6 +869,7 @@ async function submitWrapup(ev) {
     await ask(st.socket, "call:wrapup", payload);
     st.wrap = null;
     flowUi.clear();
+    creditUi.clear();
     clearInterval(wrapTimer);
     showCustomer(null);
     ui.notesList.replaceChildren();
@@ -872,7 +877,7 @@ async function submitWrapup(ev) {
     setStage("idle");
   } catch (e) {
     if (e.code === "no_wrap_up") {
-      st.wrap = null; flowUi.clear();
+      st.wrap = null; flowUi.clear(); creditUi.clear();
       showNotice(ui.notice, { kind: "warn", code: "wrap_timeout", title: "Wrap-up time ran out",
         text: "The outcome of the last call was not recorded." });
       showCustomer(null);
@@ -972,6 +977,7 @@ function connect() {
       title: m.state === "approved" ? "A team lead approved the call" : "A team lead refused the approval",
       text: [m.decided_by, m.decision_note].filter(Boolean).join(": ") });
   });
+  socket.on("credit:delivery", (m) => creditUi.onDelivery(m));
   socket.on("check:progress", onCheckProgress);
   socket.on("check:result", onCheckResult);
   socket.on("analysis:alert", onAnalysisAlert);

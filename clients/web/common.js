@@ -1,9 +1,9 @@
 // Shared helpers of the cloudcounter web clients: DOM, HTTP API, Socket.IO with acks, formatting.
 // The Socket.IO client is served by the hub at /vendor/socket.io.min.js (installed with npm).
 
-// Protocol 1.2: the customer page shows statements and questions (prompt:show, 1.1) and
-// refreshes its token during long waits (auth:refresh, 1.2).
-export const PROTOCOL = "1.2";
+// Protocol 1.3: the customer page shows statements and questions (prompt:show, 1.1),
+// refreshes its token during long waits (auth:refresh, 1.2) and books interviews (1.3).
+export const PROTOCOL = "1.3";
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));

@@ -9,6 +9,9 @@ import {
   stopStream,
 } from "./media.js";
 import { ACTIONS, actionIcon, stepOf } from "./checks.js";
+import { createBookingUi } from "./appointments.js";
+
+const booking = createBookingUi($("#booking"));
 
 const FATAL_CONNECT = new Set(["unauthenticated", "token_expired", "unknown_customer",
   "unsupported_protocol", "invalid_token", "forbidden"]);
@@ -153,6 +156,7 @@ function useToken(token) {
   if (st.socket) { st.socket.removeAllListeners(); st.socket.disconnect(); }
   st.socket = connectSocket("/customer", { token });
   wireSocket(st.socket);
+  booking.attach(st.socket);
   setStatus("connecting", "Connecting to the video counter…");
   updateCallButton();
 }

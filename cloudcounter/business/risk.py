@@ -50,6 +50,8 @@ SIGNALS: dict[str, tuple[str, str]] = {
     "address_changes": ("number", "times the customer reconnected from another network "
                         "address during the call"),
     "agent_concern": ("bool", "the agent raised \"I have concerns\""),
+    "credit_contradictions": ("number", "car-loan interview answers that contradict the "
+                              "credit application (employer, income)"),
 }
 
 
@@ -258,6 +260,7 @@ def signal_values(s: CallSignals, now: float) -> dict[str, Any]:
         "days_since_contact_change": s.days_since_contact_change,
         "days_since_account_change": s.days_since_account_change,
         "address_changes": s.address_changes, "agent_concern": s.agent_concern,
+        "credit_contradictions": 0,
         **s.extra,
     }
 

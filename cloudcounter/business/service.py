@@ -281,6 +281,19 @@ class FlowService:
             await self._push(call)
             return {"risk": f.assessment.to_dict() if f.assessment else None}
 
+    async def external_signal(self, call_id: str, agent_id: int, name: str, value: Any
+                              ) -> None:
+        """A risk signal from another part of the business (the car-loan interview's
+        contradictions): the call is assessed again."""
+        call = self.calls.get(call_id)
+        if call is None or call.flow.agent_id != agent_id:
+            return
+        async with call.lock:
+            f = call.flow
+            f.apply_signals(extra={**f.signals.extra, name: value})
+            self._reassess(call)
+            await self._push(call)
+
     # -- the customer's answers ----------------------------------------------------------------
     async def customer_answer(self, call_id: str, customer_id: str, prompt_id: str,
                               step_id: str, sha256: str, answer: str) -> dict[str, Any]:

@@ -29,6 +29,9 @@ from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.wallboard import Wallboard
 from cloudcounter.queue.routing import NO_RULES, ServiceRules
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
+from cloudcounter.hub import appointments_api
+from cloudcounter.hub.appointments import HubAppointments, appointments_ctx
+from cloudcounter.hub.loans import HubLoans, loans_ctx
 from cloudcounter.hub.media_gateway import HubMedia
 from cloudcounter.hub.settings import Settings
 from cloudcounter.hub.tasks import TaskRegistry
@@ -93,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
     ctx.wallboard = Wallboard(ctx)
     journal.listeners.append(ctx.wallboard.on_event)
     ctx.flows = FlowService(sm, HubFlowPort(ctx))
+    ctx.loans = HubLoans(ctx)  # the car-loan interview and the credit system
+    ctx.appointments = HubAppointments(ctx)
     ops_api.install(ctx)  # metrics (a journal listener) and webhooks (the journal's hook)
     app[admin_catalogue_api.ENROLLER] = admin_catalogue_api.Enroller()
 
@@ -174,8 +179,9 @@ def create_app(settings: Settings) -> web.Application:
         if manager is not None:
             await manager.stop()
 
-    app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, queue_ctx,
-                            media_ctx, wallboard_ctx, analysis_ctx, ops_api.operations_ctx,
+    app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, loans_ctx,
+                            appointments_ctx, queue_ctx, media_ctx, wallboard_ctx,
+                            analysis_ctx, ops_api.operations_ctx,
                             admin_catalogue_api.enroller_ctx, session_watch_ctx])
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)
@@ -186,6 +192,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin_webhooks_api.routes)
     app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
+    app.add_routes(appointments_api.routes)  # the roster of loan agents
     _static(app, settings)
     return app
 

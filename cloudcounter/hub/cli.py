@@ -470,6 +470,8 @@ def parser() -> argparse.ArgumentParser:
     sa.add_argument("--concern", help="raise \"I have concerns\" with this note in each call")
     sa.add_argument("--approval-wait", type=float, default=60.0,
                     help="at risk level high, ask a team lead and wait this long")
+    sa.add_argument("--outcome", choices=["pass", "refer", "decline"], default="pass",
+                    help="car-loan interviews: answer the questions and record this outcome")
     sa.set_defaults(fn=cmd_sim_agent)
     sl_ = sim.add_parser("lead", help="a simulated team lead deciding approval requests")
     sl_.add_argument("--url", default="http://127.0.0.1:8080")
@@ -481,6 +483,9 @@ def parser() -> argparse.ArgumentParser:
     sl_.set_defaults(fn=cmd_sim_lead)
 
     extend_admin(sub, user, cu, svc)
+    from cloudcounter.credit.cli import extend as extend_credit, extend_roster
+    extend_credit(sub)
+    extend_roster(sub)
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)

@@ -41,6 +41,8 @@ class HubContext:
     webhook_timeline: Any = None  # webhooks.outbox.TimelinePublisher (the journal's hook)
     webhook_dispatcher: Any = None  # webhooks.delivery.WebhookDispatcher
     wallboard: Any = None  # hub.wallboard.Wallboard (team leads' live view)
+    loans: Any = None  # hub.loans.HubLoans: the car-loan interview (docs/credit-system.md)
+    appointments: Any = None  # hub.appointments.HubAppointments: interview appointments
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:

@@ -96,6 +96,8 @@ async def seed(sm: async_sessionmaker, faces_dir: Path) -> list[str]:
             script = await store.import_script(service, data, "demo:seed",
                                                "seeded by cloudcounter demo seed")
             created.append(f"script {service} v{script.version} ({len(script.steps)} steps)")
+    from cloudcounter.credit.seed import seed_roster  # interview appointments
+    created += await seed_roster(sm)
     return created
 
 

@@ -20,7 +20,7 @@ PREFIX = "CLOUDCOUNTER_"
 DEMO_SECRET_KEY = "demo-secret-key-not-for-production-000000"
 DEMO_CUSTOMER_TOKEN_SECRET = "demo-customer-token-secret-not-for-production"
 SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key",
-                           "metrics_token"})
+                           "metrics_token", "credit_token"})
 STAFF_ROLES = frozenset({"agent", "auditor", "admin", "lead"})
 
 
@@ -138,6 +138,26 @@ class Settings:
     webhook_poll_s: float = 1.0
     customer_photos_dir: Path = Path("var/customer-photos")
     max_photo_bytes: int = 8 * 1024 * 1024
+    # the bank's credit system (docs/credit-system.md); empty: none (demo mode: the
+    # reference credit service at http://127.0.0.1:8090)
+    credit_url: str = ""
+    credit_token: str = ""
+    credit_client_cert: str = ""
+    credit_client_key: str = ""
+    credit_ca_file: str = ""
+    credit_timeout_s: float = 5.0
+    credit_retries: int = 2
+    credit_breaker_threshold: int = 5
+    credit_breaker_reset_s: float = 30.0
+    credit_delivery_retry_base_s: float = 5.0
+    credit_delivery_retry_max_s: float = 300.0
+    credit_income_tolerance: float = 0.2  # an answered income differing more: a contradiction
+    # interview appointments (docs/protocol.md, "Appointments")
+    appointment_slot_minutes: int = 30
+    appointment_days_ahead: int = 14
+    appointment_window_s: float = 900.0
+    appointment_no_show_after_s: float = 900.0
+    appointment_priority_boost: int = 10
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -239,6 +259,7 @@ class Settings:
             raise SettingsError(f"{PREFIX}MEDIA_STALL_S and _START_TIMEOUT_S must be positive "
                                 f"and {PREFIX}MEDIA_RESTARTS at least 0")
         s = _checked_operations(s)
+        s = _checked_credit(s)
         if min(s.vision_idle_fps, s.vision_challenge_fps, s.vision_liveness_window_s) <= 0:
             raise SettingsError(f"{PREFIX}VISION_IDLE_FPS, _CHALLENGE_FPS and "
                                 "_LIVENESS_WINDOW_S must be positive")
@@ -316,6 +337,36 @@ def at_rest_key_bytes(value: str) -> bytes:
         raise SettingsError(f"{PREFIX}AT_REST_KEY must be 32 random bytes in base64 "
                             "(openssl rand -base64 32)")
     return key
+
+
+def _checked_credit(s: "Settings") -> "Settings":
+    """The credit system's link (docs/credit-system.md)."""
+    if not s.credit_url and s.demo:
+        s = replace(s, credit_url="http://127.0.0.1:8090")
+    if s.credit_url and not s.credit_url.startswith(("http://", "https://")):
+        raise SettingsError(f"{PREFIX}CREDIT_URL must be an http:// or https:// URL")
+    if min(s.credit_timeout_s, s.credit_breaker_reset_s, s.credit_delivery_retry_base_s) <= 0 \
+            or s.credit_delivery_retry_max_s < s.credit_delivery_retry_base_s:
+        raise SettingsError(f"{PREFIX}CREDIT_TIMEOUT_S, _BREAKER_RESET_S and _DELIVERY_RETRY_"
+                            "BASE_S must be positive, _DELIVERY_RETRY_MAX_S at least the base")
+    if not 0 <= s.credit_retries <= 10 or s.credit_breaker_threshold < 1:
+        raise SettingsError(f"{PREFIX}CREDIT_RETRIES must be 0 to 10 and "
+                            f"{PREFIX}CREDIT_BREAKER_THRESHOLD at least 1")
+    if not 0 < s.credit_income_tolerance < 1:
+        raise SettingsError(f"{PREFIX}CREDIT_INCOME_TOLERANCE must be between 0 and 1")
+    if not 5 <= s.appointment_slot_minutes <= 240 or 1440 % s.appointment_slot_minutes:
+        raise SettingsError(f"{PREFIX}APPOINTMENT_SLOT_MINUTES must divide a day (5-240)")
+    if s.appointment_days_ahead < 1 or min(s.appointment_window_s,
+                                           s.appointment_no_show_after_s) < 0 \
+            or s.appointment_priority_boost < 0:
+        raise SettingsError(f"{PREFIX}APPOINTMENT_DAYS_AHEAD must be at least 1 and the "
+                            "appointment window, no-show time and priority boost not negative")
+    if bool(s.credit_client_cert) != bool(s.credit_client_key):
+        raise SettingsError(f"{PREFIX}CREDIT_CLIENT_CERT and _CREDIT_CLIENT_KEY go together")
+    for name in ("credit_client_cert", "credit_client_key", "credit_ca_file"):
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            raise SettingsError(f"{PREFIX}{name.upper()}: no file {getattr(s, name)!r}")
+    return s
 
 
 def _convert(name: str, type_: Any, raw: str) -> Any:

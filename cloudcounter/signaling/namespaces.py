@@ -29,6 +29,7 @@ from cloudcounter.hub.auth import (
 from cloudcounter.queue.model import AgentState, CallState, IllegalTransition
 from cloudcounter.signaling import edge
 from cloudcounter.signaling.clientinfo import from_environ
+from cloudcounter.signaling.loan_events import AppointmentCustomerEvents, LoanAgentEvents
 from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, SUPERVISOR_EVENTS, SUPPORTED_VERSIONS, ApprovalDecision,
@@ -199,7 +200,7 @@ class RoleNamespace(SessionGuard, socketio.AsyncNamespace):
         raise NotImplementedError
 
 
-class CustomerNamespace(RoleNamespace):
+class CustomerNamespace(AppointmentCustomerEvents, RoleNamespace):
     events = CUSTOMER_EVENTS
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -258,10 +259,13 @@ class CustomerNamespace(RoleNamespace):
         if not ident.may_request(service.code):
             raise Forbidden("this token does not allow that service", code="service_not_allowed")
         self.ctx.security.call_request(ident.customer_id, conn.address)
+        boost = await self.ctx.appointments.priority_boost(ident.customer_id, service.code)
         call, position, eta = await self.ctx.dispatcher.request_call(
             customer_id=ident.customer_id, service=service.code, skill=service.required_skill,
-            priority=max(service.priority, ident.priority),
+            priority=max(service.priority, ident.priority) + boost,
             customer_risk=str(conn.profile.get("risk_level") or "low"))
+        await self.ctx.appointments.call_requested(ident.customer_id, service.code,
+                                                   call.call_id, boost)  # booked: attended
         self.ctx.flows.call_requested(call.call_id, ident.customer_id, service.code,
                                       ident.subject, conn.address, conn.prompts)
         return {"call_id": call.call_id, "position": position, "estimated_wait_s": eta}
@@ -295,7 +299,7 @@ class CustomerNamespace(RoleNamespace):
             msg.call_id, call.customer_id, msg.prompt_id, msg.step_id, msg.sha256, msg.answer)
 
 
-class AgentNamespace(RoleNamespace):
+class AgentNamespace(LoanAgentEvents, RoleNamespace):
     events = AGENT_EVENTS
     staff_roles = frozenset({"agent"})
 
@@ -374,6 +378,7 @@ class AgentNamespace(RoleNamespace):
             call.call_id, call.customer_id, call.service, prepared, agent_id=ident.user_id,
             agent_actor=ident.actor, agent_name=ident.display_name or ident.username,
             profile=customer, service_name=service.name if service else call.service)
+        self.ctx.loans.answered(call, ident.user_id, ident.actor)  # a car-loan interview?
         return {"call_id": call.call_id, "customer": customer,
                 "ice_servers": self.ctx.settings.ice_servers, "flow": flow}
 
@@ -390,11 +395,14 @@ class AgentNamespace(RoleNamespace):
         self.ctx.journal.event(msg.call_id, conn.ident.actor, "agent.note", {"text": msg.text})
 
     async def ev_call_wrapup(self, sid: str, conn: Conn, msg: Wrapup) -> None:
+        await self.ctx.loans.before_wrapup(msg.call_id, self.uid(conn), msg.outcome,
+                                           msg.skip_reason)  # a loan interview's outcome
         async with self.ctx.flows.wrapping_up(msg.call_id, self.uid(conn), msg.outcome,
                                               msg.skip_reason) as plan:
             await self.ctx.dispatcher.finish_wrap_up(
                 self.uid(conn), msg.call_id, msg.outcome, msg.notes, AgentState(msg.then),
                 details=plan.details() if plan is not None else None)
+        self.ctx.loans.wrapped_up(msg.call_id)
 
     # -- service flows (cloudcounter.business) --------------------------------------------
     async def ev_flow_snapshot(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cloudcounter.text import has_control_characters
 #: the major version a client states in ``auth.protocol``; minor versions add events and
 #: optional fields only, so a 1.0 client works with a 1.1 hub
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 2
+PROTOCOL_MINOR = 3
 PROTOCOL_TEXT = f"{PROTOCOL_VERSION}.{PROTOCOL_MINOR}"
 SUPPORTED_VERSIONS = frozenset({1})
 
@@ -192,3 +192,12 @@ def parse_version(value: object) -> tuple[int, int] | None:
         if major.isdigit() and (minor == "" or minor.isdigit()):
             return (int(major), int(minor or 0))
     return None
+
+
+# the car-loan interview and appointments (cloudcounter.signaling.loan_schemas)
+from cloudcounter.signaling.loan_schemas import (  # noqa: E402 - needs Message above
+    LOAN_AGENT_EVENTS, LOAN_CUSTOMER_EVENTS,
+)
+
+AGENT_EVENTS.update(LOAN_AGENT_EVENTS)
+CUSTOMER_EVENTS.update(LOAN_CUSTOMER_EVENTS)

@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cloudcounter.sim.client import Connection, SimError, login
+from cloudcounter.sim.loan import interview, record_outcome
 
 BUSINESS_REFUSALS = {"steps_incomplete", "approval_required", "risk_blocked",
-                     "confirmation_declined"}
+                     "confirmation_declined", "credit_outcome_required"}
 SKIP_REASON = "simulated agent: required steps skipped"
 
 
@@ -39,6 +40,8 @@ class AgentResult:
     steps_done: list[str] = field(default_factory=list)
     approvals: list[str] = field(default_factory=list)
     flows: list[dict[str, Any]] = field(default_factory=list)  # last snapshot of each call
+    loans: list[dict[str, Any]] = field(default_factory=list)  # the credit panel of each loan call
+    loan_outcomes: list[dict[str, Any]] = field(default_factory=list)
 
 
 #: refusals that mean the call is over (or its customer gone): the agent goes to wrap-up
@@ -155,7 +158,8 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
                     media_factory: Any = None, outcome: str = "resolved",
                     ready: asyncio.Event | None = None, steps: str = "all",
                     concern: str | None = None, approval_wait: float = 0.0,
-                    answer_timeout: float = 10.0) -> AgentResult:
+                    answer_timeout: float = 10.0, loan_outcome: str = "pass"
+                    ) -> AgentResult:
     res = AgentResult()
     conn = Connection(url, "/agent", token)
     deadline = time.monotonic() + timeout
@@ -181,7 +185,13 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
                 media.ice_servers = reply.get("ice_servers") or []
                 await media.start(conn, call_id)
             ended: dict[str, Any] | None = None
+            loan = (offer.get("service") or {}).get("code") == "car_loan"
             try:
+                if loan:  # the car-loan interview: the application and the questions
+                    try:
+                        res.loans.append(await interview(conn, call_id))
+                    except SimError as exc:
+                        res.refusals.append(str(exc)[:200])
                 runner = ScriptRunner(conn, call_id, reply.get("flow") or {}, steps,
                                       answer_timeout, res)
                 try:
@@ -205,6 +215,8 @@ async def run_agent(url: str, token: str, calls: int, accept_delay: float = 0.5,
             finally:
                 if media is not None:
                     res.media.append(await media.stop())
+            if loan:  # between the interview's end and the wrap-up
+                res.loan_outcomes.append(await record_outcome(conn, call_id, loan_outcome))
             await wrap_up(conn, call_id, outcome, steps, res)
             res.calls += 1
             res.call_ids.append(call_id)
@@ -251,6 +263,8 @@ async def wrap_up(conn: Connection, call_id: str, outcome: str, steps: str,
         res.refusals.append(code)
         if steps == "skip-required" and code == "steps_incomplete":
             payload["skip_reason"] = SKIP_REASON
+        elif code == "credit_outcome_required":
+            payload["skip_reason"] = "simulated agent: the interview could not be assessed"
         else:
             payload.update(outcome="unresolved", notes=f"simulated: resolved refused ({code})")
         reply = await conn.call("call:wrapup", payload)
@@ -274,6 +288,6 @@ async def run_agent_cli(args: argparse.Namespace) -> int:
         factory = lambda: SimMedia("agent", video=video)  # noqa: E731
     res = await run_agent(args.url, token, args.calls, args.accept_delay, args.hangup_after,
                           args.timeout, factory, steps=args.steps, concern=args.concern,
-                          approval_wait=args.approval_wait)
+                          approval_wait=args.approval_wait, loan_outcome=args.outcome)
     print(json.dumps(asdict(res), separators=(",", ":")), flush=True)
     return 0 if res.error is None and res.calls >= args.calls else 1
