@@ -50,7 +50,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     from cloudcounter.hub.admin import users
     from cloudcounter.hub.admin.schemas import UserCreate
     req = model(UserCreate, username=args.username, role=args.role, display_name=args.name,
-                skills=skills(args.skills) or [], password=args.password)
+                skills=skills(args.skills) or [], password=args.password,
+                preferred_skills=skills(getattr(args, "preferred", None)) or [])
     user, generated = run(lambda sm: users.create_user(sm, actor(), req))
     print(f"user {user['username']} ({user['role']}) created")
     if generated:
@@ -70,10 +71,12 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_user_edit(args: argparse.Namespace) -> int:
     from cloudcounter.hub.admin import users
     from cloudcounter.hub.admin.schemas import UserUpdate
-    req = model(UserUpdate, display_name=args.name, role=args.role, skills=skills(args.skills))
+    req = model(UserUpdate, display_name=args.name, role=args.role, skills=skills(args.skills),
+                preferred_skills=skills(args.preferred))
     user = run(lambda sm: users.update_user(sm, actor(), args.username, req,
                                             NoSessionControl()))
-    print(f"user {user['username']}: {user['role']}, skills {','.join(user['skills']) or '-'}")
+    print(f"user {user['username']}: {user['role']}, skills {','.join(user['skills']) or '-'}"
+          f", preferred {','.join(user['preferred_skills']) or '-'}")
     return 0
 
 
@@ -275,7 +278,11 @@ def extend(sub: Any, user: Any, customer: Any, service: Any) -> None:
     ue.add_argument("--name", help="display name")
     ue.add_argument("--role", choices=["agent", "lead", "auditor", "admin"])
     ue.add_argument("--skills", help="comma-separated skills (agents only; '' for none)")
+    ue.add_argument("--preferred", help="comma-separated preferred skills: calls needing "
+                    "them come first (some of the skills; '' for none)")
     ue.set_defaults(fn=cmd_user_edit)
+    user.choices["add"].add_argument(
+        "--preferred", help="comma-separated preferred skills (some of --skills)")
 
     sl = service.add_parser("list", help="the service catalogue")
     sl.set_defaults(fn=cmd_service_list)
