@@ -163,3 +163,16 @@ def test_risk_rules_and_account_changes_and_leads(db: Path) -> None:
     r = cli(db, "user", "add", "--role", "lead", "--username", "lars", "--password",
             "lars-lead-pass-1", "--skills", "cards")
     assert r.returncode == 2 and "only agents have skills" in r.stderr
+
+
+def test_user_preferred_skills(db: Path) -> None:
+    ok = cli(db, "user", "add", "--role", "agent", "--username", "ana", "--password",
+             "secret-pass-phrase", "--skills", "cards,loans", "--preferred", "loans")
+    assert ok.returncode == 0, ok.stderr
+    bad = cli(db, "user", "add", "--role", "agent", "--username", "ben", "--password",
+              "secret-pass-phrase", "--skills", "cards", "--preferred", "loans")
+    assert bad.returncode == 2 and "preferred skills must be among" in bad.stderr
+    edit = cli(db, "user", "edit", "ana", "--preferred", "cards")
+    assert edit.returncode == 0 and "preferred cards" in edit.stdout, edit.stderr
+    edit = cli(db, "user", "edit", "ana", "--preferred", "")
+    assert edit.returncode == 0 and "preferred -" in edit.stdout, edit.stderr
