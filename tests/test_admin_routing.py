@@ -99,8 +99,10 @@ async def test_invalid_rules_and_preferred_skills_are_refused_and_change_nothing
 async def test_rules_are_stored_audited_and_reach_the_catalogue(admin: Admin) -> None:
     hub = admin.hub
     status, listing = await admin.call("GET", "/api/admin/services")
-    assert status == 200 and {s["code"]: s for s in listing["services"]}[
-        "car_loan"]["routing"] == NO_RULES
+    listed = {s["code"]: s for s in listing["services"]}
+    assert status == 200 and listed["car_loan"]["routing"] == NO_RULES
+    # the demo seed's rules
+    assert listed["card_loss"]["routing"] == {**NO_RULES, "fallback_skills": ["accounts"]}
     rules = {"widen_after_s": 45, "fallback_skills": ["accounts", "security"],
              "overflow_after_s": 120.5, "overflow_skills": ["payments"],
              "max_consecutive_offers": 3}
@@ -133,7 +135,7 @@ async def test_rules_are_stored_audited_and_reach_the_catalogue(admin: Admin) ->
         ("admin.service_updated", "card_loss"), ("admin.service_updated", "card_loss"),
         ("admin.service_updated", "card_loss"), ("admin.service_created", "visa")]
     assert events[0]["details"]["changes"]["routing"] == {
-        "from": NO_RULES, "to": {**rules, "widen_after_s": 45.0}}
+        "from": listed["card_loss"]["routing"], "to": {**rules, "widen_after_s": 45.0}}
     assert "routing" not in events[1]["details"]["changes"]
     assert events[2]["details"]["changes"]["routing"]["to"] == NO_RULES
     assert events[3]["details"]["routing"]["widen_after_s"] == 0.0
