@@ -164,7 +164,8 @@ async function users() {
   st.services = services;
   const rows = list.map((u) => h("tr", { "data-testid": "user-row", "data-username": u.username },
     h("td", { class: "mono" }, u.username), h("td", {}, u.display_name), h("td", {}, humanize(u.role)),
-    h("td", { "data-testid": "user-skills" }, u.skills.map((k) => pill(k, (u.preferred_skills || []).includes(k) ? "ok" : ""))),
+    h("td", { "data-testid": "user-skills" }, u.skills.map((k) => ((u.preferred_skills || []).includes(k)
+      ? h("span", { class: "pill ok", title: "preferred: these calls are offered to this agent first" }, `★ ${k}`) : pill(k)))),
     h("td", { "data-testid": "user-status" }, u.disabled ? pill("Disabled", "off") : pill("Active", "ok"),
       u.totp_enrolled ? pill("2FA", "ok") : null),
     h("td", { class: "num" }, String(u.live_sessions)), h("td", {}, when(u.last_sign_in_at)),
@@ -187,7 +188,7 @@ async function users() {
       u.disabled ? "Enable" : "Disable")))));
   return [heading("Staff", h("span", { class: "muted", "data-testid": "user-count" }, `${list.length} accounts`),
     h("button", { type: "button", class: "btn btn-primary", "data-testid": "add-user", onclick: addUser }, "Add a staff member")),
-  table(["Username", "Name", "Role", "Skills", "Status", "Sessions", "Last sign-in", ""], rows, "users-table")];
+  table(["Username", "Name", "Role", "Skills (★ preferred)", "Status", "Sessions", "Last sign-in", ""], rows, "users-table")];
 }
 
 function addUser() {

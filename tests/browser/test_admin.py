@@ -101,7 +101,7 @@ def test_the_admin_console(hub: HubProcess, browser_factory: Any, receiver: str)
     page.get_by_test_id("check-preferred_skills-payments").check()
     page.get_by_test_id("editor-save").click()
     page.wait_for_selector("[data-username=dana] [data-testid=user-skills] .pill.ok")
-    assert dana.locator("[data-testid=user-skills] .pill.ok").inner_text() == "payments"
+    assert dana.locator("[data-testid=user-skills] .pill.ok").inner_text() == "★ payments"
     page.get_by_test_id("password-dana").click()
     page.wait_for_selector("[data-testid=generated-password]")
     page.get_by_test_id("end-dana").click()
@@ -134,6 +134,7 @@ def test_the_admin_console(hub: HubProcess, browser_factory: Any, receiver: str)
     page.get_by_test_id("check-routing-fallback_skills-security").check()
     page.get_by_test_id("field-routing-widen_after_s").fill("30")
     page.get_by_test_id("field-routing-max_consecutive_offers").fill("3")
+    screenshot(page, "admin-service-routing")
     page.get_by_test_id("editor-save").click()
     page.wait_for_function("() => document.querySelector('[data-code=card_loss] "
                            "[data-testid=service-routing]')?.textContent.includes('3 in a row')")
