@@ -164,3 +164,37 @@ def test_risk_rules_and_account_changes_and_leads(db: Path) -> None:
     r = cli(db, "user", "add", "--role", "lead", "--username", "lars", "--password",
             "lars-lead-pass-1", "--skills", "cards")
     assert r.returncode == 2 and "only agents have skills" in r.stderr
+
+
+def test_user_preferred_skills(db: Path) -> None:
+    ok = cli(db, "user", "add", "--role", "agent", "--username", "ana", "--password",
+             "secret-pass-phrase", "--skills", "cards,loans", "--preferred", "loans")
+    assert ok.returncode == 0, ok.stderr
+    bad = cli(db, "user", "add", "--role", "agent", "--username", "ben", "--password",
+              "secret-pass-phrase", "--skills", "cards", "--preferred", "loans")
+    assert bad.returncode == 2 and "preferred skills must be among" in bad.stderr
+    edit = cli(db, "user", "edit", "ana", "--preferred", "cards")
+    assert edit.returncode == 0 and "preferred cards" in edit.stdout, edit.stderr
+    edit = cli(db, "user", "edit", "ana", "--preferred", "")
+    assert edit.returncode == 0 and "preferred -" in edit.stdout, edit.stderr
+
+
+def test_service_routing_rules(db: Path) -> None:
+    ok = cli(db, "service", "edit", "car_loan", "--fallback", "payments", "--widen-after", "90")
+    assert ok.returncode == 0, ok.stderr
+    assert "fallback_skills=payments" in ok.stdout and "widen_after_s=90.0" in ok.stdout
+    ok = cli(db, "service", "edit", "car_loan", "--max-offers", "4", "--widen-after", "none")
+    assert ok.returncode == 0, ok.stderr  # the other rules are kept
+    assert "fallback_skills=payments" in ok.stdout and "max_consecutive_offers=4" in ok.stdout
+    assert "widen_after_s" not in ok.stdout
+    own = cli(db, "service", "edit", "car_loan", "--overflow", "loans")
+    assert own.returncode == 2 and "own skill" in own.stderr
+    unknown = cli(db, "service", "edit", "car_loan", "--fallback", "juggling")
+    assert unknown.returncode == 2 and "unknown skill(s) in the routing rules" in unknown.stderr
+    bad = cli(db, "service", "edit", "car_loan", "--overflow-after", "soon")
+    assert bad.returncode == 2 and "not a number" in bad.stderr
+    far = cli(db, "service", "edit", "car_loan", "--overflow-after", "4000")
+    assert far.returncode == 2 and "overflow_after_s" in far.stderr
+    listed = cli(db, "service", "list")
+    assert "max_consecutive_offers=4" in listed.stdout and "fallback_skills=payments" in \
+        listed.stdout

@@ -366,3 +366,60 @@ async def test_migration_0008_upgrades_a_database_holding_calls(db_url: str) -> 
         assert len(await repo.list_services(sm)) == 5
     finally:
         await engine.dispose()
+
+
+async def test_migration_0011_adds_routing_rules_and_preferred_skills(db_url: str) -> None:
+    """0008 (with an agent and their skills) -> head: services have no routing rules, the
+    agent's skills are not preferred; rules and preferences are stored; down and up again."""
+    from alembic import command
+
+    from cloudcounter.db.migrate import alembic_config
+    from cloudcounter.db.models import AgentSkill, ServiceType
+    from cloudcounter.queue.routing import ServiceRules
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+
+        def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
+            cfg = alembic_config(db_url)
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, rev)
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "0008")
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO users (id, username, display_name, password_hash, role, disabled, "
+                "created_at) VALUES (7, 'ana', 'Ana', 'x', 'agent', false, CURRENT_TIMESTAMP)"))
+            for skill in ("cards", "accounts"):
+                await conn.execute(text("INSERT INTO agent_skills (user_id, skill) VALUES "
+                                        f"(7, '{skill}')"))
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "head")
+        sm = make_sessionmaker(engine)
+        assert {s.routing for s in await repo.list_services(sm)} == {ServiceRules()}
+        ana = await repo.get_user(sm, username="ana")
+        assert ana is not None and (ana.skill_codes, ana.preferred_codes) == (
+            ["accounts", "cards"], [])
+        rules = ServiceRules(30.0, frozenset({"accounts"}), None, frozenset(), 2)
+        async with sm() as s, s.begin():
+            row = await s.get(ServiceType, "card_loss")
+            assert row is not None
+            row.routing = rules.to_dict()
+            skill = await s.get(AgentSkill, (7, "accounts"))
+            assert skill is not None
+            skill.preferred = True
+        services = {s.code: s for s in await repo.list_services(sm)}
+        assert services["card_loss"].routing == rules
+        assert services["card_loss"].admin_dict()["routing"] == rules.to_dict()
+        ana = await repo.get_user(sm, username="ana")
+        assert ana is not None and ana.preferred_codes == ["accounts"]
+        async with engine.begin() as conn:
+            await conn.run_sync(run, "0008", True)
+            await conn.run_sync(run, "head")
+        assert {s.routing for s in await repo.list_services(sm)} == {ServiceRules()}
+    finally:
+        await engine.dispose()

@@ -160,3 +160,19 @@ async def test_the_dispatcher_counts_streaks_and_passes_on_preferences() -> None
         await q.finish_wrap_up(uid, cid, "resolved", "", AgentState.AVAILABLE)
         clock.t += 1
     assert q._streak == {1: ("card_loss", 3), 2: ("card_loss", 1)}
+
+
+async def test_an_agent_signing_in_again_brings_the_current_skills() -> None:
+    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+    from cloudcounter.queue.ports import MemoryJournal
+    from cloudcounter.queue.store import MemoryQueueStore
+    from tests.test_dispatcher import Clock, Recorder
+
+    q = Dispatcher(MemoryQueueStore(), Recorder(), MemoryJournal(),  # type: ignore[arg-type]
+                   QueueConfig(), clock=Clock())
+    await q.agent_online(1, "ann", frozenset({"cards"}))
+    await q.agent_offline(1)
+    await q.agent_online(1, "ann", frozenset({"cards", "loans"}), preferred=frozenset({"loans"}))
+    ann = await q.store.get_agent(1)
+    assert ann is not None and (ann.skills, ann.preferred) == (
+        frozenset({"cards", "loans"}), frozenset({"loans"}))

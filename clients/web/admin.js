@@ -18,15 +18,21 @@ function tell(kind, title, text = "", extra = null) {
 
 function problemsOf(e) {
   const d = e.details || {};
-  const list = (d.problems || []).map((p) => ({ field: String(p.field).split(".")[0], text: p.problem }));
+  const list = (d.problems || []).map((p) => ({ field: String(p.field), text: p.problem }));
   if (d.field) list.push({ field: d.field, text: e.message });
   return list;
+}
+
+/** The form field a problem names: "routing.widen_after_s" is a field of its own,
+ * "skills.0" is the field "skills". */
+function fieldOf(form, name) {
+  return form && form.elements[name] ? name : name.split(".")[0];
 }
 
 /** Show a refusal in the editor (or the page) and mark the fields it names. */
 function refused(e, form = null) {
   const region = form ? $(".form-notice", form) : $("#notice");
-  const problems = problemsOf(e);
+  const problems = problemsOf(e).map((p) => ({ ...p, field: fieldOf(form, p.field) }));
   const text = problems.length && e.code === "invalid_message"
     ? problems.map((p) => `${humanize(p.field)}: ${p.text}`).join(" · ") : e.message;
   showNotice(region, { kind: "error", code: e.code, title: "Not saved", text });
@@ -50,7 +56,7 @@ function secretBox(label, value, testid) {
 /** A form field: {name, label, type, value, options, hint, required, placeholder}. */
 function field(f) {
   const id = `f-${f.name}`;
-  const attrs = { id, name: f.name, "data-testid": `field-${f.name}`, placeholder: f.placeholder,
+  const attrs = { id, name: f.name, "data-testid": `field-${f.name.replace(".", "-")}`, placeholder: f.placeholder,
     required: f.required || undefined };
   let input;
   if (f.type === "select") {
@@ -58,7 +64,7 @@ function field(f) {
   } else if (f.type === "checks") {
     input = h("div", { class: "checks", role: "group", "aria-label": f.label },
       f.options.map((o) => h("label", {}, h("input", { type: "checkbox", name: f.name, value: o,
-        "data-testid": `check-${f.name}-${o}`, checked: (f.value || []).includes(o) || undefined }), o)));
+        "data-testid": `check-${f.name.replace(".", "-")}-${o}`, checked: (f.value || []).includes(o) || undefined }), o)));
   } else {
     input = h("input", { ...attrs, type: f.type || "text", value: f.value ?? "",
       min: f.min, max: f.max, maxlength: f.maxlength, autocomplete: f.autocomplete || "off" });
@@ -67,17 +73,25 @@ function field(f) {
     f.hint ? h("span", { class: "hint" }, f.hint) : null);
 }
 
+/** The body a form sends; a field named "routing.x" is "x" of the object "routing". */
 function readForm(form, fields) {
   const body = {};
+  const slot = (name) => {
+    const [group, key] = name.includes(".") ? name.split(".", 2) : [null, name];
+    if (!group) return [body, key];
+    body[group] = body[group] || {};
+    return [body[group], key];
+  };
   for (const f of fields) {
+    const [into, key] = slot(f.name);
     if (f.type === "checks") {
-      body[f.name] = $$(`input[name="${f.name}"]:checked`, form).map((i) => i.value);
+      into[key] = $$(`input[name="${f.name}"]:checked`, form).map((i) => i.value);
       continue;
     }
     const raw = form.elements[f.name].value;
     const value = f.type === "number" ? (raw.trim() === "" ? undefined : Number(raw)) : raw.trim();
     if (value === "" && f.optional) continue;
-    if (value !== undefined) body[f.name] = value;
+    if (value !== undefined) into[key] = value;
   }
   return body;
 }
@@ -150,7 +164,8 @@ async function users() {
   st.services = services;
   const rows = list.map((u) => h("tr", { "data-testid": "user-row", "data-username": u.username },
     h("td", { class: "mono" }, u.username), h("td", {}, u.display_name), h("td", {}, humanize(u.role)),
-    h("td", {}, u.skills.map((k) => pill(k))),
+    h("td", { "data-testid": "user-skills" }, u.skills.map((k) => ((u.preferred_skills || []).includes(k)
+      ? h("span", { class: "pill ok", title: "preferred: these calls are offered to this agent first" }, `★ ${k}`) : pill(k)))),
     h("td", { "data-testid": "user-status" }, u.disabled ? pill("Disabled", "off") : pill("Active", "ok"),
       u.totp_enrolled ? pill("2FA", "ok") : null),
     h("td", { class: "num" }, String(u.live_sessions)), h("td", {}, when(u.last_sign_in_at)),
@@ -173,7 +188,7 @@ async function users() {
       u.disabled ? "Enable" : "Disable")))));
   return [heading("Staff", h("span", { class: "muted", "data-testid": "user-count" }, `${list.length} accounts`),
     h("button", { type: "button", class: "btn btn-primary", "data-testid": "add-user", onclick: addUser }, "Add a staff member")),
-  table(["Username", "Name", "Role", "Skills", "Status", "Sessions", "Last sign-in", ""], rows, "users-table")];
+  table(["Username", "Name", "Role", "Skills (★ preferred)", "Status", "Sessions", "Last sign-in", ""], rows, "users-table")];
 }
 
 function addUser() {
@@ -184,6 +199,8 @@ function addUser() {
     { name: "password", label: "Password", type: "password", optional: true, autocomplete: "new-password",
       hint: "12+ characters; leave empty to generate one" },
     { name: "skills", label: "Skills (agents)", type: "checks", options: skillsKnown() },
+    { name: "preferred_skills", label: "Preferred skills", type: "checks", options: skillsKnown(),
+      hint: "some of the skills: calls needing them are offered to this agent first" },
   ], async (body) => {
     const r = await api("/api/admin/users", { method: "POST", body });
     tell("ok", `${r.user.username} added`, r.password ? "Hand the password over in person; it is shown once." : "",
@@ -196,6 +213,8 @@ function editUser(u) {
     { name: "display_name", label: "Display name", value: u.display_name, maxlength: 128 },
     { name: "role", label: "Role", type: "select", options: ROLES, value: u.role },
     { name: "skills", label: "Skills (agents)", type: "checks", options: skillsKnown(), value: u.skills },
+    { name: "preferred_skills", label: "Preferred skills", type: "checks", options: skillsKnown(), value: u.preferred_skills || [],
+      hint: "some of the skills: calls needing them are offered to this agent first" },
   ], async (body) => {
     await api(`/api/admin/users/${u.username}`, { method: "PATCH", body });
     tell("ok", `${u.username} saved`, "The change applies at once.");
@@ -212,7 +231,36 @@ function serviceFields(s = {}) {
     { name: "target_answer_s", label: "Target answer time (s)", type: "number", value: s.target_answer_s ?? 60, min: 5, max: 3600,
       hint: "a call answered within this counts for the service level" },
     { name: "auto_checks", label: "Automatic checks", type: "checks", options: CHECKS, value: s.auto_checks || [] },
+    ...routingFields(s.routing || {}),
   ];
+}
+
+/** A service's routing rules (docs/api.md, Routing rules): sent whole as "routing". */
+function routingFields(r) {
+  return [
+    { name: "routing.fallback_skills", label: "Fallback skills", type: "checks", options: skillsKnown(), value: r.fallback_skills || [],
+      hint: "pool widening: agents with these skills may take a call that has waited long" },
+    { name: "routing.widen_after_s", label: "Widen after (s)", type: "number", value: r.widen_after_s ?? "", min: 0, max: 3600,
+      hint: "empty: the target answer time; 0: never" },
+    { name: "routing.overflow_skills", label: "Overflow skills", type: "checks", options: skillsKnown(), value: r.overflow_skills || [],
+      hint: "a second group of agents for calls waiting longer still" },
+    { name: "routing.overflow_after_s", label: "Overflow after (s)", type: "number", value: r.overflow_after_s ?? "", min: 0, max: 3600,
+      hint: "empty: no overflow" },
+    { name: "routing.max_consecutive_offers", label: "Max consecutive offers", type: "number", value: r.max_consecutive_offers ?? "", min: 1, max: 100,
+      hint: "calls of this service in a row for one agent while another is free; empty: no limit" },
+  ];
+}
+
+function routingSummary(r = {}) {
+  const parts = [];
+  if (r.fallback_skills && r.fallback_skills.length && r.widen_after_s !== 0) {
+    parts.push(`widen to ${r.fallback_skills.join(", ")} after ${r.widen_after_s ?? "target"}${r.widen_after_s == null ? "" : " s"}`);
+  }
+  if (r.overflow_skills && r.overflow_skills.length && r.overflow_after_s != null) {
+    parts.push(`overflow to ${r.overflow_skills.join(", ")} after ${r.overflow_after_s} s`);
+  }
+  if (r.max_consecutive_offers != null) parts.push(`at most ${r.max_consecutive_offers} in a row`);
+  return parts.length ? parts.join("; ") : "–";
 }
 
 async function services() {
@@ -223,6 +271,7 @@ async function services() {
     h("td", {}, pill(s.required_skill)), h("td", { class: "num" }, String(s.priority)),
     h("td", { class: "num", "data-testid": "service-target" }, `${s.target_answer_s} s`),
     h("td", {}, s.auto_checks.map((c) => pill(c))),
+    h("td", { "data-testid": "service-routing" }, routingSummary(s.routing)),
     h("td", {}, h("div", { class: "row-actions" }, h("button", { type: "button", class: "btn", "data-testid": `edit-service-${s.code}`,
       onclick: () => edit(`Edit ${s.code}`, serviceFields(s), async (body) => {
         await api(`/api/admin/services/${s.code}`, { method: "PATCH", body });
@@ -231,7 +280,7 @@ async function services() {
   return [heading("Services", h("button", { type: "button", class: "btn btn-primary", "data-testid": "add-service",
     onclick: () => edit("Add a service", [{ name: "code", label: "Code", required: true, hint: "a-z, 0-9 and _" }, ...serviceFields()],
       async (body) => { await api("/api/admin/services", { method: "POST", body }); tell("ok", `${body.code} added`); }, "Add") }, "Add a service")),
-  table(["Code", "Name", "Kind", "Skill", "Priority", "Target", "Automatic checks", ""], rows, "services-table")];
+  table(["Code", "Name", "Kind", "Skill", "Priority", "Target", "Automatic checks", "Routing", ""], rows, "services-table")];
 }
 
 // ------------------------------------------------------------------ customers

@@ -23,7 +23,8 @@ from cloudcounter.hub.auth import StaffIdentity, hash_password, verify_password
 
 def identity(user: User) -> StaffIdentity:
     return StaffIdentity(user.id, user.username, user.role, user.display_name,
-                         tuple(user.skill_codes))
+                         tuple(user.skill_codes),
+                         preferred_skills=tuple(user.preferred_codes))
 
 
 async def create(sm: async_sessionmaker, *, username: str, password: str, role: Role,

@@ -79,7 +79,8 @@ def judge(row: StaffSession | None, user: User | None, user_id: int | None,
     if user.disabled:
         raise Forbidden("this account is disabled", code="account_disabled")
     return StaffIdentity(user.id, user.username, user.role, user.display_name,
-                         tuple(user.skill_codes), row.id)
+                         tuple(user.skill_codes), row.id,
+                         preferred_skills=tuple(user.preferred_codes))
 
 
 async def revoke_sessions(sm: async_sessionmaker, *, reason: str, by: str,

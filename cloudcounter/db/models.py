@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,6 +85,11 @@ class User(Base):
     def skill_codes(self) -> list[str]:
         return sorted(s.skill for s in self.skills)
 
+    @property
+    def preferred_codes(self) -> list[str]:
+        """The skills whose calls the agent takes first (a subset of :attr:`skill_codes`)."""
+        return sorted(s.skill for s in self.skills if s.preferred)
+
 
 class AgentSkill(Base):
     __tablename__ = "agent_skills"
@@ -91,6 +97,8 @@ class AgentSkill(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
                                          primary_key=True)
     skill: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # the agent takes calls needing this skill before the others (routing rules)
+    preferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     user: Mapped[User] = relationship(back_populates="skills")
 
 
@@ -106,6 +114,8 @@ class ServiceType(Base):
     # the service level: a call answered within this many seconds of its request counts
     # as answered within target (metrics, wallboard)
     target_answer_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # routing rules (cloudcounter.queue.routing.ServiceRules.to_dict()); None: no rules
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Customer(Base):

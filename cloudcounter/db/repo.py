@@ -36,7 +36,7 @@ class Service:
     def admin_dict(self) -> dict[str, object]:
         """Everything an administrator edits (``/api/admin/services``)."""
         return {**self.to_dict(), "priority": self.priority,
-                "target_answer_s": self.target_answer_s}
+                "target_answer_s": self.target_answer_s, "routing": self.routing.to_dict()}
 
 
 def new_customer_id() -> str:
@@ -51,7 +51,8 @@ async def list_services(sm: async_sessionmaker) -> list[Service]:
 
 def service_of(r: ServiceType) -> Service:
     return Service(r.code, r.name, r.kind, r.required_skill, r.priority,
-                   tuple(r.auto_checks or ()), r.target_answer_s)
+                   tuple(r.auto_checks or ()), r.target_answer_s,
+                   ServiceRules.from_dict(r.routing))
 
 
 async def known_skills(sm: async_sessionmaker) -> set[str]:

@@ -59,6 +59,8 @@ class StaffIdentity:
     skills: tuple[str, ...] = ()
     session_id: str = ""  # the staff session the token belongs to
     issued_at: float = field(default=0.0, compare=False)  # the token's iat (0: not a token)
+    # an agent's preferred skills, as loaded from the database (tokens do not carry them)
+    preferred_skills: tuple[str, ...] = ()
 
     @property
     def actor(self) -> str:

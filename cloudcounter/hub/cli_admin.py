@@ -50,7 +50,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     from cloudcounter.hub.admin import users
     from cloudcounter.hub.admin.schemas import UserCreate
     req = model(UserCreate, username=args.username, role=args.role, display_name=args.name,
-                skills=skills(args.skills) or [], password=args.password)
+                skills=skills(args.skills) or [], password=args.password,
+                preferred_skills=skills(getattr(args, "preferred", None)) or [])
     user, generated = run(lambda sm: users.create_user(sm, actor(), req))
     print(f"user {user['username']} ({user['role']}) created")
     if generated:
@@ -70,10 +71,12 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_user_edit(args: argparse.Namespace) -> int:
     from cloudcounter.hub.admin import users
     from cloudcounter.hub.admin.schemas import UserUpdate
-    req = model(UserUpdate, display_name=args.name, role=args.role, skills=skills(args.skills))
+    req = model(UserUpdate, display_name=args.name, role=args.role, skills=skills(args.skills),
+                preferred_skills=skills(args.preferred))
     user = run(lambda sm: users.update_user(sm, actor(), args.username, req,
                                             NoSessionControl()))
-    print(f"user {user['username']}: {user['role']}, skills {','.join(user['skills']) or '-'}")
+    print(f"user {user['username']}: {user['role']}, skills {','.join(user['skills']) or '-'}"
+          f", preferred {','.join(user['preferred_skills']) or '-'}")
     return 0
 
 
@@ -130,8 +133,40 @@ def cmd_service_list(args: argparse.Namespace) -> int:
     for s in run(services.list_services):
         print(f"{s['code']:<16} {s['name']:<32} skill {s['required_skill']:<10} "
               f"priority {s['priority']}  target {s['target_answer_s']} s  "
-              f"checks {','.join(s['auto_checks']) or '-'}")
+              f"checks {','.join(s['auto_checks']) or '-'}  routing {_routing_text(s['routing'])}")
     return 0
+
+
+def _routing_text(r: dict[str, Any]) -> str:
+    parts = [f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in r.items()
+             if v not in (None, [])]
+    return " ".join(parts) or "-"
+
+
+ROUTING_FLAGS = (("fallback", "fallback_skills"), ("widen_after", "widen_after_s"),
+                 ("overflow", "overflow_skills"), ("overflow_after", "overflow_after_s"),
+                 ("max_offers", "max_consecutive_offers"))
+
+
+def _routing(args: argparse.Namespace, current: dict[str, Any] | None) -> Any:
+    """The routing rules the flags give, over ``current`` (None when no flag is given).
+    Times and the limit take ``none`` for no value; skill lists ``''`` for none."""
+    given = {key: getattr(args, flag) for flag, key in ROUTING_FLAGS
+             if getattr(args, flag) is not None}
+    if not given:
+        return None
+    rules = dict(current or {})
+    for key, raw in given.items():
+        if key.endswith("_skills"):
+            rules[key] = skills(raw)
+        elif raw.strip().lower() in ("", "none"):
+            rules[key] = None
+        else:
+            try:
+                rules[key] = int(raw) if key == "max_consecutive_offers" else float(raw)
+            except ValueError:
+                raise _cli().CliError(f"routing.{key}: {raw!r} is not a number") from None
+    return rules
 
 
 def _checks(value: str | None) -> list[str] | None:
@@ -143,7 +178,8 @@ def cmd_service_add(args: argparse.Namespace) -> int:
     from cloudcounter.hub.admin.schemas import ServiceCreate
     req = model(ServiceCreate, code=args.code, name=args.name, kind=args.kind,
                 required_skill=args.skill, priority=args.priority,
-                auto_checks=_checks(args.checks), target_answer_s=args.target)
+                auto_checks=_checks(args.checks), target_answer_s=args.target,
+                routing=_routing(args, None))
     s = run(lambda sm: services.create_service(sm, actor(), req))
     print(f"service {s['code']} created (restart the hub or edit it from the console for "
           "running hubs to see it)")
@@ -153,12 +189,18 @@ def cmd_service_add(args: argparse.Namespace) -> int:
 def cmd_service_edit(args: argparse.Namespace) -> int:
     from cloudcounter.hub.admin import services
     from cloudcounter.hub.admin.schemas import ServiceUpdate
+    routing = None
+    if any(getattr(args, flag) is not None for flag, _ in ROUTING_FLAGS):
+        listed = {x["code"]: x for x in run(services.list_services)}
+        if args.code not in listed:
+            raise _cli().CliError(f"no service {args.code!r}")
+        routing = _routing(args, listed[args.code]["routing"])
     req = model(ServiceUpdate, name=args.name, kind=args.kind, required_skill=args.skill,
                 priority=args.priority, auto_checks=_checks(args.checks),
-                target_answer_s=args.target)
+                target_answer_s=args.target, routing=routing)
     s = run(lambda sm: services.update_service(sm, actor(), args.code, req))
     print(f"service {s['code']}: skill {s['required_skill']}, priority {s['priority']}, "
-          f"target {s['target_answer_s']} s")
+          f"target {s['target_answer_s']} s, routing {_routing_text(s['routing'])}")
     return 0
 
 
@@ -275,7 +317,11 @@ def extend(sub: Any, user: Any, customer: Any, service: Any) -> None:
     ue.add_argument("--name", help="display name")
     ue.add_argument("--role", choices=["agent", "lead", "auditor", "admin"])
     ue.add_argument("--skills", help="comma-separated skills (agents only; '' for none)")
+    ue.add_argument("--preferred", help="comma-separated preferred skills: calls needing "
+                    "them come first (some of the skills; '' for none)")
     ue.set_defaults(fn=cmd_user_edit)
+    user.choices["add"].add_argument(
+        "--preferred", help="comma-separated preferred skills (some of --skills)")
 
     sl = service.add_parser("list", help="the service catalogue")
     sl.set_defaults(fn=cmd_service_list)
@@ -288,6 +334,16 @@ def extend(sub: Any, user: Any, customer: Any, service: Any) -> None:
         sp.add_argument("--priority", type=int, help="0-9 (higher first)")
         sp.add_argument("--checks", help="automatic checks: identity,liveness ('' for none)")
         sp.add_argument("--target", type=int, help="target answer time in seconds")
+        # routing rules (docs/api.md, Routing rules); edit changes only the rules given
+        sp.add_argument("--fallback", help="fallback skills: their agents may take a call "
+                        "that has waited --widen-after ('' for none)")
+        sp.add_argument("--widen-after", help="seconds (0-3600; none: the target time; "
+                        "0: no widening)")
+        sp.add_argument("--overflow", help="overflow skills: a second group of agents "
+                        "('' for none)")
+        sp.add_argument("--overflow-after", help="seconds (0-3600; none: no overflow)")
+        sp.add_argument("--max-offers", help="calls of this service in a row for one agent "
+                        "(1-100; none: no limit)")
         sp.set_defaults(fn=fn)
 
     cp = customer.add_parser("photo", help="enrol or replace a customer's reference photo")

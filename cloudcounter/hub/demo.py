@@ -1,6 +1,7 @@
 """Demo data: agents with different skills, a team lead, an auditor, an admin, several
-customers (one with a recent change of contact details, one whose record says high risk)
-and the service scripts shipped in ``cloudcounter/business/data/scripts``.
+customers (one with a recent change of contact details, one whose record says high risk),
+routing rules for the services that have none, and the service scripts shipped in
+``cloudcounter/business/data/scripts``.
 
 Idempotent: running it again adds nothing that exists. Passwords are for local demos only.
 """
@@ -19,9 +20,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cloudcounter.business.store import BusinessStore, utc
 from cloudcounter.db import repo
-from cloudcounter.db.models import Customer, CustomerAccountChange, Role
+from cloudcounter.db.models import Customer, CustomerAccountChange, Role, ServiceType
 from cloudcounter.agents import accounts
 from cloudcounter.hub.customers import enrol_photo
+from cloudcounter.queue.routing import ServiceRules
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "business" / "data" / "scripts"
 
@@ -35,6 +37,16 @@ DEMO_USERS = [
     ("audrey", "audrey-demo-1", Role.AUDITOR, "Audrey Klein", []),
     ("admin", "admin-demo-1", Role.ADMIN, "Operations Admin", []),
 ]
+
+# service code -> its routing rules (docs/api.md, Routing rules). The demo agents who hold a
+# fallback or overflow skill also hold the service's own (alice and carol; bob and carol),
+# so the demo routes calls as without the rules; a new agent with only ``accounts`` would
+# take waiting card-loss calls after the target answer time.
+DEMO_ROUTING = {
+    "card_loss": ServiceRules(fallback_skills=frozenset({"accounts"})),
+    "password_reset": ServiceRules(fallback_skills=frozenset({"accounts"})),
+    "large_transfer": ServiceRules(overflow_after_s=180.0, overflow_skills=frozenset({"loans"})),
+}
 
 # id, name, masked id number, phone, risk level, reference photo (relative to the faces
 # dir), last four digits of the card on file
@@ -70,6 +82,12 @@ async def seed(sm: async_sessionmaker, faces_dir: Path) -> list[str]:
             await accounts.create(sm, username=username, password=password, role=role,
                                   display_name=name, skills=skills)
             created.append(f"user {username} ({role.value})")
+    async with sm() as s, s.begin():  # rules only where an administrator has set none
+        for code, rules in DEMO_ROUTING.items():
+            service = await s.get(ServiceType, code)
+            if service is not None and service.routing is None:
+                service.routing = rules.to_dict()
+                created.append(f"routing rules of {code}")
     async with sm() as s, s.begin():
         existing = set((await s.scalars(select(Customer.id))).all())
         for cid, name, idn, phone, risk, photo, card in DEMO_CUSTOMERS:

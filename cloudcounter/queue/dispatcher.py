@@ -381,6 +381,10 @@ class Dispatcher:
                 agent = Agent(agent_id, username, skills, display_name, state_since=self.clock(),
                               preferred=preferred & skills)
                 await self.store.put_agent(agent)
+            elif agent.state is AgentState.OFFLINE:  # back: skills may have changed meanwhile
+                agent.skills, agent.preferred = skills, preferred & skills
+                agent.display_name = display_name or agent.display_name
+                self._staffing_cache = None
             if agent.state is AgentState.OFFLINE:
                 self._set_agent(agent, AgentState.AWAY, "signed_in")
             return agent

@@ -331,7 +331,8 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
         await self.enter_room(sid, agent_room(user.user_id))
         await self.enter_room(sid, AGENTS_ROOM)
         agent = await self.ctx.dispatcher.agent_online(
-            user.user_id, user.username, frozenset(user.skills), user.display_name)
+            user.user_id, user.username, frozenset(user.skills), user.display_name,
+            preferred=frozenset(user.preferred_skills))
         await self.emit("agent:state", self.ctx.agent_state_payload(agent, "signed_in"), to=sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

@@ -92,6 +92,16 @@ def test_the_admin_console(hub: HubProcess, browser_factory: Any, receiver: str)
     page.wait_for_function("() => [...document.querySelectorAll('[data-username=dana] .pill')]"
                            ".map(p => p.textContent).join(',').includes('payments')")
     assert "senior" not in dana.inner_text()
+    # a preferred skill must be one of the skills: refused, then set
+    page.get_by_test_id("edit-dana").click()
+    page.get_by_test_id("check-preferred_skills-loans").check()
+    page.get_by_test_id("editor-save").click()
+    page.wait_for_selector("[data-testid=problem-preferred_skills]")
+    page.get_by_test_id("check-preferred_skills-loans").uncheck()
+    page.get_by_test_id("check-preferred_skills-payments").check()
+    page.get_by_test_id("editor-save").click()
+    page.wait_for_selector("[data-username=dana] [data-testid=user-skills] .pill.ok")
+    assert dana.locator("[data-testid=user-skills] .pill.ok").inner_text() == "★ payments"
     page.get_by_test_id("password-dana").click()
     page.wait_for_selector("[data-testid=generated-password]")
     page.get_by_test_id("end-dana").click()
@@ -113,6 +123,23 @@ def test_the_admin_console(hub: HubProcess, browser_factory: Any, receiver: str)
     page.get_by_test_id("editor-save").click()
     page.wait_for_function("() => document.querySelector('[data-code=contact_change] "
                            "[data-testid=service-target]')?.textContent === '45 s'")
+
+    # routing rules: the service's own skill as a fallback is refused, then a valid rule set
+    page.get_by_test_id("edit-service-card_loss").click()
+    page.get_by_test_id("check-routing-fallback_skills-cards").check()
+    page.get_by_test_id("editor-save").click()
+    page.get_by_test_id("problem-routing.fallback_skills").wait_for()
+    assert "own skill" in page.get_by_test_id("problem-routing.fallback_skills").inner_text()
+    page.get_by_test_id("check-routing-fallback_skills-cards").uncheck()
+    page.get_by_test_id("check-routing-fallback_skills-security").check()
+    page.get_by_test_id("field-routing-widen_after_s").fill("30")
+    page.get_by_test_id("field-routing-max_consecutive_offers").fill("3")
+    screenshot(page, "admin-service-routing")
+    page.get_by_test_id("editor-save").click()
+    page.wait_for_function("() => document.querySelector('[data-code=card_loss] "
+                           "[data-testid=service-routing]')?.textContent.includes('3 in a row')")
+    routing = page.locator("[data-code=card_loss] [data-testid=service-routing]").inner_text()
+    assert "security after 30 s" in routing, routing
 
     # a customer, and their reference photo: two faces refused, one face enrolled
     page.get_by_test_id("tab-customers").click()

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator
 
 from cloudcounter.db.models import Role
+from cloudcounter.queue.routing import ServiceRules
 from cloudcounter.signaling.schemas import Message
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
@@ -43,16 +44,20 @@ class UserCreate(Message):
     skills: list[Skill] = Field(default_factory=list, max_length=32)
     # none: the hub generates one and returns it once
     password: Password | None = None
+    # skills whose calls the agent takes first: some of ``skills``
+    preferred_skills: list[Skill] = Field(default_factory=list, max_length=32)
 
-    _skills = field_validator("skills")(_unique_skills)
+    _skills = field_validator("skills", "preferred_skills")(_unique_skills)
 
 
 class UserUpdate(Message):
     display_name: DisplayName | None = None
     role: Role | None = None
     skills: list[Skill] | None = Field(default=None, max_length=32)
+    # none: kept (those still among the skills)
+    preferred_skills: list[Skill] | None = Field(default=None, max_length=32)
 
-    @field_validator("skills")
+    @field_validator("skills", "preferred_skills")
     @classmethod
     def _skills(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _unique_skills(value)
@@ -66,6 +71,28 @@ class PasswordSet(Message):
     password: Password | None = None
 
 
+Seconds = Annotated[float, Field(ge=0, le=3600, strict=True, allow_inf_nan=False)]
+
+
+class RoutingRules(Message):
+    """A service's routing rules (:class:`cloudcounter.queue.routing.ServiceRules`; the
+    skills are checked against the known ones when the change is made)."""
+
+    widen_after_s: Seconds | None = None  # None: the target answer time; 0: no widening
+    fallback_skills: list[Skill] = Field(default_factory=list, max_length=16)
+    overflow_after_s: Seconds | None = None  # None: no overflow
+    overflow_skills: list[Skill] = Field(default_factory=list, max_length=16)
+    max_consecutive_offers: Annotated[int, Field(ge=1, le=100, strict=True)] | None = None
+
+    _fallback = field_validator("fallback_skills")(_unique_skills)
+    _overflow = field_validator("overflow_skills")(_unique_skills)
+
+    def rules(self) -> ServiceRules:
+        return ServiceRules(self.widen_after_s, frozenset(self.fallback_skills),
+                            self.overflow_after_s, frozenset(self.overflow_skills),
+                            self.max_consecutive_offers)
+
+
 class ServiceCreate(Message):
     code: ServiceCode
     name: DisplayName
@@ -74,6 +101,7 @@ class ServiceCreate(Message):
     priority: int = Field(default=0, ge=0, le=9)
     auto_checks: list[Check] = Field(default_factory=list, max_length=2)
     target_answer_s: int = Field(default=60, ge=5, le=3600)
+    routing: RoutingRules | None = None
 
     @field_validator("auto_checks")
     @classmethod
@@ -90,6 +118,7 @@ class ServiceUpdate(Message):
     priority: int | None = Field(default=None, ge=0, le=9)
     auto_checks: list[Check] | None = Field(default=None, max_length=2)
     target_answer_s: int | None = Field(default=None, ge=5, le=3600)
+    routing: RoutingRules | None = None  # replaces the rules ({}: none)
 
     @field_validator("auto_checks")
     @classmethod

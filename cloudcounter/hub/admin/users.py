@@ -37,6 +37,7 @@ def _iso(v: datetime | None) -> str | None:
 def view(u: User, live: int = 0, last: datetime | None = None) -> dict[str, Any]:
     return {"username": u.username, "display_name": u.display_name, "role": u.role,
             "disabled": u.disabled, "skills": u.skill_codes,
+            "preferred_skills": u.preferred_codes,
             "totp_enrolled": bool(u.totp_secret), "live_sessions": live,
             "created_at": _iso(u.created_at), "last_sign_in_at": _iso(last)}
 
@@ -82,6 +83,19 @@ async def _check_skills(sm: async_sessionmaker, role: str, skills: Sequence[str]
                              field="skills")
 
 
+def _check_preferred(skills: Sequence[str], preferred: Sequence[str]) -> None:
+    extra = sorted(set(preferred) - set(skills))
+    if extra:
+        raise InvalidMessage(f"preferred skills must be among the agent's skills: "
+                             f"{', '.join(extra)} is not", code="invalid_preferred_skill",
+                             field="preferred_skills")
+
+
+def _skill_rows(skills: Sequence[str], preferred: Sequence[str], **kw: Any
+                ) -> list[AgentSkill]:
+    return [AgentSkill(skill=k, preferred=k in preferred, **kw) for k in sorted(set(skills))]
+
+
 async def _user(s: AsyncSession, username: str) -> User:
     user = (await s.scalars(select(User).where(User.username == username))).first()
     if user is None:
@@ -104,16 +118,18 @@ async def create_user(sm: async_sessionmaker, who: Actor, req: UserCreate
                       ) -> tuple[dict[str, Any], str | None]:
     """The new account, and its password when the hub generated it (shown once)."""
     await _check_skills(sm, req.role.value, req.skills)
+    _check_preferred(req.skills, req.preferred_skills)
     generated = None if req.password else generate_password()
     password_hash = await _password_hash(req.username, req.password or generated or "")
     try:
         async with audited(sm, who, "admin.user_created", req.username) as a:
             user = User(username=req.username, display_name=req.display_name or req.username,
                         password_hash=password_hash, role=req.role.value,
-                        skills=[AgentSkill(skill=k) for k in req.skills])
+                        skills=_skill_rows(req.skills, req.preferred_skills))
             a.session.add(user)
             await a.session.flush()
             a.details = {"role": user.role, "skills": list(req.skills),
+                         "preferred_skills": list(req.preferred_skills),
                          "password": "generated" if generated else "set"}
     except IntegrityError:
         raise Conflict(f"username {req.username!r} is already taken",
@@ -132,6 +148,9 @@ async def update_user(sm: async_sessionmaker, who: Actor, username: str, req: Us
     if role != current.role and role != Role.AGENT.value and req.skills is None:
         skills = []  # a new role without skills: an agent's skills go with the old role
     await _check_skills(sm, role, skills)
+    preferred = sorted(set(current.preferred_codes) & set(skills)) \
+        if req.preferred_skills is None else req.preferred_skills
+    _check_preferred(skills, preferred)
     async with audited(sm, who, kind, username) as a:
         user = await _user(a.session, username)
         if role != user.role:
@@ -146,11 +165,14 @@ async def update_user(sm: async_sessionmaker, who: Actor, username: str, req: Us
         if role != user.role:
             changes["role"] = {"from": user.role, "to": role}
             user.role = role
-        if sorted(skills) != user.skill_codes:
-            changes["skills"] = {"from": user.skill_codes, "to": sorted(skills)}
+        if sorted(skills) != user.skill_codes or sorted(preferred) != user.preferred_codes:
+            if sorted(skills) != user.skill_codes:
+                changes["skills"] = {"from": user.skill_codes, "to": sorted(skills)}
+            if sorted(preferred) != user.preferred_codes:
+                changes["preferred_skills"] = {"from": user.preferred_codes,
+                                               "to": sorted(preferred)}
             await a.session.execute(delete(AgentSkill).where(AgentSkill.user_id == user.id))
-            for k in sorted(set(skills)):
-                a.session.add(AgentSkill(user_id=user.id, skill=k))
+            a.session.add_all(_skill_rows(skills, preferred, user_id=user.id))
         a.details = {"changes": changes, "role": role}
         await a.session.flush()
         await a.session.refresh(user, ["skills"])
