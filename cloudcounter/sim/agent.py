@@ -272,7 +272,8 @@ async def wrap_up(conn: Connection, call_id: str, outcome: str, steps: str,
         if not reply.get("ok") and code in BUSINESS_REFUSALS:
             res.refusals.append(code)
             payload.update(outcome="unresolved", notes=f"simulated: resolved refused ({code})")
-            payload.pop("skip_reason", None)
+            if "credit_outcome_required" not in res.refusals:  # the interview still needs it
+                payload.pop("skip_reason", None)
             reply = await conn.call("call:wrapup", payload)
     if not reply.get("ok"):
         raise SimError(f"wrap-up refused: {reply.get('error')}")
