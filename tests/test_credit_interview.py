@@ -204,3 +204,28 @@ async def test_an_outcome_is_required_and_only_the_calls_agent_reads_the_applica
     finally:
         for c in (bob, carol, cust):
             await c.close()
+
+
+async def test_an_interview_whose_wrap_up_time_runs_out_is_referred(
+        hub_factory: Any, credit: CreditService) -> None:
+    hub = await hub_factory(credit_url=credit.url, wrap_up_s=1.0, **FAST)
+    bob = Connection(hub.url, "/agent", await hub.agent_token("bob"))
+    cust = Connection(hub.url, "/customer", hub.customer_token(EILEEN), protocol="1.1")
+    for c in (bob, cust):
+        await c.connect()
+    try:
+        assert (await bob.call("agent:status", {"status": "available"}))["ok"]
+        call_id = (await cust.call("call:request", {"service": "car_loan"}))["call_id"]
+        await bob.expect("call:offer", timeout=10)
+        assert (await bob.call("call:accept", {"call_id": call_id}))["ok"]
+        assert (await bob.call("credit:lookup", {"call_id": call_id}))["application"]
+        assert (await bob.call("call:hangup", {"call_id": call_id}))["ok"]
+        # no outcome, no wrap-up: the time runs out
+        await wait_until(lambda: [s for _, s, _ in deliveries(hub)] == ["delivered"], 20,
+                         "the interview referred and delivered")
+        rows = await credit.results()
+        assert len(rows) == 1 and rows[0]["outcome"] == "refer"
+        assert rows[0]["reasons"] == ["not assessed: the wrap-up time ran out"]
+    finally:
+        for c in (bob, cust):
+            await c.close()

@@ -7,6 +7,7 @@ sockets and the risk engine.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
@@ -18,7 +19,7 @@ from prometheus_client.registry import Collector
 from cloudcounter.business.credit_client import CreditClient, CreditConfig
 from cloudcounter.business.credit_delivery import CreditDelivery, DeliveryConfig
 from cloudcounter.business.loan import LOAN_SERVICE, LoanInterviews
-from cloudcounter.errors import InvalidState, NotFound
+from cloudcounter.errors import CloudCounterError, InvalidState, NotFound
 from cloudcounter.queue.model import CallState
 from cloudcounter.signaling.namespaces import agent_room
 
@@ -69,6 +70,7 @@ class HubLoans:
             lease_s=4 * s.credit_timeout_s * (s.credit_retries + 1) + 5.0)
         ) if self.client is not None else None
         self._agent_of: dict[str, int] = {}  # closed interviews: whom to tell of delivery
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -76,8 +78,16 @@ class HubLoans:
             await self.client.start()
         if self.delivery is not None:
             self.delivery.start()
+        self.ctx.journal.listeners.append(self._on_timeline)
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.ctx.journal.listeners.remove(self._on_timeline)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.delivery is not None:
             await self.delivery.stop()
         if self.client is not None:
@@ -114,6 +124,34 @@ class HubLoans:
 
     def wrapped_up(self, call_id: str) -> None:
         self.interviews.forget(call_id)
+
+    def _on_timeline(self, call_id: str, actor: str, kind: str, payload: dict[str, Any],
+                     at: float) -> None:
+        """The wrap-up time ran out with no outcome: the interview is recorded as
+        ``refer`` (not assessed), so that the credit system still hears of it."""
+        if kind != "wrap_up.timeout":
+            return
+        iv = self.interviews.calls.get(call_id)
+        if iv is None or iv.outcome is not None:
+            return
+        task = asyncio.create_task(self._not_assessed(call_id, iv.agent_id),
+                                   name=f"credit-not-assessed-{call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _not_assessed(self, call_id: str, agent_id: int) -> None:
+        try:
+            await self.outcome(call_id, agent_id, "refer",
+                               ["not assessed: the wrap-up time ran out"], None)
+        except CloudCounterError as exc:
+            if exc.code == "credit_application_unknown":
+                self.ctx.journal.event(call_id, "system", "credit.not_assessed",
+                                       {"reason": "wrap_up_timeout", "sent": False})
+            elif exc.code != "interview_closed":
+                log.warning("call %s: interview not recorded after the wrap-up time: %s",
+                            call_id, exc.code)
+        except Exception:  # noqa: BLE001 - the database: logged, the interview stays open
+            log.exception("call %s: interview not recorded after the wrap-up time", call_id)
 
     async def _live_call(self, call_id: str, agent_id: int) -> None:
         call = await self.ctx.dispatcher.store.get_call(call_id)
