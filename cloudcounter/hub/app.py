@@ -27,6 +27,7 @@ from cloudcounter.hub import admin_api, admin_catalogue_api, admin_webhooks_api,
 from cloudcounter.hub.context import HubContext
 from cloudcounter.hub.flows import SUPERVISOR_NS, HubFlowPort
 from cloudcounter.hub.wallboard import Wallboard
+from cloudcounter.recordings import recovery
 from cloudcounter.queue.routing import NO_RULES, ServiceRules
 from cloudcounter.hub.http_auth import LoginGate, LoginThrottle, authenticate
 from cloudcounter.hub import appointments_api
@@ -138,6 +139,17 @@ def create_app(settings: Settings) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def recovery_ctx(app: web.Application) -> AsyncIterator[None]:
+        # what a killed hub left open: its calls end now (before this hub takes calls), its
+        # recordings are finalized in the background (cloudcounter.recordings.recovery)
+        await recovery.end_open_calls(sm, journal)
+        task = asyncio.create_task(recovery.finalize_open_recordings(
+            sm, journal, settings.at_rest_key_bytes), name="recordings-recovery")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
         def rules(service: str) -> tuple[ServiceRules, float]:
             svc = ctx.services.get(service)  # read at routing time: edits apply at once
@@ -179,7 +191,8 @@ def create_app(settings: Settings) -> web.Application:
         if manager is not None:
             await manager.stop()
 
-    app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, loans_ctx,
+    app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, recovery_ctx, flows_ctx,
+                            loans_ctx,
                             appointments_ctx, queue_ctx, media_ctx, wallboard_ctx,
                             analysis_ctx, ops_api.operations_ctx,
                             admin_catalogue_api.enroller_ctx, session_watch_ctx])

@@ -11,6 +11,10 @@ import socketio
 from cloudcounter.signaling.schemas import PROTOCOL_TEXT
 
 
+#: put in a connection's event queue when the hub closes it (or dies)
+GONE = "__disconnected__"
+
+
 class SimError(Exception):
     pass
 
@@ -52,6 +56,12 @@ class Connection:
         async def catch_all(event: str, data: Any = None) -> None:
             await self.events.put((event, data if isinstance(data, dict) else {}))
         self.sio.on("*", catch_all, namespace=namespace)
+        self.closing = False
+
+        async def gone(*_: Any) -> None:  # the hub closed the connection, or died
+            if not self.closing:
+                await self.events.put((GONE, {}))
+        self.sio.on("disconnect", gone, namespace=namespace)
 
     async def connect(self) -> None:
         await self.sio.connect(self.url, namespaces=[self.namespace], transports=["websocket"],
@@ -74,8 +84,12 @@ class Connection:
             if remaining <= 0:
                 raise asyncio.TimeoutError(f"no {'/'.join(names)} within {timeout}s")
             event, data = await asyncio.wait_for(self.events.get(), remaining)
+            if event == GONE:  # nothing more will come: fail now, not at the timeout
+                await self.events.put((GONE, {}))
+                raise SimError(f"the hub closed the connection (waiting for {'/'.join(names)})")
             if event in names:
                 return event, data
 
     async def close(self) -> None:
+        self.closing = True
         await self.sio.disconnect()
