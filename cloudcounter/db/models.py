@@ -170,6 +170,10 @@ class CallEvent(Base):
     actor: Mapped[str] = mapped_column(String(80))
     kind: Mapped[str] = mapped_column(String(48))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the hash chain (cloudcounter.audit.chain): SHA-256 of the canonical form, and the
+    # previous event's hash (the genesis, 64 zeros, for the first)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 def new_recording_public_id() -> str:

@@ -170,6 +170,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin_webhooks_api.routes)
     app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
+    from cloudcounter.audit import api as audit_api  # post-event supervision
+    app.add_routes(audit_api.routes)
     _static(app, settings)
     return app
 

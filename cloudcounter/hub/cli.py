@@ -481,6 +481,7 @@ def parser() -> argparse.ArgumentParser:
     sl_.set_defaults(fn=cmd_sim_lead)
 
     extend_admin(sub, user, cu, svc)
+    extend_audit(sub)
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)
@@ -496,6 +497,7 @@ from cloudcounter.hub.cli_admin import (  # noqa: E402 - the administration comm
     cmd_customer_add, cmd_user_add, cmd_user_password, cmd_user_role, cmd_user_state,
     cmd_user_totp, extend as extend_admin,
 )
+from cloudcounter.hub.cli_audit import extend as extend_audit  # noqa: E402 - supervision
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ PREFIX = "CLOUDCOUNTER_"
 DEMO_SECRET_KEY = "demo-secret-key-not-for-production-000000"
 DEMO_CUSTOMER_TOKEN_SECRET = "demo-customer-token-secret-not-for-production"
 SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key",
-                           "metrics_token"})
+                           "metrics_token", "audit_key"})
 STAFF_ROLES = frozenset({"agent", "auditor", "admin", "lead"})
 
 
@@ -132,6 +132,8 @@ class Settings:
     webhook_poll_s: float = 1.0
     customer_photos_dir: Path = Path("var/customer-photos")
     max_photo_bytes: int = 8 * 1024 * 1024
+    # supervision (docs/supervision.md): the key signing digests and evidence packages
+    audit_key: str = ""
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -206,6 +208,8 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()}: no file {getattr(s, name)!r}")
         if s.at_rest_key:
             at_rest_key_bytes(s.at_rest_key)
+        if s.audit_key and len(s.audit_key) < 32:
+            raise SettingsError(f"{PREFIX}AUDIT_KEY must be at least 32 characters")
         for net in s.trusted_proxies:
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -233,6 +237,10 @@ class Settings:
             raise SettingsError(f"{PREFIX}VISION_LIVENESS_ONSET_S must be from 0.5 to "
                                 "_LIVENESS_WINDOW_S")
         return s
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_key.encode() if self.audit_key else None
 
     @property
     def at_rest_key_bytes(self) -> bytes | None:

@@ -1,0 +1,44 @@
+"""The auditor's HTTP API of post-event supervision (docs/supervision.md, docs/api.md).
+
+Auditors and admins only. Nothing here changes or deletes a timeline event: the only
+writes are new events (``audit.exported``) appended through the journal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from cloudcounter.audit.verify import verify_call
+from cloudcounter.db.audit_models import AuditDigest
+from cloudcounter.hub.api import AUDIT_ROLES, CTX, staff
+from cloudcounter.recordings.api import call_id_of
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/audit/calls/{call_id}/verify")
+async def verify(request: web.Request) -> web.Response:
+    """Verify a call's hash chain, its recordings (rows and files) and its digest."""
+    staff(request, *AUDIT_ROLES)
+    ctx = request.app[CTX]
+    call_id = call_id_of(request)
+    breaks = await verify_call(ctx.sm, call_id, ctx.settings.at_rest_key_bytes)
+    return web.json_response({"call_id": call_id, "ok": not breaks,
+                              "breaks": [b.to_dict() for b in breaks]})
+
+
+@routes.get("/api/audit/digests")
+async def digests(request: web.Request) -> web.Response:
+    """The daily digest log, newest first (at most 400 days)."""
+    staff(request, *AUDIT_ROLES)
+    async with request.app[CTX].sm() as s:
+        rows = (await s.scalars(select(AuditDigest).order_by(AuditDigest.id.desc())
+                                .limit(400))).all()
+    out: list[dict[str, Any]] = [
+        {"day": d.day.isoformat(), "calls": len(d.entries), "root": d.root,
+         "prev_root": d.prev_root, "signed": d.signature is not None, "key_id": d.key_id,
+         "created_at": d.created_at.isoformat(), "created_by": d.created_by} for d in rows]
+    return web.json_response({"digests": out})
