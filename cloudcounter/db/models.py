@@ -201,6 +201,10 @@ class Recording(Base):
     segment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # retention (cloudcounter.audit.retention): the file deleted on this date under this
+    # rule; the row, its SHA-256 and the timeline stay
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    purge_rule: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ServiceScript(Base):

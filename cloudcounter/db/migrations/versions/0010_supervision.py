@@ -1,4 +1,5 @@
-"""supervision: the hash chain of call timelines (backfilled), the daily digest log
+"""supervision: the hash chain of call timelines (backfilled), the daily digest log,
+review tasks, checklist answers, findings and their actions, retention rules, legal holds
 
 Revision ID: 0010
 Revises: 0008
@@ -62,9 +63,145 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_digests")),
         sa.UniqueConstraint("day", name=op.f("uq_audit_digests_day")),
     )
+    with op.batch_alter_table("recordings") as batch:
+        batch.add_column(sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("purge_rule", sa.String(length=64), nullable=True))
+    op.create_table(
+        "review_tasks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("call_id", sa.String(length=40), nullable=False),
+        sa.Column("rule_id", sa.String(length=48), nullable=False),
+        sa.Column("rule_version", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("draw", sa.Float(), nullable=False),
+        sa.Column("selected_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("selected_by", sa.String(length=80), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("assignee_id", sa.Integer(), nullable=True),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("checklist_id", sa.String(length=48), nullable=True),
+        sa.Column("checklist_version", sa.Integer(), nullable=True),
+        sa.Column("summary", sa.Text(), nullable=True),
+        sa.CheckConstraint("state IN ('open', 'in_review', 'findings_raised', 'closed')",
+                           name=op.f("ck_review_tasks_state")),
+        sa.ForeignKeyConstraint(["call_id"], ["call_sessions.id"],
+                                name=op.f("fk_review_tasks_call_id_call_sessions")),
+        sa.ForeignKeyConstraint(["assignee_id"], ["users.id"],
+                                name=op.f("fk_review_tasks_assignee_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_tasks")),
+        sa.UniqueConstraint("call_id", name=op.f("uq_review_tasks_call_id")),
+    )
+    for col in ("rule_id", "state", "assignee_id", "due_at"):
+        op.create_index(op.f(f"ix_review_tasks_{col}"), "review_tasks", [col])
+    op.create_table(
+        "review_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("task_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.String(length=48), nullable=False),
+        sa.Column("result", sa.String(length=8), nullable=False),
+        sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("recording_time_s", sa.Float(), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("by", sa.Integer(), nullable=False),
+        sa.CheckConstraint("result IN ('pass', 'fail', 'na')",
+                           name=op.f("ck_review_items_result")),
+        sa.ForeignKeyConstraint(["task_id"], ["review_tasks.id"],
+                                name=op.f("fk_review_items_task_id_review_tasks")),
+        sa.ForeignKeyConstraint(["by"], ["users.id"], name=op.f("fk_review_items_by_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_items")),
+        sa.UniqueConstraint("task_id", "item_id", name=op.f("uq_review_items_task_id")),
+    )
+    op.create_index(op.f("ix_review_items_task_id"), "review_items", ["task_id"])
+    op.create_table(
+        "review_findings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("task_id", sa.Integer(), nullable=False),
+        sa.Column("call_id", sa.String(length=40), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=True),
+        sa.Column("severity", sa.String(length=12), nullable=False),
+        sa.Column("category", sa.String(length=32), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("item_id", sa.String(length=48), nullable=True),
+        sa.Column("recording_time_s", sa.Float(), nullable=True),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.Integer(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("state IN ('open', 'responded', 'accepted', 'rejected')",
+                           name=op.f("ck_review_findings_state")),
+        sa.CheckConstraint("severity IN ('low', 'medium', 'high', 'critical')",
+                           name=op.f("ck_review_findings_severity")),
+        sa.ForeignKeyConstraint(["task_id"], ["review_tasks.id"],
+                                name=op.f("fk_review_findings_task_id_review_tasks")),
+        sa.ForeignKeyConstraint(["call_id"], ["call_sessions.id"],
+                                name=op.f("fk_review_findings_call_id_call_sessions")),
+        sa.ForeignKeyConstraint(["agent_id"], ["users.id"],
+                                name=op.f("fk_review_findings_agent_id_users")),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"],
+                                name=op.f("fk_review_findings_created_by_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_findings")),
+    )
+    for col in ("task_id", "call_id", "agent_id", "category", "state"):
+        op.create_index(op.f(f"ix_review_findings_{col}"), "review_findings", [col])
+    op.create_table(
+        "review_actions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("task_id", sa.Integer(), nullable=False),
+        sa.Column("finding_id", sa.Integer(), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=80), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["task_id"], ["review_tasks.id"],
+                                name=op.f("fk_review_actions_task_id_review_tasks")),
+        sa.ForeignKeyConstraint(["finding_id"], ["review_findings.id"],
+                                name=op.f("fk_review_actions_finding_id_review_findings")),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"],
+                                name=op.f("fk_review_actions_user_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_actions")),
+    )
+    op.create_index(op.f("ix_review_actions_task_id"), "review_actions", ["task_id"])
+    op.create_index(op.f("ix_review_actions_finding_id"), "review_actions", ["finding_id"])
+    op.create_table(
+        "retention_rules",
+        sa.Column("service_code", sa.String(length=32), nullable=False),
+        sa.Column("days", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_by", sa.String(length=80), nullable=False),
+        sa.ForeignKeyConstraint(["service_code"], ["service_types.code"],
+                                name=op.f("fk_retention_rules_service_code_service_types")),
+        sa.PrimaryKeyConstraint("service_code", name=op.f("pk_retention_rules")),
+    )
+    op.create_table(
+        "legal_holds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("call_id", sa.String(length=40), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=80), nullable=False),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("released_by", sa.String(length=80), nullable=True),
+        sa.ForeignKeyConstraint(["call_id"], ["call_sessions.id"],
+                                name=op.f("fk_legal_holds_call_id_call_sessions")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_legal_holds")),
+    )
+    op.create_index(op.f("ix_legal_holds_call_id"), "legal_holds", ["call_id"])
 
 
 def downgrade() -> None:
+    for table in ("legal_holds", "retention_rules", "review_actions", "review_findings",
+                  "review_items", "review_tasks"):
+        op.drop_table(table)
+    with op.batch_alter_table("recordings") as batch:
+        batch.drop_column("purge_rule")
+        batch.drop_column("purged_at")
     op.drop_table("audit_digests")
     with op.batch_alter_table("call_events") as batch:
         batch.drop_column("prev_hash")
