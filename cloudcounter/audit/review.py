@@ -434,8 +434,9 @@ async def escalate_overdue(sm: async_sessionmaker, journal: Any, who: Any,
 # -- reading -----------------------------------------------------------------------------------
 async def list_tasks(sm: async_sessionmaker, who: Who, mine: bool = False,
                      overdue: bool = False, rule: str | None = None,
-                     state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    now = utcnow()
+                     state: str | None = None, limit: int = 200,
+                     now: datetime | None = None) -> list[dict[str, Any]]:
+    now = now or utcnow()
     stmt = select(ReviewTask)
     if mine:
         stmt = stmt.where(ReviewTask.assignee_id == who.user_id)
