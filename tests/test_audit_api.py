@@ -3,7 +3,11 @@ deletes or changes a timeline event."""
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -58,3 +62,133 @@ async def test_no_api_deletes_or_changes_timeline_events(hub: Hub, tmp_path: Pat
         n = (await s.execute(text("SELECT count(*) FROM call_events WHERE call_id = :c"),
                              {"c": CID})).scalar_one()
     assert n == 5
+
+
+async def call_of(hub: Hub, cid: str, agent: str) -> None:
+    from cloudcounter.db.models import Customer
+    from cloudcounter.queue.model import Call
+    async with hub.ctx.sm() as s, s.begin():
+        uid = (await s.execute(text("SELECT id FROM users WHERE username = :u"),
+                               {"u": agent})).scalar_one()
+        if await s.get(Customer, "cus_t") is None:
+            s.add(Customer(id="cus_t", name="T"))
+    j = hub.ctx.journal
+    j.call_created(Call(cid, "cus_t", "card_loss", "cards", 0, 0.0, 1), 1_764_000_000.0)
+    j.call_updated(cid, state="ended", agent_id=uid, ended_at=1_764_000_100.0)
+    j.event(cid, f"agent:{agent}", "call.answered", {})
+    j.event(cid, f"agent:{agent}", "call.ended", {})
+    await j.flush()
+
+
+async def req(hub: Hub, method: str, path: str, user: str, json: Any = None) -> tuple[int, Any]:
+    token = await hub.agent_token(user)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as h:
+        async with h.request(method, hub.url + path, json=json) as r:
+            return r.status, await (r.json() if r.content_type == "application/json"
+                                    else r.text())
+
+
+async def test_the_review_workflow_over_http_and_who_may_do_what(hub: Hub) -> None:
+    mine, theirs = "call_00000000000000b1", "call_00000000000000b2"
+    await call_of(hub, mine, "alice")
+    await call_of(hub, theirs, "audrey")  # audrey handled this one (before she audited)
+
+    def err(reply: Any) -> str:
+        return reply["error"]["code"]
+    status, reply = await req(hub, "GET", "/api/review/tasks", "alice")
+    assert status == 403 and err(reply) == "forbidden"
+    status, reply = await req(hub, "POST", "/api/review/tasks", "audrey",
+                              {"call_id": mine, "reason": "bad\u0000"})
+    assert status == 400
+    status, reply = await req(hub, "POST", "/api/review/tasks", "audrey",
+                              {"call_id": mine, "reason": "complaint by the customer"})
+    assert status == 201 and reply["task"]["rule"] == "manual", reply
+    assert reply["task"]["assignee"] == "audrey" and "complaint" in reply["task"]["reason"]
+    tid = reply["task"]["id"]
+    status, reply = await req(hub, "POST", "/api/review/tasks", "audrey",
+                              {"call_id": mine, "reason": "again"})
+    assert status == 409 and err(reply) == "already_selected"
+    # four eyes: nobody eligible for audrey's own call, and she cannot take it
+    status, reply = await req(hub, "POST", "/api/review/tasks", "admin",
+                              {"call_id": theirs, "reason": "sample"})
+    assert status == 201 and reply["task"]["assignee"] is None
+    other = reply["task"]["id"]
+    status, reply = await req(hub, "POST", f"/api/review/tasks/{other}/assign", "admin",
+                              {"username": "audrey"})
+    assert status == 403 and err(reply) == "four_eyes"
+    status, reply = await req(hub, "POST", f"/api/review/tasks/{other}/start", "audrey")
+    assert status == 403 and err(reply) == "not_assignee"
+    status, reply = await req(hub, "POST", "/api/review/tasks/999999/start", "audrey")
+    assert status == 404 and err(reply) == "unknown_task"
+
+    # the review
+    assert (await req(hub, "POST", f"/api/review/tasks/{tid}/start", "audrey"))[0] == 200
+    status, reply = await req(hub, "PUT", f"/api/review/tasks/{tid}/items/liveness_passed",
+                              "audrey", {"result": "maybe"})
+    assert status == 400
+    for item in ("identity_verified", "liveness_passed", "statements_confirmed",
+                 "outcome_matches_evidence", "recording_complete"):
+        status, reply = await req(hub, "PUT", f"/api/review/tasks/{tid}/items/{item}",
+                                  "audrey", {"result": "pass"})
+        assert status == 200, reply
+    status, reply = await req(hub, "POST", f"/api/review/tasks/{tid}/complete", "audrey", {})
+    assert status == 409 and err(reply) == "checklist_incomplete"
+    await req(hub, "PUT", f"/api/review/tasks/{tid}/items/anti_coercion_asked", "audrey",
+              {"result": "fail", "comment": "not asked", "recording_time_s": 31.5})
+    status, reply = await req(hub, "POST", f"/api/review/tasks/{tid}/findings", "audrey",
+                              {"severity": "high", "category": "coercion",
+                               "description": "Not asked", "item_id": "anti_coercion_asked",
+                               "recording_time_s": 31.5})
+    assert status == 201
+    fid = reply["finding"]["id"]
+    status, reply = await req(hub, "POST", f"/api/review/tasks/{tid}/complete", "audrey",
+                              {"summary": "one finding"})
+    assert status == 200 and reply["task"]["state"] == "findings_raised"
+
+    # an agent sees only their own findings
+    status, reply = await req(hub, "GET", "/api/review/findings", "bob")
+    assert status == 200 and reply["findings"] == []
+    status, reply = await req(hub, "GET", f"/api/review/findings/{fid}", "bob")
+    assert status == 404 and err(reply) == "unknown_finding"
+    status, reply = await req(hub, "POST", f"/api/review/findings/{fid}/respond", "bob",
+                              {"text": "not mine"})
+    assert status == 404 and err(reply) == "unknown_finding"
+    status, reply = await req(hub, "GET", "/api/review/findings?state=open", "alice")
+    assert [f["id"] for f in reply["findings"]] == [fid]
+    status, reply = await req(hub, "GET", "/api/review/findings", "leo")
+    assert [f["id"] for f in reply["findings"]] == [fid]
+    status, reply = await req(hub, "POST", f"/api/review/findings/{fid}/respond", "alice",
+                              {"text": "I ask them now"})
+    assert status == 200 and reply["finding"]["state"] == "responded"
+    status, reply = await req(hub, "POST", f"/api/review/findings/{fid}/decision", "alice",
+                              {"accept": True})
+    assert status == 403
+    status, reply = await req(hub, "POST", f"/api/review/findings/{fid}/decision", "audrey",
+                              {"accept": True, "text": "ok"})
+    assert status == 200 and reply["finding"]["state"] == "accepted"
+    status, reply = await req(hub, "GET", f"/api/review/tasks/{tid}", "audrey")
+    assert reply["task"]["state"] == "closed"
+    assert [a["action"] for a in reply["actions"]][-2:] == ["finding_accepted", "closed"]
+    status, reply = await req(hub, "GET", f"/api/review/findings/{fid}", "alice")
+    assert [a["actor"] for a in reply["thread"]] == ["auditor:audrey", "agent:alice",
+                                                     "auditor:audrey"]
+
+    # the evidence package holds the review
+    token = await hub.agent_token("audrey")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as h:
+        async with h.get(f"{hub.url}/api/audit/calls/{mine}/package") as r:
+            assert r.status == 200
+            blob = await r.read()
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        rv = json.loads(z.read("review.json"))
+    assert rv["task"]["state"] == "closed" and rv["findings"][0]["state"] == "accepted"
+    assert {c["item_id"]: c["result"] for c in rv["checklist"]}["anti_coercion_asked"] == "fail"
+
+    # the summary, for leads too; not for agents
+    status, csv_text = await req(hub, "GET", "/api/review/summary?date_from=2025-11-01"
+                                 "&date_to=2025-11-30&format=csv", "leo")
+    assert status == 200 and "alice,card_loss,1,1,1,1.0" in csv_text, csv_text
+    status, reply = await req(hub, "GET", "/api/review/summary", "alice")
+    assert status == 403
+    status, reply = await req(hub, "GET", "/api/review/summary?date_from=2025-13-01", "leo")
+    assert status == 400 and err(reply) == "invalid_query"

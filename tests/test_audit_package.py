@@ -176,6 +176,10 @@ def test_cli_export_and_verify_package(db: str, tmp_path: Path) -> None:
     r = cli("verify", CID)
     assert r.returncode == 0, r.stdout
     assert cli("export", "call_ffffffffffffffff", "--out", str(out)).returncode == 2
+    r = cli("sample", "--from", "2023-11-14")
+    assert r.returncode == 0 and "selected from 2023-11-14 to 2023-11-14" in r.stdout, r.stderr
+    assert cli("sample", "--from", "2023-11-14").stdout.startswith("0 call(s)")  # idempotent
+    assert cli("escalate").returncode == 0
 
 
 @pytest.mark.integration

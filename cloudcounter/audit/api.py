@@ -83,3 +83,9 @@ async def package(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(OSError):
             await asyncio.to_thread(out.unlink, missing_ok=True)
             await asyncio.to_thread(directory.rmdir)
+
+
+def all_routes() -> list[Any]:
+    """This module's routes and the review workflow's (cloudcounter.audit.review_api)."""
+    from cloudcounter.audit import review_api
+    return [*routes, *review_api.routes]

@@ -171,7 +171,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
     from cloudcounter.audit import api as audit_api  # post-event supervision
-    app.add_routes(audit_api.routes)
+    app.add_routes(audit_api.all_routes())
     _static(app, settings)
     return app
 

@@ -111,6 +111,55 @@ def cmd_audit_verify_package(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def _day(value: str | None, default: date) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _cli().CliError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def cmd_audit_sample(args: argparse.Namespace) -> int:
+    """Select the ended calls of a period for review (idempotent: run it daily)."""
+    from cloudcounter.audit.review import System, run_sampling
+    from cloudcounter.db.journal import DbJournal
+    cli = _cli()
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    start = _day(args.date_from, yesterday)
+    end = _day(args.date_to, start)
+    if end < start:
+        raise cli.CliError("--to is before --from")
+    who = System(f"system:sampling ({cli.cli_actor()})"[:80])
+
+    async def go(sm: Any) -> list[dict[str, Any]]:
+        journal = DbJournal(sm)
+        tasks = await run_sampling(sm, journal, start, end + timedelta(days=1), who)
+        await journal.flush()
+        return tasks
+    tasks = cli.run_db(go)
+    for t in tasks:
+        print(f"{t['call_id']}  {t['rule']:<22} v{t['rule_version']}  "
+              f"{t['assignee'] or '(unassigned)':<12} due {t['due_at'][:10]}  {t['reason']}")
+    print(f"{len(tasks)} call(s) selected from {start} to {end}")
+    return 0
+
+
+def cmd_audit_escalate(args: argparse.Namespace) -> int:
+    from cloudcounter.audit.review import System, escalate_overdue
+    from cloudcounter.db.journal import DbJournal
+    cli = _cli()
+
+    async def go(sm: Any) -> list[int]:
+        journal = DbJournal(sm)
+        ids = await escalate_overdue(sm, journal, System(cli.cli_actor()))
+        await journal.flush()
+        return ids
+    ids = cli.run_db(go)
+    print(f"{len(ids)} overdue finding(s) escalated" + (f": {ids}" if ids else ""))
+    return 0
+
+
 def extend(sub: Any) -> None:
     """Add ``cloudcounter audit ...`` to the CLI's parsers."""
     au = sub.add_parser("audit", help="post-event supervision: verify the record, digests, "
@@ -138,3 +187,10 @@ def extend(sub: Any) -> None:
     ap.add_argument("--key-file", help="the audit key (default: CLOUDCOUNTER_AUDIT_KEY)")
     ap.add_argument("--json", action="store_true")
     ap.set_defaults(fn=cmd_audit_verify_package)
+    sa = au.add_parser("sample", help="select ended calls for review by the sampling rules "
+                       "(default: yesterday, UTC; idempotent)")
+    sa.add_argument("--from", dest="date_from", help="YYYY-MM-DD")
+    sa.add_argument("--to", dest="date_to", help="YYYY-MM-DD (inclusive)")
+    sa.set_defaults(fn=cmd_audit_sample)
+    es = au.add_parser("escalate", help="escalate findings past their due date")
+    es.set_defaults(fn=cmd_audit_escalate)
