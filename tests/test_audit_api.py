@@ -192,3 +192,36 @@ async def test_the_review_workflow_over_http_and_who_may_do_what(hub: Hub) -> No
     assert status == 403
     status, reply = await req(hub, "GET", "/api/review/summary?date_from=2025-13-01", "leo")
     assert status == 400 and err(reply) == "invalid_query"
+
+
+async def test_retention_and_holds_over_http(hub: Hub, tmp_path: Path) -> None:
+    await make_call(hub.ctx.sm, CID, tmp_path)
+    status, reply = await req(hub, "POST", "/api/audit/retention/card_loss", "audrey",
+                              {"days": 30})
+    assert status == 403
+    status, reply = await req(hub, "POST", "/api/audit/retention/card_loss", "admin",
+                              {"days": 0})
+    assert status == 400
+    status, reply = await req(hub, "POST", "/api/audit/retention/card_loss", "admin",
+                              {"days": 30})
+    assert status == 200 and reply["rule"]["days"] == 30
+    status, reply = await req(hub, "GET", "/api/audit/retention", "audrey")
+    assert {"service": "card_loss", "days": 30, "source": "rule"}.items() <= \
+        [r for r in reply["rules"] if r["service"] == "card_loss"][0].items()
+    status, reply = await req(hub, "POST", "/api/audit/holds", "audrey",
+                              {"call_id": CID, "reason": "court order"})
+    assert status == 201
+    hid = reply["hold"]["id"]
+    status, reply = await req(hub, "POST", "/api/audit/purge", "admin", {})
+    assert status == 200 and reply["dry_run"] is True
+    assert [k["call_id"] for k in reply["kept"]] == [CID]  # 2023: expired, but held
+    status, reply = await req(hub, "POST", "/api/audit/purge", "audrey", {"dry_run": False})
+    assert status == 403
+    status, reply = await req(hub, "POST", f"/api/audit/holds/{hid}/release", "audrey")
+    assert status == 200 and reply["hold"]["released_by"] == "auditor:audrey"
+    status, reply = await req(hub, "POST", f"/api/audit/holds/{hid}/release", "audrey")
+    assert status == 404 and reply["error"]["code"] == "unknown_hold"
+    status, reply = await req(hub, "POST", "/api/audit/purge", "admin", {"dry_run": False})
+    assert [p["call_id"] for p in reply["purged"]] == [CID]
+    status, reply, _ = await hub.get(f"/api/audit/calls/{CID}/verify")
+    assert reply["ok"] is True, reply

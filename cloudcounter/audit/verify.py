@@ -50,6 +50,9 @@ def file_sha256(path: Path, at_rest_key: bytes | None) -> str | None:
 async def _recording_breaks(call_id: str, events: list[CallEvent], recs: list[Recording],
                             at_rest_key: bytes | None, files: bool) -> list[Break]:
     chained = chained_recordings(events)
+    purged = {r.get("id") for e in events if e.kind == "retention.purged"
+              and isinstance(e.payload, dict)
+              for r in e.payload.get("recordings") or [] if isinstance(r, dict)}
     out: list[Break] = []
     for r in recs:
         if r.sha256 is None:
@@ -64,7 +67,13 @@ async def _recording_breaks(call_id: str, events: list[CallEvent], recs: list[Re
             out.append(Break(call_id, "recording_row_changed", None,
                              f"{where}: the recording's row says {r.sha256[:12]}…, the chain "
                              f"{want[:12]}…"))
-        if not files or getattr(r, "purged_at", None) is not None:
+        if getattr(r, "purged_at", None) is not None:
+            if r.public_id not in purged:
+                out.append(Break(call_id, "recording_purged_unrecorded", None,
+                                 f"{where}: marked purged, but no retention.purged event "
+                                 "names it"))
+            continue
+        if not files:
             continue
         got = await asyncio.to_thread(file_sha256, Path(r.path), at_rest_key)
         if got is None:

@@ -160,6 +160,68 @@ def cmd_audit_escalate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_retention(args: argparse.Namespace) -> int:
+    from cloudcounter.audit import retention
+    cli = _cli()
+    s = cli.settings()
+    if args.retention == "set":
+        r = cli.run_db(lambda sm: retention.set_rule(sm, args.service, args.days,
+                                                     cli.cli_actor()))
+        print(f"{r['service']}: recordings and evidence kept {r['days']} days")
+    else:
+        for r in cli.run_db(lambda sm: retention.rules(sm, s.retention_default_days)):
+            print(f"{r['service']:<20} {r['days'] or 'kept':>6}  ({r['source']})")
+    return 0
+
+
+def cmd_audit_hold(args: argparse.Namespace) -> int:
+    from cloudcounter.audit import retention
+    from cloudcounter.db.journal import DbJournal
+    cli = _cli()
+    actor = cli.cli_actor()
+
+    async def go(sm: Any) -> Any:
+        journal = DbJournal(sm)
+        if args.hold == "add":
+            h = await retention.add_hold(sm, args.call, args.reason, actor)
+            journal.event(args.call, actor, "retention.hold_added",
+                          {"hold_id": h["id"], "reason": args.reason})
+        elif args.hold == "release":
+            h = await retention.release_hold(sm, args.id, actor)
+            journal.event(h["call_id"], actor, "retention.hold_released", {"hold_id": h["id"]})
+        else:
+            return await retention.holds(sm)
+        await journal.flush()
+        return h
+    out = cli.run_db(go)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_audit_purge(args: argparse.Namespace) -> int:
+    from cloudcounter.audit import retention
+    from cloudcounter.db.journal import DbJournal
+    cli = _cli()
+    s = cli.settings()
+
+    async def go(sm: Any) -> Any:
+        return await retention.purge(sm, DbJournal(sm), s.retention_default_days,
+                                     cli.cli_actor(), dry_run=not args.apply)
+    rep = cli.run_db(go)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return 0
+    verb = "would purge" if rep.dry_run else "purged"
+    for p in rep.purged:
+        print(f"{verb} {p['call_id']} under {p['rule']}: {len(p['recordings'])} "
+              f"recording(s), {len(p['evidence'])} evidence file(s)")
+    for k in rep.kept:
+        print(f"kept {k['call_id']} ({k['why']}), expired under {k['rule']}")
+    print(f"{len(rep.purged)} call(s) {verb}, {len(rep.kept)} kept"
+          + (" (dry run: --apply to delete)" if rep.dry_run else ""))
+    return 0
+
+
 def extend(sub: Any) -> None:
     """Add ``cloudcounter audit ...`` to the CLI's parsers."""
     au = sub.add_parser("audit", help="post-event supervision: verify the record, digests, "
@@ -194,3 +256,25 @@ def extend(sub: Any) -> None:
     sa.set_defaults(fn=cmd_audit_sample)
     es = au.add_parser("escalate", help="escalate findings past their due date")
     es.set_defaults(fn=cmd_audit_escalate)
+    rt = au.add_parser("retention", help="retention periods per service").add_subparsers(
+        dest="retention", required=True)
+    rt.add_parser("list", help="each service's period").set_defaults(fn=cmd_audit_retention)
+    rs = rt.add_parser("set", help="keep a service's recordings and evidence this many days")
+    rs.add_argument("service")
+    rs.add_argument("days", type=int)
+    rs.set_defaults(fn=cmd_audit_retention)
+    ho = au.add_parser("hold", help="legal holds (never purged while held)").add_subparsers(
+        dest="hold", required=True)
+    ho.add_parser("list", help="active holds").set_defaults(fn=cmd_audit_hold)
+    ha = ho.add_parser("add", help="put a call under legal hold")
+    ha.add_argument("call")
+    ha.add_argument("--reason", required=True)
+    ha.set_defaults(fn=cmd_audit_hold)
+    hr = ho.add_parser("release", help="release a hold")
+    hr.add_argument("id", type=int)
+    hr.set_defaults(fn=cmd_audit_hold)
+    pu = au.add_parser("purge", help="delete expired recordings and evidence (a dry run "
+                       "unless --apply); the timeline and hashes stay")
+    pu.add_argument("--apply", action="store_true")
+    pu.add_argument("--json", action="store_true")
+    pu.set_defaults(fn=cmd_audit_purge)

@@ -134,6 +134,7 @@ class Settings:
     max_photo_bytes: int = 8 * 1024 * 1024
     # supervision (docs/supervision.md): the key signing digests and evidence packages
     audit_key: str = ""
+    retention_default_days: int = 0  # services without a retention rule (0: keep)
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
