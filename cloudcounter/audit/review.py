@@ -435,9 +435,12 @@ async def escalate_overdue(sm: async_sessionmaker, journal: Any, who: Any,
 async def list_tasks(sm: async_sessionmaker, who: Who, mine: bool = False,
                      overdue: bool = False, rule: str | None = None,
                      state: str | None = None, limit: int = 200,
-                     now: datetime | None = None) -> list[dict[str, Any]]:
+                     now: datetime | None = None,
+                     call_id: str | None = None) -> list[dict[str, Any]]:
     now = now or utcnow()
     stmt = select(ReviewTask)
+    if call_id:
+        stmt = stmt.where(ReviewTask.call_id == call_id)
     if mine:
         stmt = stmt.where(ReviewTask.assignee_id == who.user_id)
     if overdue:

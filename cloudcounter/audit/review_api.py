@@ -70,6 +70,7 @@ class TaskQuery(Message):
     overdue: bool = False
     rule: Code | None = None
     state: Literal["open", "in_review", "findings_raised", "closed"] | None = None
+    call_id: CallId | None = None
 
 
 class Period(Message):
@@ -103,7 +104,7 @@ async def tasks(request: web.Request) -> web.Response:
     who = staff(request, *AUDIT_ROLES)
     q = query(request, TaskQuery)
     return ok({"tasks": await review.list_tasks(request.app[CTX].sm, who, q.mine, q.overdue,
-                                                 q.rule, q.state)})
+                                                 q.rule, q.state, call_id=q.call_id)})
 
 
 @routes.post("/api/review/tasks")
