@@ -1,0 +1,84 @@
+"""The review workflow on the audit page in Chromium (docs/supervision.md): an auditor
+selects a call with a reason, reviews it against the checklist beside the replay, records
+a finding at a time in the recording, completes the review and sees it in the task list."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+from sqlalchemy import text
+
+from .conftest import DESKTOP, HubProcess, page_of, screenshot, sign_in
+
+CALL = "call_00000000000b0e01"
+
+
+def a_finished_call(hub: HubProcess) -> None:
+    """An ended call of alice's, written to the hub's database as its journal would."""
+    from cloudcounter.db.engine import make_engine, make_sessionmaker
+    from cloudcounter.db.journal import DbJournal
+    from cloudcounter.queue.model import Call
+
+    async def go() -> None:
+        engine = make_engine(hub.env["CLOUDCOUNTER_DATABASE_URL"])
+        try:
+            sm = make_sessionmaker(engine)
+            async with sm() as s:
+                alice = (await s.execute(text("SELECT id FROM users WHERE username = 'alice'"))
+                         ).scalar_one()
+                if (await s.execute(text("SELECT 1 FROM call_sessions WHERE id = :c"),
+                                    {"c": CALL})).first():
+                    return
+            j = DbJournal(sm)
+            j.call_created(Call(CALL, "cus_demo_barack", "card_loss", "cards", 0, 0.0, 1),
+                           1_764_000_000.0)
+            j.call_updated(CALL, state="ended", agent_id=alice, answered_at=1_764_000_010.0,
+                           ended_at=1_764_000_200.0, end_reason="completed")
+            j.event(CALL, "agent:alice", "call.answered", {}, at=1_764_000_010.0)
+            j.event(CALL, "agent:alice", "call.ended", {"reason": "completed"},
+                    at=1_764_000_200.0)
+            await j.flush()
+        finally:
+            await engine.dispose()
+    # Playwright's sync API runs an event loop in this thread: write from another one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result(timeout=60)
+
+
+def test_an_auditor_reviews_a_call_beside_its_replay(hub: HubProcess,
+                                                     browser_factory: Any) -> None:
+    a_finished_call(hub)
+    page = page_of(browser_factory("reviewer", **DESKTOP))
+    sign_in(page, f"{hub.url}/audit#call={CALL}", "audrey", "audrey-demo-1")
+    panel = page.get_by_test_id("review-panel")
+    panel.get_by_test_id("manual-reason").fill("Customer complaint 4711")
+    panel.get_by_test_id("manual-select").click()
+    page.wait_for_selector("#review-panel[data-state=open]")
+    panel.get_by_test_id("review-start").click()
+    page.wait_for_selector("#review-panel[data-state=in_review]")
+    items = page.locator("#checklist li")
+    assert items.count() == 6
+    for item_id in ("identity_verified", "liveness_passed", "statements_confirmed",
+                    "outcome_matches_evidence", "recording_complete"):
+        page.get_by_test_id(f"pass-{item_id}").click()
+        page.wait_for_selector(f"#checklist li[data-item={item_id}][data-result=pass]")
+    page.get_by_test_id("comment-anti_coercion_asked").fill("The questions were not asked")
+    page.get_by_test_id("fail-anti_coercion_asked").click()
+    page.wait_for_selector("#checklist li[data-item=anti_coercion_asked][data-result=fail]")
+    page.get_by_test_id("finding-description").fill("Anti-coercion questions not asked")
+    page.get_by_test_id("finding-add").click()
+    page.wait_for_selector("[data-testid=finding][data-state=open]")
+    screenshot(page, "review")
+    page.get_by_test_id("review-complete").click()
+    page.wait_for_selector("#review-panel[data-state=findings_raised]")
+
+    page.goto(f"{hub.url}/audit#review")
+    page.wait_for_selector("#view-review:not([hidden])")
+    row = page.locator("[data-testid=review-tasks] tbody tr", has_text=CALL)
+    row.get_by_test_id("task-state").wait_for()
+    assert row.get_by_test_id("task-state").inner_text() == "Findings raised"
+    page.get_by_test_id("summary-csv").wait_for()
+    screenshot(page, "review-tasks")
+    assert page.js_errors == []
