@@ -1047,6 +1047,7 @@ async function main() {
   } catch { /* the queue panel shows what the stats name */ }
   renderQueue();
   connect();
+  import("./findings.js").then((m) => m.mount());  // the agent's own review findings
 }
 
 main();

@@ -81,4 +81,19 @@ def test_an_auditor_reviews_a_call_beside_its_replay(hub: HubProcess,
     assert row.get_by_test_id("task-state").inner_text() == "Findings raised"
     page.get_by_test_id("summary-csv").wait_for()
     screenshot(page, "review-tasks")
-    assert page.js_errors == []
+
+    # the agent answers in the console; the auditor accepts
+    agent = page_of(browser_factory("agent-findings", **DESKTOP))
+    sign_in(agent, f"{hub.url}/agent", "alice", "alice-demo-1")
+    mine = agent.locator("[data-testid=my-finding]", has_text="Anti-coercion questions not asked")
+    mine.locator("summary").click()
+    agent.get_by_test_id("finding-response").fill("I ask them on every call from now on")
+    agent.get_by_test_id("finding-respond").click()
+    agent.wait_for_selector("[data-testid=my-finding][data-state=responded]")
+    screenshot(agent, "agent-findings")
+    page.goto(f"{hub.url}/audit#call={CALL}")
+    page.wait_for_selector("[data-testid=finding][data-state=responded]")
+    page.locator("[data-testid=finding] summary").click()
+    page.get_by_test_id("finding-accept").click()
+    page.wait_for_selector("#review-panel[data-state=closed]")
+    assert page.js_errors == [] and agent.js_errors == []
