@@ -61,7 +61,7 @@ async def test_no_api_deletes_or_changes_timeline_events(hub: Hub, tmp_path: Pat
     async with hub.ctx.sm() as s:
         n = (await s.execute(text("SELECT count(*) FROM call_events WHERE call_id = :c"),
                              {"c": CID})).scalar_one()
-    assert n == 5
+    assert n == 6
 
 
 async def call_of(hub: Hub, cid: str, agent: str) -> None:

@@ -34,7 +34,8 @@ KEY = b"k" * 40
 
 
 async def make_call(sm: Any, call_id: str, tmp: Path | None = None, extra: int = 0) -> None:
-    """A call with five events (and, with ``tmp``, a closed recording on the chain)."""
+    """A call with five events (with ``tmp``: six, a closed recording and an evidence frame
+    on the chain)."""
     async with sm() as s, s.begin():
         if await s.get(Customer, "cus_t") is None:
             s.add(Customer(id="cus_t", name="T"))
@@ -58,6 +59,11 @@ async def make_call(sm: Any, call_id: str, tmp: Path | None = None, extra: int =
                             started_at=datetime.fromtimestamp(T0 + 2, timezone.utc)))
         journal.event(call_id, "system", "recording.stopped", {
             "segment": 1, "reason": "ended", "files": {"agent": {"sha256": sha}}}, at=T0 + 3)
+        frame = tmp / f"{call_id}-chk_0123456789ab.jpg"
+        frame.write_bytes(b"\xff\xd8 a frame \xff\xd9")
+        journal.event(call_id, "system", "evidence.hashed", {
+            "file": frame.name, "sha256": hashlib.sha256(frame.read_bytes()).hexdigest(),
+            "size_bytes": frame.stat().st_size}, at=T0 + 4)
     else:
         journal.event(call_id, "system", "call.note", {"text": "x"}, at=T0 + 3)
     journal.call_updated(call_id, state="ended", ended_at=T0 + 9, end_reason="completed")
@@ -85,7 +91,7 @@ async def test_the_journal_chains_every_event_and_it_verifies(sm, tmp_path: Path
     cid = "call_00000000000000c1"
     await make_call(sm, cid, tmp_path, extra=2)
     events = await events_of(sm, cid)
-    assert [e.seq for e in events] == list(range(1, 8))
+    assert [e.seq for e in events] == list(range(1, 9))
     assert events[0].prev_hash == GENESIS
     for before, e in zip(events, events[1:]):
         assert e.prev_hash == before.hash
@@ -114,6 +120,7 @@ TAMPERING = {
         ["UPDATE call_events SET payload = '{}', hash = :fake WHERE call_id = :c AND seq = 2"],
         ("changed", 2)),
     "replaced recording file": ([], ("recording_replaced", None)),
+    "replaced evidence file": ([], ("evidence_replaced", None)),
     "recording row changed": (["UPDATE recordings SET sha256 = :fake WHERE call_id = :c"],
                               ("recording_row_changed", None)),
 }
@@ -130,6 +137,8 @@ async def test_tampering_is_found_at_its_place(sm, tmp_path: Path, case: str) ->
         await sql(sm, st, c=cid, fake="f" * 64)
     if case == "replaced recording file":
         (tmp_path / f"{cid}-agent.webm").write_bytes(b"another film")
+    if case == "replaced evidence file":
+        (tmp_path / f"{cid}-chk_0123456789ab.jpg").write_bytes(b"another face")
     breaks = await verify_call(sm, cid)
     assert (kind, seq) in [(b.kind, b.seq) for b in breaks], breaks
     assert await verify_call(sm, other) == []  # the other call is untouched

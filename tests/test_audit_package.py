@@ -85,7 +85,7 @@ def export(url: str, out: Path, key: bytes | None) -> dict[str, Any]:
 def test_a_package_verifies_and_every_change_is_found(db: str, tmp_path: Path) -> None:
     pkg = tmp_path / "p.zip"
     m = export(db, pkg, KEY)
-    assert m["chain"]["verified_at_export"] and m["chain"]["head_seq"] == 5
+    assert m["chain"]["verified_at_export"] and m["chain"]["head_seq"] == 6
     with zipfile.ZipFile(pkg) as z:
         names = set(z.namelist())
         timeline = json.loads(z.read("timeline.json"))
@@ -101,6 +101,7 @@ def test_a_package_verifies_and_every_change_is_found(db: str, tmp_path: Path) -
     assert not wrong.ok and wrong.signed is False
 
     rec = next(n for n in names if n.startswith("recordings/"))
+    ev = next(n for n in names if n.startswith("evidence/"))
     cases: dict[str, tuple[dict[str, bytes | None], bytes | None, str]] = {
         "file changed": ({rec: b"another film"}, KEY, "SHA-256 does not match"),
         "file removed": ({rec: None}, KEY, "missing"),
@@ -115,6 +116,9 @@ def test_a_package_verifies_and_every_change_is_found(db: str, tmp_path: Path) -
             [{**e, "actor": "agent:bob"} if e["seq"] == 3 else e for e in timeline]).encode()},
             None, "at event 3: changed"),
         "not signed at all": ({"manifest.sig": None}, KEY, "not signed"),
+        "unsigned, evidence swapped: the chain still knows the frame": (
+            {ev: b"another face", "manifest.json": manifest_with(pkg, ev, b"another face"),
+             "manifest.sig": None}, None, "not the file the timeline holds"),
     }
     for case, (change, key, expected) in cases.items():
         bad = tmp_path / "bad.zip"

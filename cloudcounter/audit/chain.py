@@ -13,8 +13,9 @@ computes the hashes in the transaction that writes the events (:mod:`cloudcounte
 :func:`verify_events` walks a call's events and names every break: ``changed`` (the row's
 content no longer has its hash), ``deleted`` (a sequence number or a link is missing),
 ``reordered`` (a row sits at another place than the one it was chained at),
-``missing_hash``; :func:`verify_recordings` compares each recording's file and row with the
-SHA-256 the chain holds (``recording.stopped``).
+``missing_hash``; :mod:`cloudcounter.audit.verify` compares each recording's file and row
+with the SHA-256 the chain holds (``recording.stopped``), and each evidence frame with its
+``evidence.hashed`` event.
 """
 
 from __future__ import annotations
@@ -136,6 +137,17 @@ def chained_recordings(events: Iterable[Any]) -> dict[tuple[int, str], str]:
             for role, info in files.items():
                 if isinstance(info, dict) and isinstance(info.get("sha256"), str):
                     out[(seg, role)] = info["sha256"]
+    return out
+
+
+def chained_evidence(events: Iterable[Any]) -> dict[str, str]:
+    """Evidence file name -> SHA-256 as the chain holds it (``evidence.hashed``)."""
+    out: dict[str, str] = {}
+    for e in events:
+        p = e.payload if isinstance(e.payload, dict) else {}
+        if e.kind == "evidence.hashed" and isinstance(p.get("file"), str) and \
+                isinstance(p.get("sha256"), str):
+            out[p["file"]] = p["sha256"]
     return out
 
 

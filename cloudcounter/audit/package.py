@@ -32,7 +32,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from cloudcounter.audit.chain import chained_recordings, head, utc_text, verify_events
+from cloudcounter.audit.chain import (
+    chained_evidence, chained_recordings, head, utc_text, verify_events,
+)
 from cloudcounter.audit.verify import key_id, verify_call
 from cloudcounter.db.models import (
     CallApproval, CallConfirmation, CallEvent, CallSession, CallStep, Customer, Recording,
@@ -289,6 +291,10 @@ def verify_package(path: Path, audit_key: bytes | None) -> PackageReport:
                 rep.fail(f"{name}: its SHA-256 is not on the timeline")
             elif got != want:
                 rep.fail(f"{name}: not the recording the timeline holds")
+        for fname, want in chained_evidence(rows).items():
+            got = (files.get(f"evidence/{fname}") or {}).get("sha256")
+            if got is not None and got != want:
+                rep.fail(f"evidence/{fname}: not the file the timeline holds")
     return rep
 
 

@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloudcounter.audit.chain import GENESIS, Break, chained_recordings, head, verify_events
+from cloudcounter.audit.chain import (
+    GENESIS, Break, chained_evidence, chained_recordings, head, verify_events,
+)
 from cloudcounter.db.audit_models import AuditDigest
 from cloudcounter.db.models import CallEvent, CallSession, Recording
 from cloudcounter.errors import Conflict, InvalidMessage
@@ -82,6 +84,26 @@ async def _recording_breaks(call_id: str, events: list[CallEvent], recs: list[Re
             out.append(Break(call_id, "recording_replaced", None,
                              f"{where}: the file's SHA-256 is {got[:12]}…, the chain holds "
                              f"{want[:12]}…"))
+    evidence = chained_evidence(events)
+    if files and evidence:
+        gone = {f.get("file") for e in events if e.kind == "retention.purged"
+                and isinstance(e.payload, dict)
+                for f in e.payload.get("evidence") or [] if isinstance(f, dict)}
+        dirs = sorted({Path(r.path).parent for r in recs})
+        for name, want in sorted(evidence.items()):
+            if name in gone:
+                continue
+            got = None
+            for d in dirs:
+                got = await asyncio.to_thread(file_sha256, d / name, at_rest_key)
+                if got is not None:
+                    break
+            if got is None:
+                out.append(Break(call_id, "evidence_missing", None,
+                                 f"evidence {name}: the file is gone"))
+            elif got != want:
+                out.append(Break(call_id, "evidence_replaced", None,
+                                 f"evidence {name}: not the file the chain holds"))
     return out
 
 
