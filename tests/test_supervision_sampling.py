@@ -153,3 +153,32 @@ def test_due_dates_count_working_days(start: str, days: int, due: str) -> None:
     from datetime import datetime
     got = due_after(datetime.fromisoformat(start), days)
     assert got.date().isoformat() == due and got.hour == 23
+
+
+@pytest.mark.parametrize("kind,payload,etype,data", [
+    ("review.completed", {"task_id": 3, "state": "findings_raised", "findings": 1,
+                          "text": "summary words"},
+     "review.completed", {"task_id": 3, "state": "findings_raised", "findings": 1}),
+    ("finding.recorded", {"task_id": 3, "finding_id": 7, "severity": "high",
+                          "category": "coercion", "text": "what the agent did"},
+     "finding.recorded", {"task_id": 3, "finding_id": 7, "severity": "high",
+                          "category": "coercion"}),
+    ("finding.accepted", {"task_id": 3, "finding_id": 7, "text": "ok"},
+     "finding.resolved", {"task_id": 3, "finding_id": 7}),
+    ("finding.responded", {"task_id": 3, "finding_id": 7, "text": "x"}, None, None),
+])
+def test_review_events_become_webhooks_without_their_texts(kind: str, payload: dict,
+                                                           etype: str | None,
+                                                           data: dict | None) -> None:
+    import json
+
+    from cloudcounter.webhooks.events import CallFacts, from_timeline
+    ev = from_timeline({"call_id": "call_" + "2" * 16, "seq": 4, "actor": "auditor:audrey",
+                        "kind": kind, "payload": payload}, CallFacts("card_loss", "c", "ana"))
+    if etype is None:
+        assert ev is None
+        return
+    assert ev is not None and ev.type == etype
+    body = json.loads(ev.body())["data"]
+    assert {k: body[k] for k in data} == data and body["by"] == "auditor:audrey"
+    assert "text" not in body and payload["text"] not in ev.body()
