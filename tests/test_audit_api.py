@@ -225,3 +225,22 @@ async def test_retention_and_holds_over_http(hub: Hub, tmp_path: Path) -> None:
     assert [p["call_id"] for p in reply["purged"]] == [CID]
     status, reply, _ = await hub.get(f"/api/audit/calls/{CID}/verify")
     assert reply["ok"] is True, reply
+
+
+async def test_the_hubs_daily_supervision_job(hub: Hub) -> None:
+    from datetime import datetime, timezone
+
+    from cloudcounter.audit.jobs import run_once
+    await call_of(hub, "call_00000000000000b7", "alice")  # 2025-11-24
+    now = datetime(2025, 11, 25, 1, 0, tzinfo=timezone.utc)
+    first = await run_once(hub.ctx, now=now)
+    assert first["selected"] == 1 and len(first["digest"]) == 64, first
+    again = await run_once(hub.ctx, now=now)
+    assert again["selected"] == 0 and again["digest"] == "digest_exists"
+    status, reply = await req(hub, "GET", "/api/review/tasks?call_id=call_00000000000000b7",
+                              "audrey")
+    assert reply["tasks"][0]["rule"] in ("agent_minimum", "random_share")
+    status, body, _ = await hub.get("/api/audit/digests")
+    assert [d["day"] for d in body["digests"]] == ["2025-11-24"]
+    status, body, _ = await hub.get("/api/audit/calls/call_00000000000000b7/verify")
+    assert body["ok"] is True, body

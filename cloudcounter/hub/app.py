@@ -161,6 +161,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, flows_ctx, queue_ctx,
                             media_ctx, analysis_ctx, ops_api.operations_ctx,
                             admin_catalogue_api.enroller_ctx, session_watch_ctx])
+    from cloudcounter.audit.jobs import supervision_ctx  # post-event supervision's job
+    app.cleanup_ctx.append(supervision_ctx)
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)
     app.on_shutdown.append(_disconnect_all(sio, owned))

@@ -135,6 +135,7 @@ class Settings:
     # supervision (docs/supervision.md): the key signing digests and evidence packages
     audit_key: str = ""
     retention_default_days: int = 0  # services without a retention rule (0: keep)
+    supervision_interval_s: float = 3600.0  # the supervision job (0: off; cron the CLI)
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
