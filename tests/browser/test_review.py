@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from typing import Any
 
 from sqlalchemy import text
@@ -32,13 +33,12 @@ def a_finished_call(hub: HubProcess) -> None:
                                     {"c": CALL})).first():
                     return
             j = DbJournal(sm)
-            j.call_created(Call(CALL, "cus_demo_barack", "card_loss", "cards", 0, 0.0, 1),
-                           1_764_000_000.0)
-            j.call_updated(CALL, state="ended", agent_id=alice, answered_at=1_764_000_010.0,
-                           ended_at=1_764_000_200.0, end_reason="completed")
-            j.event(CALL, "agent:alice", "call.answered", {}, at=1_764_000_010.0)
-            j.event(CALL, "agent:alice", "call.ended", {"reason": "completed"},
-                    at=1_764_000_200.0)
+            t0 = time.time() - 86400  # yesterday: in the summary's last 30 days
+            j.call_created(Call(CALL, "cus_demo_barack", "card_loss", "cards", 0, 0.0, 1), t0)
+            j.call_updated(CALL, state="ended", agent_id=alice, answered_at=t0 + 10,
+                           ended_at=t0 + 200, end_reason="completed")
+            j.event(CALL, "agent:alice", "call.answered", {}, at=t0 + 10)
+            j.event(CALL, "agent:alice", "call.ended", {"reason": "completed"}, at=t0 + 200)
             await j.flush()
         finally:
             await engine.dispose()
@@ -70,6 +70,7 @@ def test_an_auditor_reviews_a_call_beside_its_replay(hub: HubProcess,
     page.get_by_test_id("finding-description").fill("Anti-coercion questions not asked")
     page.get_by_test_id("finding-add").click()
     page.wait_for_selector("[data-testid=finding][data-state=open]")
+    page.evaluate("document.querySelector('#review-panel').scrollTop = 0")
     screenshot(page, "review")
     page.get_by_test_id("review-complete").click()
     page.wait_for_selector("#review-panel[data-state=findings_raised]")
