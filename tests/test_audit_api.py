@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import Hub
-from tests.test_audit_chain import make_call
+from tests.test_audit_chain import make_call, sql
 
 pytestmark = pytest.mark.integration
 CID = "call_00000000000000f1"
@@ -31,9 +31,8 @@ async def test_verify_a_call_over_http(hub: Hub, tmp_path: Path) -> None:
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body, _ = await hub.get("/api/audit/calls/call_ffffffffffffffff/verify")
     assert status == 400 and body["error"]["code"] == "unknown_call"
-    async with hub.ctx.sm() as s, s.begin():
-        await s.execute(text("UPDATE call_events SET kind = 'call.note' WHERE call_id = :c "
-                             "AND seq = 2"), {"c": CID})
+    await sql(hub.ctx.sm, "UPDATE call_events SET kind = 'call.note' WHERE call_id = :c "
+              "AND seq = 2", c=CID)
     status, body, _ = await hub.get(f"/api/audit/calls/{CID}/verify", user="admin")
     assert status == 200 and body["ok"] is False
     assert [(b["kind"], b["seq"]) for b in body["breaks"]] == [("changed", 2)]

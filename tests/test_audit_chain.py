@@ -82,9 +82,30 @@ async def events_of(sm: Any, call_id: str) -> list[CallEvent]:
 
 
 async def sql(sm: Any, statement: str, **params: Any) -> None:
-    """What a database administrator does, bypassing the application."""
+    """What a database administrator does, bypassing the application and switching off
+    the append-only triggers first (PostgreSQL: replica mode; SQLite: dropping them)."""
     async with sm() as s, s.begin():
+        if s.bind.dialect.name == "postgresql":
+            await s.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            for t in ("call_events", "audit_digests"):
+                for verb in ("update", "delete"):
+                    await s.execute(text(f"DROP TRIGGER IF EXISTS {t}_append_only_{verb}"))
         await s.execute(text(statement), params)
+
+
+async def test_the_timeline_and_the_digest_log_are_append_only_in_the_database(sm) -> None:  # type: ignore[no-untyped-def]
+    cid = "call_00000000000000c0"
+    await make_call(sm, cid)
+    await write_digest(sm, DAY, "t", None)
+    for statement in ("UPDATE call_events SET payload = '{}' WHERE call_id = :c",
+                      "DELETE FROM call_events WHERE call_id = :c",
+                      "UPDATE audit_digests SET root = 'x'", "DELETE FROM audit_digests"):
+        with pytest.raises(Exception) as refused:
+            async with sm() as s, s.begin():
+                await s.execute(text(statement), {"c": cid})
+        assert "append-only" in str(refused.value), statement
+    assert len(await events_of(sm, cid)) == 5 and await verify_call(sm, cid) == []
 
 
 async def test_the_journal_chains_every_event_and_it_verifies(sm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,41 @@ def backfill() -> None:
                          updates)
 
 
+APPEND_ONLY = ("call_events", "audit_digests")
+
+
+def append_only() -> None:
+    """Refuse UPDATE and DELETE (and TRUNCATE) on the timeline and the digest log in the
+    database itself: no code path, API or mistaken query changes them. Whoever drops the
+    triggers (an administrator) is caught by the hash chain and the signed digest."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE OR REPLACE FUNCTION cc_append_only() RETURNS trigger "
+                   "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '% is append-only', "
+                   "TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END $$")
+        for t in APPEND_ONLY:
+            op.execute(f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
+                       "FOR EACH ROW EXECUTE FUNCTION cc_append_only()")
+            op.execute(f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION cc_append_only()")
+    else:
+        for t in APPEND_ONLY:
+            for verb in ("UPDATE", "DELETE"):
+                op.execute(f"CREATE TRIGGER {t}_append_only_{verb.lower()} BEFORE {verb} "
+                           f"ON {t} BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END")
+
+
+def drop_append_only() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for t in APPEND_ONLY:
+            op.execute(f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}")
+            op.execute(f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}")
+        op.execute("DROP FUNCTION IF EXISTS cc_append_only()")
+    else:
+        for t in APPEND_ONLY:
+            for verb in ("update", "delete"):
+                op.execute(f"DROP TRIGGER IF EXISTS {t}_append_only_{verb}")
+
+
 def upgrade() -> None:
     with op.batch_alter_table("call_events") as batch:
         batch.add_column(sa.Column("hash", sa.String(length=64), nullable=True))
@@ -193,9 +228,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_legal_holds")),
     )
     op.create_index(op.f("ix_legal_holds_call_id"), "legal_holds", ["call_id"])
+    append_only()
 
 
 def downgrade() -> None:
+    drop_append_only()
     for table in ("legal_holds", "retention_rules", "review_actions", "review_findings",
                   "review_items", "review_tasks"):
         op.drop_table(table)
