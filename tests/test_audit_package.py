@@ -180,6 +180,12 @@ def test_cli_export_and_verify_package(db: str, tmp_path: Path) -> None:
     r = cli("verify", CID)
     assert r.returncode == 0, r.stdout
     assert cli("export", "call_ffffffffffffffff", "--out", str(out)).returncode == 2
+    r = cli("export-search", "--from", "2023-11-14", "--service", "card_loss", "--out",
+            str(tmp_path / "search"))
+    assert r.returncode == 0 and "1 package(s)" in r.stdout, r.stdout + r.stderr
+    assert verify_package(tmp_path / "search" / f"{CID}.zip", KEY).ok
+    assert cli("export-search", "--from", "2023-11-14", "--agent", "nobody", "--out",
+               str(tmp_path / "none")).stdout.startswith("0 package(s)")
     r = cli("sample", "--from", "2023-11-14")
     assert r.returncode == 0 and "selected from 2023-11-14 to 2023-11-14" in r.stdout, r.stderr
     assert cli("sample", "--from", "2023-11-14").stdout.startswith("0 call(s)")  # idempotent

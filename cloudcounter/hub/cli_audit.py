@@ -80,6 +80,49 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_export_search(args: argparse.Namespace) -> int:
+    """One package per ended call of a search (period, service, agent) into a directory."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from cloudcounter.audit.package import export_call
+    from cloudcounter.db.journal import DbJournal
+    from cloudcounter.db.models import CallSession, User
+    cli = _cli()
+    s = cli.settings()
+    start = _day(args.date_from, date.today())
+    end = _day(args.date_to, start)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    async def go(sm: Any) -> list[tuple[str, str]]:
+        lo = datetime.combine(start, datetime.min.time(), timezone.utc)
+        hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), timezone.utc)
+        stmt = (select(CallSession.id).outerjoin(User, User.id == CallSession.agent_id)
+                .where(CallSession.state == "ended", CallSession.requested_at >= lo,
+                       CallSession.requested_at < hi).order_by(CallSession.id))
+        if args.service:
+            stmt = stmt.where(CallSession.service_code == args.service)
+        if args.agent:
+            stmt = stmt.where(User.username == args.agent)
+        async with sm() as session:
+            ids = list((await session.scalars(stmt.limit(args.limit))).all())
+        journal, done = DbJournal(sm), []
+        for cid in ids:
+            m = await export_call(sm, journal, cid, out / f"{cid}.zip", s.at_rest_key_bytes,
+                                  s.audit_key_bytes, cli.cli_actor())
+            done.append((cid, m["sha256"]))
+        return done
+    done = cli.run_db(go)
+    with open(out / "index.txt", "w", encoding="ascii") as f:
+        for cid, sha in done:
+            f.write(f"{cid}.zip  manifest sha256 {sha}\n")
+            print(f"{out / (cid + '.zip')}  manifest sha256 {sha}")
+    print(f"{len(done)} package(s) in {out}")
+    return 0
+
+
 def cmd_audit_verify_package(args: argparse.Namespace) -> int:
     """Offline: no database, no hub settings; the key from --key-file or the
     environment (CLOUDCOUNTER_AUDIT_KEY)."""
@@ -243,6 +286,15 @@ def extend(sub: Any) -> None:
     ae.add_argument("call")
     ae.add_argument("--out", required=True, help="the zip file to write")
     ae.set_defaults(fn=cmd_audit_export)
+    xs = au.add_parser("export-search", help="one evidence package per ended call of a "
+                       "search (period, service, agent) into a directory")
+    xs.add_argument("--from", dest="date_from", help="YYYY-MM-DD (default: today)")
+    xs.add_argument("--to", dest="date_to", help="YYYY-MM-DD (inclusive)")
+    xs.add_argument("--service")
+    xs.add_argument("--agent", help="the agent's username")
+    xs.add_argument("--limit", type=int, default=500)
+    xs.add_argument("--out", required=True, help="the directory to write into")
+    xs.set_defaults(fn=cmd_audit_export_search)
     ap = au.add_parser("verify-package", help="check an evidence package offline (exit "
                        "status 1 when it is not intact)")
     ap.add_argument("file")
