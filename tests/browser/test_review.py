@@ -92,9 +92,15 @@ def test_an_auditor_reviews_a_call_beside_its_replay(hub: HubProcess,
     agent.get_by_test_id("finding-respond").click()
     agent.wait_for_selector("[data-testid=my-finding][data-state=responded]")
     screenshot(agent, "agent-findings")
+    lead = page_of(browser_factory("lead-findings", **DESKTOP))
+    sign_in(lead, f"{hub.url}/lead", "leo", "leo-lead-demo-1")
+    team = lead.locator("[data-testid=my-finding]", has_text="Anti-coercion questions not asked")
+    team.wait_for()
+    assert "alice" in team.inner_text() and lead.locator("[data-testid=finding-response]"
+                                                       ).count() == 0
     page.goto(f"{hub.url}/audit#call={CALL}")
     page.wait_for_selector("[data-testid=finding][data-state=responded]")
     page.locator("[data-testid=finding] summary").click()
     page.get_by_test_id("finding-accept").click()
     page.wait_for_selector("#review-panel[data-state=closed]")
-    assert page.js_errors == [] and agent.js_errors == []
+    assert page.js_errors == [] and agent.js_errors == [] and lead.js_errors == []
