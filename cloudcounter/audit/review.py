@@ -29,9 +29,9 @@ from cloudcounter.db.models import CallApproval, CallEvent, CallSession, CallSte
 from cloudcounter.errors import Conflict, Forbidden, InvalidMessage, InvalidState, NotFound
 
 OPEN_FINDING = ("open", "responded", "rejected")
-#: timeline kinds that are not taking part (viewing, exporting, reviewing)
+#: timeline kinds that are not taking part (viewing, exporting, reviewing, holds)
 NOT_PARTICIPATION = ("audit.", "recording.accessed", "evidence.accessed", "review.",
-                     "finding.")
+                     "finding.", "retention.")
 
 
 class Who(Protocol):
