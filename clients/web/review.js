@@ -80,16 +80,34 @@ function panel() {
   return h("aside", { class: "card review-card", id: "review-panel", "aria-labelledby": "review-panel-title", hidden: true, "data-testid": "review-panel" },
     h("h2", { id: "review-panel-title" }, "Review"),
     h("div", { id: "review-panel-notice", "aria-live": "assertive", hidden: true }),
+    h("div", { class: "record-tools" },
+      h("button", { type: "button", class: "btn btn-small", "data-testid": "verify-record", onclick: verifyRecord }, "Verify the record"),
+      h("a", { class: "btn btn-small", id: "package-link", "data-testid": "package-link", href: "#" }, "Evidence package"),
+      h("span", { id: "verify-result", "data-testid": "verify-result", role: "status" })),
     h("p", { id: "review-status", class: "muted", "data-testid": "review-status" }),
     h("div", { id: "review-actions" }),
     h("ol", { id: "checklist", class: "checklist", "data-testid": "checklist" }),
     h("div", { id: "findings", "data-testid": "findings" }));
 }
 
+async function verifyRecord() {
+  const out = $("#verify-result");
+  out.textContent = "Verifying…";
+  try {
+    const r = await api(`/api/audit/calls/${encodeURIComponent(st.callId)}/verify`);
+    out.dataset.ok = String(r.ok);
+    out.textContent = r.ok ? "The record is whole." : `${r.breaks.length} break(s): `
+      + r.breaks.map((b) => `${humanize(b.kind)}${b.seq ? ` at event ${b.seq}` : ""}`).join("; ");
+  } catch (e) { out.textContent = ""; failed($("#review-panel-notice"), e, "The record could not be verified"); }
+}
+
 async function openTaskFor(callId) {
   st.callId = callId;
   const box = $("#review-panel");
   box.hidden = true;
+  $("#verify-result").textContent = "";
+  $("#package-link").href = `/api/audit/calls/${encodeURIComponent(callId)}/package`;
+  $("#package-link").setAttribute("download", `${callId}.zip`);
   let tasks;
   try { ({ tasks } = await api(`/api/review/tasks?call_id=${encodeURIComponent(callId)}`)); } catch { return; }
   if (st.callId !== callId) return;

@@ -72,6 +72,8 @@ def test_an_auditor_reviews_a_call_beside_its_replay(hub: HubProcess,
     page.wait_for_selector("[data-testid=finding][data-state=open]")
     page.evaluate("document.querySelector('#review-panel').scrollTop = 0")
     screenshot(page, "review")
+    panel.get_by_test_id("verify-record").click()
+    page.wait_for_selector("[data-testid=verify-result][data-ok=true]")
     page.get_by_test_id("review-complete").click()
     page.wait_for_selector("#review-panel[data-state=findings_raised]")
 
