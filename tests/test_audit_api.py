@@ -11,16 +11,21 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
+
+from cloudcounter.audit.package import verify_package
+from cloudcounter.db.models import CallEvent
 
 from tests.conftest import Hub
 from tests.test_audit_chain import make_call, sql
 
 pytestmark = pytest.mark.integration
 CID = "call_00000000000000f1"
+CID2 = "call_00000000000000f2"
+CID3 = "call_00000000000000f3"
 
 
-async def test_verify_a_call_over_http(hub: Hub, tmp_path: Path) -> None:
+async def verify_over_http(hub: Hub, tmp_path: Path) -> None:
     await make_call(hub.ctx.sm, CID, tmp_path)
     status, body, _ = await hub.get(f"/api/audit/calls/{CID}/verify")
     assert status == 200 and body == {"call_id": CID, "ok": True, "breaks": []}
@@ -40,10 +45,10 @@ async def test_verify_a_call_over_http(hub: Hub, tmp_path: Path) -> None:
     assert status == 200 and body == {"digests": []}
 
 
-async def test_no_api_deletes_or_changes_timeline_events(hub: Hub, tmp_path: Path) -> None:
+async def no_api_deletes_or_changes_timeline_events(hub: Hub, tmp_path: Path) -> None:
     """Every route of the app that could reach a call's timeline refuses DELETE/PUT/PATCH:
     no such route exists, whoever asks."""
-    await make_call(hub.ctx.sm, CID, tmp_path)
+    await make_call(hub.ctx.sm, CID3, tmp_path)
     timeline_routes = [r for r in hub.app.router.routes() if r.resource is not None
                        and ("call" in r.resource.canonical or "audit" in r.resource.canonical
                             or "timeline" in r.resource.canonical)]
@@ -52,14 +57,14 @@ async def test_no_api_deletes_or_changes_timeline_events(hub: Hub, tmp_path: Pat
     token = await hub.agent_token("admin")
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as h:
         for method in ("DELETE", "PUT", "PATCH"):
-            for path in (f"/api/calls/{CID}", f"/api/audit/calls/{CID}/verify",
-                         f"/api/calls/{CID}/timeline/1"):
+            for path in (f"/api/calls/{CID3}", f"/api/audit/calls/{CID3}/verify",
+                         f"/api/calls/{CID3}/timeline/1"):
                 async with h.request(method, hub.url + path) as r:
                     assert r.status in (404, 405), (method, path, r.status)
     await hub.ctx.journal.flush()
     async with hub.ctx.sm() as s:
         n = (await s.execute(text("SELECT count(*) FROM call_events WHERE call_id = :c"),
-                             {"c": CID})).scalar_one()
+                             {"c": CID3})).scalar_one()
     assert n == 6
 
 
@@ -79,15 +84,20 @@ async def call_of(hub: Hub, cid: str, agent: str) -> None:
     await j.flush()
 
 
+TOKENS: dict[tuple[str, str], str] = {}  # a sign-in costs a password hash: once per user
+
+
 async def req(hub: Hub, method: str, path: str, user: str, json: Any = None) -> tuple[int, Any]:
-    token = await hub.agent_token(user)
+    if (hub.url, user) not in TOKENS:
+        TOKENS[(hub.url, user)] = await hub.agent_token(user)
+    token = TOKENS[(hub.url, user)]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as h:
         async with h.request(method, hub.url + path, json=json) as r:
             return r.status, await (r.json() if r.content_type == "application/json"
                                     else r.text())
 
 
-async def test_the_review_workflow_over_http_and_who_may_do_what(hub: Hub) -> None:
+async def review_workflow_over_http_and_who_may_do_what(hub: Hub) -> None:
     mine, theirs = "call_00000000000000b1", "call_00000000000000b2"
     await call_of(hub, mine, "alice")
     await call_of(hub, theirs, "audrey")  # audrey handled this one (before she audited)
@@ -193,8 +203,8 @@ async def test_the_review_workflow_over_http_and_who_may_do_what(hub: Hub) -> No
     assert status == 400 and err(reply) == "invalid_query"
 
 
-async def test_retention_and_holds_over_http(hub: Hub, tmp_path: Path) -> None:
-    await make_call(hub.ctx.sm, CID, tmp_path)
+async def retention_and_holds_over_http(hub: Hub, tmp_path: Path) -> None:
+    await make_call(hub.ctx.sm, CID2, tmp_path)
     status, reply = await req(hub, "POST", "/api/audit/retention/card_loss", "audrey",
                               {"days": 30})
     assert status == 403
@@ -208,12 +218,12 @@ async def test_retention_and_holds_over_http(hub: Hub, tmp_path: Path) -> None:
     assert {"service": "card_loss", "days": 30, "source": "rule"}.items() <= \
         [r for r in reply["rules"] if r["service"] == "card_loss"][0].items()
     status, reply = await req(hub, "POST", "/api/audit/holds", "audrey",
-                              {"call_id": CID, "reason": "court order"})
+                              {"call_id": CID2, "reason": "court order"})
     assert status == 201
     hid = reply["hold"]["id"]
     status, reply = await req(hub, "POST", "/api/audit/purge", "admin", {})
     assert status == 200 and reply["dry_run"] is True
-    assert [k["call_id"] for k in reply["kept"]] == [CID]  # 2023: expired, but held
+    assert [k["call_id"] for k in reply["kept"]] == [CID2]  # 2023: expired, but held
     status, reply = await req(hub, "POST", "/api/audit/purge", "audrey", {"dry_run": False})
     assert status == 403
     status, reply = await req(hub, "POST", f"/api/audit/holds/{hid}/release", "audrey")
@@ -221,12 +231,12 @@ async def test_retention_and_holds_over_http(hub: Hub, tmp_path: Path) -> None:
     status, reply = await req(hub, "POST", f"/api/audit/holds/{hid}/release", "audrey")
     assert status == 404 and reply["error"]["code"] == "unknown_hold"
     status, reply = await req(hub, "POST", "/api/audit/purge", "admin", {"dry_run": False})
-    assert [p["call_id"] for p in reply["purged"]] == [CID]
-    status, reply, _ = await hub.get(f"/api/audit/calls/{CID}/verify")
+    assert CID2 in [p["call_id"] for p in reply["purged"]]
+    status, reply, _ = await hub.get(f"/api/audit/calls/{CID2}/verify")
     assert reply["ok"] is True, reply
 
 
-async def test_the_hubs_daily_supervision_job(hub: Hub) -> None:
+async def the_hubs_daily_supervision_job(hub: Hub) -> None:
     from datetime import datetime, timezone
 
     from cloudcounter.audit.jobs import run_once
@@ -243,3 +253,36 @@ async def test_the_hubs_daily_supervision_job(hub: Hub) -> None:
     assert [d["day"] for d in body["digests"]] == ["2025-11-24"]
     status, body, _ = await hub.get("/api/audit/calls/call_00000000000000b7/verify")
     assert body["ok"] is True, body
+
+
+async def download_a_package_over_http(hub: Hub, tmp_path: Path) -> None:
+    cid = "call_00000000000000f4"
+    await make_call(hub.ctx.sm, cid, tmp_path)
+    status, body, headers = await hub.get(f"/api/audit/calls/{cid}/package")
+    assert status == 200 and headers["Content-Type"] == "application/zip"
+    pkg = tmp_path / "dl.zip"
+    pkg.write_bytes(body)
+    rep = verify_package(pkg, b"h" * 40)
+    assert rep.ok and rep.signed, rep.problems
+    status, body, _ = await hub.get(f"/api/audit/calls/{cid}/package", user="alice")
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    status, body, _ = await hub.get("/api/audit/calls/call_ffffffffffffffff/package")
+    assert status == 400 and body["error"]["code"] == "unknown_call"
+    await hub.ctx.journal.flush()
+    async with hub.ctx.sm() as s:
+        kinds = (await s.scalars(select(CallEvent.kind).where(CallEvent.call_id == cid)
+                                 .order_by(CallEvent.seq))).all()
+    assert kinds[-1] == "audit.exported"
+
+
+async def test_the_supervision_api_on_one_hub(hub_factory: Any, tmp_path: Path) -> None:
+    """One hub for every part (a hub start costs seconds): verify, no deleting API, the
+    package download, the review workflow and who may do what, retention and holds, and
+    the daily job last (it samples the day the review's calls are on)."""
+    hub: Hub = await hub_factory(audit_key="h" * 40)
+    await verify_over_http(hub, tmp_path)
+    await no_api_deletes_or_changes_timeline_events(hub, tmp_path)
+    await download_a_package_over_http(hub, tmp_path)
+    await review_workflow_over_http_and_who_may_do_what(hub)
+    await retention_and_holds_over_http(hub, tmp_path)
+    await the_hubs_daily_supervision_job(hub)

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import os
 import subprocess
-import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -236,7 +235,31 @@ def test_the_migration_chains_existing_events(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
-def test_cli_audit_verify_and_digest(tmp_path: Path) -> None:
+class Cli:
+    """``cloudcounter audit ...`` run in this process (the same ``main()`` as the command,
+    without a Python start-up per call): exit status, stdout and stderr."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                 env: dict[str, str]) -> None:
+        self.monkeypatch, self.capsys, self.env = monkeypatch, capsys, env
+
+    def __call__(self, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        from cloudcounter.hub.cli import main
+        for k in [k for k in os.environ if k.startswith("CLOUDCOUNTER_")]:
+            self.monkeypatch.delenv(k)
+        for k, v in {**self.env, **extra}.items():
+            self.monkeypatch.setenv(k, v)
+        self.capsys.readouterr()
+        try:
+            code = main(["audit", *args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = self.capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def test_cli_audit_verify_and_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/cli.db"
 
     async def prepare() -> None:
@@ -249,13 +272,9 @@ def test_cli_audit_verify_and_digest(tmp_path: Path) -> None:
         finally:
             await engine.dispose()
     asyncio.run(prepare())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
-    env.update(CLOUDCOUNTER_DATABASE_URL=url, CLOUDCOUNTER_DEMO="1",
-               CLOUDCOUNTER_AUDIT_KEY="a" * 40)
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cloudcounter", "audit", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+    cli = Cli(monkeypatch, capsys, {"CLOUDCOUNTER_DATABASE_URL": url,
+                                    "CLOUDCOUNTER_DEMO": "1",
+                                    "CLOUDCOUNTER_AUDIT_KEY": "a" * 40})
     ok = cli("verify", "--all")
     assert ok.returncode == 0 and "2 call(s)" in ok.stdout, ok.stdout + ok.stderr
     dg = cli("digest", "--date", "2023-11-14")

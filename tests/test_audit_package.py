@@ -22,8 +22,7 @@ from cloudcounter.db.journal import DbJournal
 from cloudcounter.db.migrate import upgrade_engine
 from cloudcounter.db.models import CallEvent
 from cloudcounter.errors import InvalidMessage, InvalidState
-from tests.conftest import Hub
-from tests.test_audit_chain import make_call
+from tests.test_audit_chain import Cli, make_call
 
 KEY = b"p" * 40
 CID = "call_00000000000000a7"
@@ -154,21 +153,18 @@ def test_export_refusals(db: str, tmp_path: Path) -> None:
     asyncio.run(go())
 
 
-def test_cli_export_and_verify_package(db: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
-    env.update(CLOUDCOUNTER_DATABASE_URL=db, CLOUDCOUNTER_DEMO="1",
-               CLOUDCOUNTER_AUDIT_KEY=KEY.decode())
-
-    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cloudcounter", "audit", *args],
-                              env={**env, **extra}, capture_output=True, text=True,
-                              timeout=120)
+def test_cli_export_and_verify_package(db: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"CLOUDCOUNTER_DATABASE_URL": db, "CLOUDCOUNTER_DEMO": "1",
+           "CLOUDCOUNTER_AUDIT_KEY": KEY.decode()}
+    cli = Cli(monkeypatch, capsys, env)
     out = tmp_path / "cli.zip"
     r = cli("export", CID, "--out", str(out))
     assert r.returncode == 0 and "signed" in r.stdout, r.stderr
-    # offline: no database, no hub secrets, only the key
-    offline = {k: v for k, v in env.items() if k != "CLOUDCOUNTER_DATABASE_URL"}
-    offline.pop("CLOUDCOUNTER_DEMO")
+    # offline: no database, no hub secrets, only the key (a real command, started afresh)
+    offline = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
+    offline["CLOUDCOUNTER_AUDIT_KEY"] = KEY.decode()
     r = subprocess.run([sys.executable, "-m", "cloudcounter", "audit", "verify-package",
                         str(out)], env=offline, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "signature valid" in r.stdout, r.stdout + r.stderr
@@ -190,24 +186,3 @@ def test_cli_export_and_verify_package(db: str, tmp_path: Path) -> None:
     assert r.returncode == 0 and "selected from 2023-11-14 to 2023-11-14" in r.stdout, r.stderr
     assert cli("sample", "--from", "2023-11-14").stdout.startswith("0 call(s)")  # idempotent
     assert cli("escalate").returncode == 0
-
-
-@pytest.mark.integration
-async def test_download_a_package_over_http(hub_factory: Any, tmp_path: Path) -> None:
-    hub: Hub = await hub_factory(audit_key="h" * 40)
-    await make_call(hub.ctx.sm, CID, tmp_path)
-    status, body, headers = await hub.get(f"/api/audit/calls/{CID}/package")
-    assert status == 200 and headers["Content-Type"] == "application/zip"
-    pkg = tmp_path / "dl.zip"
-    pkg.write_bytes(body)
-    rep = verify_package(pkg, b"h" * 40)
-    assert rep.ok and rep.signed, rep.problems
-    status, body, _ = await hub.get(f"/api/audit/calls/{CID}/package", user="alice")
-    assert status == 403 and body["error"]["code"] == "forbidden"
-    status, body, _ = await hub.get("/api/audit/calls/call_ffffffffffffffff/package")
-    assert status == 400 and body["error"]["code"] == "unknown_call"
-    await hub.ctx.journal.flush()
-    async with hub.ctx.sm() as s:
-        kinds = (await s.scalars(select(CallEvent.kind).where(CallEvent.call_id == CID)
-                                 .order_by(CallEvent.seq))).all()
-    assert kinds[-1] == "audit.exported"
