@@ -161,14 +161,16 @@ async def purge(sm: async_sessionmaker, journal: Any, default_days: int, actor: 
         report.purged.append(entry)
         if dry_run:
             continue
-        for p in [Path(x) for x in paths] + evidence:
-            await asyncio.to_thread(p.unlink, missing_ok=True)
+        # the rows first: a file left behind by a failure is safer than one gone unexplained
         async with sm() as s, s.begin():
             await s.execute(update(Recording).where(Recording.id.in_([r.id for r in recs]))
                             .values(purged_at=now, purge_rule=rule))
         journal.event(call_id, actor, "retention.purged", {
             "rule": rule, "on": now.date().isoformat(), "recordings": entry["recordings"],
             "evidence": entry["evidence"]})
+        await journal.flush()
+        for p in [Path(x) for x in paths] + evidence:
+            await asyncio.to_thread(p.unlink, missing_ok=True)
     if not dry_run:
         await journal.flush()
     return report

@@ -20,6 +20,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Protocol
 
 from sqlalchemy import case, func, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudcounter.audit import sampling
@@ -156,7 +157,14 @@ def _act(s: AsyncSession, journal: Any, task: ReviewTask, who: Any, action: str,
                **details}
     if text:
         payload["text"] = text[:2000]
-    journal.event(task.call_id, who.actor, kind, payload)
+    # on the timeline once the transaction commits (a refused action leaves no event)
+    pending = s.info.setdefault("timeline", [])
+    if not pending:
+        def emit(session: Any) -> None:
+            for event in session.info.pop("timeline", []):
+                journal.event(*event)
+        sa_event.listen(s.sync_session, "after_commit", emit, once=True)
+    pending.append((task.call_id, who.actor, kind, payload))
 
 
 async def _task(s: AsyncSession, task_id: int, lock: bool = True) -> ReviewTask:
