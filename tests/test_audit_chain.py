@@ -139,6 +139,7 @@ TAMPERING = {
     "hash recomputed for a changed row": (
         ["UPDATE call_events SET payload = '{}', hash = :fake WHERE call_id = :c AND seq = 2"],
         ("changed", 2)),
+    "row and its hash rewritten": ([], ("changed", 2)),
     "replaced recording file": ([], ("recording_replaced", None)),
     "replaced evidence file": ([], ("evidence_replaced", None)),
     "recording row changed": (["UPDATE recordings SET sha256 = :fake WHERE call_id = :c"],
@@ -155,6 +156,11 @@ async def test_tampering_is_found_at_its_place(sm, tmp_path: Path, case: str) ->
     statements, (kind, seq) = TAMPERING[case]
     for st in statements:
         await sql(sm, st, c=cid, fake="f" * 64)
+    if case == "row and its hash rewritten":  # the hash recomputed as the journal would
+        row = (await events_of(sm, cid))[1]
+        row.payload = {"agent": "bob", "n": 1.5}
+        await sql(sm, "UPDATE call_events SET payload = '{\"agent\": \"bob\", \"n\": 1.5}', "
+                  "hash = :h WHERE call_id = :c AND seq = 2", c=cid, h=row_hash(row))
     if case == "replaced recording file":
         (tmp_path / f"{cid}-agent.webm").write_bytes(b"another film")
     if case == "replaced evidence file":

@@ -82,11 +82,12 @@ def verify_events(call_id: str, events: Iterable[Any]) -> list[Break]:
     by_hash = {e.hash: e for e in rows if e.hash}
     seqs = {e.seq for e in rows}
     expected_prev, expected_seq = GENESIS, 1
+    prev_row: Any = None
     for e in rows:
         if not e.hash or not e.prev_hash:
             breaks.append(Break(call_id, "missing_hash", e.seq,
                                 "the event has no hash (written outside the journal?)"))
-            expected_prev, expected_seq = e.hash or "", e.seq + 1
+            expected_prev, expected_seq, prev_row = e.hash or "", e.seq + 1, e
             continue
         moved = False
         if e.prev_hash != expected_prev:
@@ -101,6 +102,10 @@ def verify_events(call_id: str, events: Iterable[Any]) -> list[Break]:
                     f"{expected_seq} to {e.seq - 1}"
                 breaks.append(Break(call_id, "deleted", e.seq,
                                     f"event(s) {missing} before this one are missing"))
+            elif prev_row is not None and prev_row.seq == e.seq - 1:
+                breaks.append(Break(call_id, "changed", prev_row.seq,
+                                    f"event {prev_row.seq} ({prev_row.kind}) was rewritten with "
+                                    f"a new hash: event {e.seq}'s link no longer fits"))
             else:
                 breaks.append(Break(call_id, "deleted", e.seq,
                                     "the event chained before this one is missing "
@@ -120,7 +125,7 @@ def verify_events(call_id: str, events: Iterable[Any]) -> list[Break]:
                 breaks.append(Break(call_id, "changed", e.seq,
                                     f"the content of event {e.seq} ({e.kind}) does not match "
                                     "its hash: payload, time, actor or kind changed"))
-        expected_prev, expected_seq = e.hash, e.seq + 1
+        expected_prev, expected_seq, prev_row = e.hash, e.seq + 1, e
     return breaks
 
 
