@@ -1,11 +1,13 @@
 """A day of simulated calls through post-event supervision (docs/supervision.md): a real
-hub, simulated customers and agents (mixed: checks done by hand, a declined confirmation,
-steps skipped at wrap-up); the daily job selects them with their reasons; the declined
-call is reviewed by an auditor who did not take part, a finding is rectified by the agent
-and accepted, the review closes; the record and its evidence package prove themselves."""
+hub, simulated customers, agents and a team lead (mixed risk: a high-risk call approved by
+the lead, checks done by hand, a declined confirmation, steps skipped at wrap-up); the
+daily job selects them with their reasons; the declined call is reviewed by an auditor who
+did not take part, a finding is rectified by the agent and accepted, the review closes;
+the record and its evidence package prove themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from cloudcounter.audit.jobs import run_once
 from cloudcounter.audit.package import verify_package
+from cloudcounter.sim.lead import run_lead
 from tests.conftest import Hub
 from tests.test_audit_api import req
 from tests.test_hub_flows import scripted_call
@@ -24,6 +27,15 @@ pytestmark = pytest.mark.integration
 
 async def test_a_day_of_simulated_calls_through_supervision(hub: Hub, tmp_path: Path) -> None:
     calls: dict[str, Any] = {}
+    # a high-risk call: the agent's concern, approved by the team lead (who takes part)
+    ready = asyncio.Event()
+    lead = asyncio.create_task(run_lead(hub.url, await hub.agent_token("leo"), "approve",
+                                        count=1, timeout=60, note="checked", ready=ready))
+    await ready.wait()
+    res, agent = await scripted_call(hub, concern="the customer reads from a paper",
+                                     approval_wait=30)
+    assert (await lead).error is None and agent.approvals == ["approved"], agent
+    calls["high"] = res.call_id
     for name, kw in (("clean", {}), ("declined", {"confirm": "no"}),
                      ("skipped", {"steps": "skip-required"})):
         res, agent = await scripted_call(hub, **kw)
@@ -35,6 +47,7 @@ async def test_a_day_of_simulated_calls_through_supervision(hub: Hub, tmp_path: 
     assert result["selected"] >= 2 and len(result["digest"]) == 64, result
     status, reply = await req(hub, "GET", "/api/review/tasks", "audrey")
     tasks = {t["call_id"]: t for t in reply["tasks"]}
+    assert tasks[calls["high"]]["rule"] == "risk_high_or_block"
     assert tasks[calls["declined"]]["rule"] == "confirmation_declined"
     assert tasks[calls["skipped"]]["rule"] == "step_overridden"
     # without media the simulated agent does the identity and liveness steps by hand:
