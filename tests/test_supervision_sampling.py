@@ -182,3 +182,24 @@ def test_review_events_become_webhooks_without_their_texts(kind: str, payload: d
     body = json.loads(ev.body())["data"]
     assert {k: body[k] for k in data} == data and body["by"] == "auditor:audrey"
     assert "text" not in body and payload["text"] not in ev.body()
+
+
+async def test_the_supervision_job_runs_on_its_interval_and_stops_between_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from cloudcounter.audit import jobs
+    from tests.conftest import wait_until
+    runs: list[int] = []
+
+    async def fake_run_once(ctx: object) -> dict:
+        runs.append(1)
+        return {}
+    monkeypatch.setattr(jobs, "run_once", fake_run_once)
+    stop = asyncio.Event()
+    task = asyncio.create_task(jobs._loop(SimpleNamespace(), 0.01, stop))
+    await wait_until(lambda: len(runs) >= 2, 10, "two runs")
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert task.done() and not task.cancelled()

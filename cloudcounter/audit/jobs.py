@@ -41,14 +41,15 @@ async def run_once(ctx: Any, now: datetime | None = None) -> dict[str, Any]:
     return out
 
 
-async def _loop(ctx: Any, interval: float) -> None:
+async def _loop(ctx: Any, interval: float, stop: asyncio.Event) -> None:
     while True:
-        await asyncio.sleep(interval)
         try:
-            result = await asyncio.wait_for(run_once(ctx), timeout=max(60.0, interval / 2))
-            log.info("supervision job: %s", result)
-        except asyncio.CancelledError:
-            raise
+            await asyncio.wait_for(stop.wait(), interval)
+            return  # stopping: between runs, never in the middle of a transaction
+        except asyncio.TimeoutError:
+            pass
+        try:
+            log.info("supervision job: %s", await run_once(ctx))
         except Exception:  # noqa: BLE001 - the next run tries again
             log.exception("supervision job failed")
 
@@ -56,10 +57,15 @@ async def _loop(ctx: Any, interval: float) -> None:
 async def supervision_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     interval = ctx.settings.supervision_interval_s
-    task = asyncio.create_task(_loop(ctx, interval), name="supervision-job") \
+    stop = asyncio.Event()
+    task = asyncio.create_task(_loop(ctx, interval, stop), name="supervision-job") \
         if interval > 0 else None
     yield
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()  # a run in progress finishes (its steps are short transactions)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 30.0)
+        except asyncio.TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
