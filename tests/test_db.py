@@ -265,7 +265,7 @@ def test_the_models_match_the_migrations(tmp_path: Path) -> None:
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from cloudcounter.db import loan_models, ops_models, security_models  # noqa: F401
+    from cloudcounter.db import audit_models, loan_models, ops_models, security_models  # noqa: F401,E501
     from cloudcounter.db.migrate import upgrade
     from cloudcounter.db.models import Base
 

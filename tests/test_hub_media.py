@@ -106,6 +106,9 @@ async def test_a_call_carries_media_both_ways_and_is_recorded(hub: Hub, face_cli
     assert (await hub.get(recs[0]["url"], user="alice"))[0] == 403  # an agent may not
     detail = await hub.call_detail(res.call_id)
     assert "recording.accessed" in [e["kind"] for e in detail["timeline"]]
+    # the real call's record proves itself: its chain and both recordings (supervision)
+    status, body, _ = await hub.get(f"/api/audit/calls/{res.call_id}/verify")
+    assert status == 200 and body["ok"] is True, body
 
 
 async def test_unwritable_recordings_dir_keeps_the_call_and_tells_the_agent(

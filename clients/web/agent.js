@@ -1053,6 +1053,7 @@ async function main() {
   } catch { /* the queue panel shows what the stats name */ }
   renderQueue();
   connect();
+  import("./findings.js").then((m) => m.mount());  // the agent's own review findings
 }
 
 main();

@@ -492,6 +492,10 @@ async function main() {
     for (const s of services) ui.service.append(h("option", { value: s.code }, s.name));
   } catch { /* the filter stays at "all" */ }
   route();
+  // post-event supervision: task list, summary, the review panel beside the replay
+  import("./review.js").then((m) => m.mount(user, {
+    getTime: () => (st.sync ? st.sync.t : null), seek: (t) => st.sync && st.sync.seek(t),
+  }));
 }
 
 main();

@@ -87,6 +87,7 @@ async function main() {
   $("#who").textContent = st.user.display_name || st.user.username;
   render();
   connect();
+  import("./findings.js").then((m) => m.mount({ into: "#app", team: true }));  // supervision
 }
 
 main();

@@ -11,6 +11,10 @@ one owned task writes them in a single transaction every ``interval`` seconds.
   called: an alert), every other operation is written. Later operations of a call whose
   row was put aside follow it there. ``cloudcounter journal replay`` writes them once the
   cause is fixed. No input can stop the journal.
+
+Each event is hash-chained to the previous event of its call as it is written
+(:mod:`cloudcounter.audit.chain`): the writer is the only place sequence numbers and
+hashes are taken, in the transaction that writes them.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cloudcounter.audit.chain import GENESIS, event_hash, normal_payload
 from cloudcounter.db.errors import is_poison
 from cloudcounter.db.models import CallEvent, CallSession
 from cloudcounter.db.security_models import JournalDeadLetter
@@ -91,6 +96,7 @@ class DbJournal:
         self._max_pending = max_pending
         self._ops: list[tuple[str, Any]] = []
         self._seq: dict[str, int] = {}
+        self._head: dict[str, str] = {}  # the hash of each known call's last event
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -116,6 +122,7 @@ class DbJournal:
     # -- the CallJournal protocol (never blocks) --------------------------------------
     def call_created(self, call: Call, requested_at_wall: float) -> None:
         self._seq[call.call_id] = 0
+        self._head[call.call_id] = GENESIS
         self._append(("insert", {
             "id": call.call_id, "customer_id": call.customer_id, "service_code": call.service,
             "priority": call.priority, "state": call.state.value,
@@ -138,6 +145,7 @@ class DbJournal:
 
     def forget(self, call_id: str) -> None:
         self._seq.pop(call_id, None)
+        self._head.pop(call_id, None)
 
     def _append(self, op: tuple[str, Any]) -> None:
         if len(self._ops) == self._max_pending:  # said once per crossing, not per operation
@@ -267,21 +275,32 @@ class DbJournal:
                  ).update(fields)
             else:
                 events.append(dict(data))
-        # sequence numbers are taken only when the transaction commits
+        # sequence numbers and hashes are taken only when the transaction commits
         seqs = {e["call_id"]: self._seq[e["call_id"]] for e in events
-                if e["call_id"] in self._seq}
+                if e["call_id"] in self._seq and e["call_id"] in self._head}
+        heads = {cid: self._head[cid] for cid in seqs}
         async with self._sm() as s, s.begin():
             unknown = {e["call_id"] for e in events} - set(seqs)
             if unknown:
-                rows = await s.execute(select(CallEvent.call_id, func.max(CallEvent.seq))
-                                       .where(CallEvent.call_id.in_(unknown))
-                                       .group_by(CallEvent.call_id))
-                found = dict(rows.all())
+                last = (select(CallEvent.call_id, func.max(CallEvent.seq).label("m"))
+                        .where(CallEvent.call_id.in_(unknown))
+                        .group_by(CallEvent.call_id).subquery())
+                rows = await s.execute(
+                    select(CallEvent.call_id, CallEvent.seq, CallEvent.hash)
+                    .join(last, and_(CallEvent.call_id == last.c.call_id,
+                                     CallEvent.seq == last.c.m)))
+                found = {cid: (seq, h) for cid, seq, h in rows.all()}
                 for cid in unknown:
-                    seqs[cid] = int(found.get(cid) or 0)
+                    seq, h = found.get(cid, (0, GENESIS))
+                    seqs[cid], heads[cid] = int(seq or 0), h or GENESIS
             for e in events:
-                seqs[e["call_id"]] += 1
-                e["seq"] = seqs[e["call_id"]]
+                cid = e["call_id"]
+                seqs[cid] += 1
+                e["seq"] = seqs[cid]
+                e["payload"] = normal_payload(e["payload"])
+                e["prev_hash"] = heads[cid]
+                e["hash"] = heads[cid] = event_hash(cid, e["seq"], e["at"], e["actor"],
+                                                    e["kind"], e["payload"], e["prev_hash"])
             if inserts:  # Core statements: the ORM's bulk path costs the event loop more
                 keys = sorted({k for row in inserts.values() for k in row})
                 await s.execute(insert(CALLS),
@@ -299,9 +318,11 @@ class DbJournal:
                 if self.in_transaction is not None:
                     await self.in_transaction(s, events)
         self._seq.update(seqs)
+        self._head.update(heads)
         for call_id, fields in {**inserts, **updates}.items():
             if fields.get("state") == "ended":
                 self._seq.pop(call_id, None)
+                self._head.pop(call_id, None)
 
 
 async def dead_letters(sm: async_sessionmaker, include_replayed: bool = False,

@@ -180,6 +180,10 @@ class CallEvent(Base):
     actor: Mapped[str] = mapped_column(String(80))
     kind: Mapped[str] = mapped_column(String(48))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the hash chain (cloudcounter.audit.chain): SHA-256 of the canonical form, and the
+    # previous event's hash (the genesis, 64 zeros, for the first)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 def new_recording_public_id() -> str:
@@ -207,6 +211,10 @@ class Recording(Base):
     segment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # retention (cloudcounter.audit.retention): the file deleted on this date under this
+    # rule; the row, its SHA-256 and the timeline stay
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    purge_rule: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ServiceScript(Base):

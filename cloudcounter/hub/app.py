@@ -196,6 +196,8 @@ def create_app(settings: Settings) -> web.Application:
                             appointments_ctx, queue_ctx, media_ctx, wallboard_ctx,
                             analysis_ctx, ops_api.operations_ctx,
                             admin_catalogue_api.enroller_ctx, session_watch_ctx])
+    from cloudcounter.audit.jobs import supervision_ctx  # post-event supervision's job
+    app.cleanup_ctx.append(supervision_ctx)
     app.on_startup.append(_freeze_startup_objects)
     app.on_cleanup.append(_unfreeze)
     app.on_shutdown.append(_disconnect_all(sio, owned))
@@ -206,6 +208,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
     app.add_routes(appointments_api.routes)  # the roster of loan agents
+    from cloudcounter.audit import api as audit_api  # post-event supervision
+    app.add_routes(audit_api.all_routes())
     _static(app, settings)
     return app
 

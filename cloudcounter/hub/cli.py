@@ -486,6 +486,7 @@ def parser() -> argparse.ArgumentParser:
     from cloudcounter.credit.cli import extend as extend_credit, extend_roster
     extend_credit(sub)
     extend_roster(sub)
+    extend_audit(sub)
 
     vis = sub.add_parser("vision", help="face analysis").add_subparsers(dest="vision",
                                                                          required=True)
@@ -501,6 +502,7 @@ from cloudcounter.hub.cli_admin import (  # noqa: E402 - the administration comm
     cmd_customer_add, cmd_user_add, cmd_user_password, cmd_user_role, cmd_user_state,
     cmd_user_totp, extend as extend_admin,
 )
+from cloudcounter.hub.cli_audit import extend as extend_audit  # noqa: E402 - supervision
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,8 @@ PREFIX = "CLOUDCOUNTER_"
 DEMO_SECRET_KEY = "demo-secret-key-not-for-production-000000"
 DEMO_CUSTOMER_TOKEN_SECRET = "demo-customer-token-secret-not-for-production"
 SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key",
-                           "metrics_token", "credit_token"})
+                           "metrics_token", "credit_token",
+                           "audit_key"})
 STAFF_ROLES = frozenset({"agent", "auditor", "admin", "lead"})
 
 
@@ -158,6 +159,10 @@ class Settings:
     appointment_window_s: float = 900.0
     appointment_no_show_after_s: float = 900.0
     appointment_priority_boost: int = 10
+    # supervision (docs/supervision.md): the key signing digests and evidence packages
+    audit_key: str = ""
+    retention_default_days: int = 0  # services without a retention rule (0: keep)
+    supervision_interval_s: float = 3600.0  # the supervision job (0: off; cron the CLI)
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -239,6 +244,8 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()}: no file {getattr(s, name)!r}")
         if s.at_rest_key:
             at_rest_key_bytes(s.at_rest_key)
+        if s.audit_key and len(s.audit_key) < 32:
+            raise SettingsError(f"{PREFIX}AUDIT_KEY must be at least 32 characters")
         for net in s.trusted_proxies:
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -267,6 +274,10 @@ class Settings:
             raise SettingsError(f"{PREFIX}VISION_LIVENESS_ONSET_S must be from 0.5 to "
                                 "_LIVENESS_WINDOW_S")
         return s
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_key.encode() if self.audit_key else None
 
     @property
     def at_rest_key_bytes(self) -> bytes | None:

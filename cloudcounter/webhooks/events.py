@@ -32,7 +32,7 @@ class EventType(str, enum.Enum):
     CHECK_COMPLETED = "check.completed"
     RISK_CHANGED = "risk.changed"
     APPROVAL_DECIDED = "approval.decided"
-    # post-event supervision (published by cloudcounter.supervision)
+    # post-event supervision (from the timeline: cloudcounter.audit.review)
     REVIEW_COMPLETED = "review.completed"
     FINDING_RECORDED = "finding.recorded"
     FINDING_RESOLVED = "finding.resolved"
@@ -120,6 +120,10 @@ TIMELINE: dict[str, EventType] = {
     "callback.due": EventType.CALLBACK_DUE,
     "callback.cancelled": EventType.CALLBACK_CANCELLED,
     "callback.expired": EventType.CALLBACK_EXPIRED,
+    # post-event supervision (cloudcounter.audit.review writes these on the timeline)
+    "review.completed": EventType.REVIEW_COMPLETED,
+    "finding.recorded": EventType.FINDING_RECORDED,
+    "finding.accepted": EventType.FINDING_RESOLVED,
 }
 
 
@@ -165,6 +169,12 @@ def timeline_data(kind: str, actor: str, payload: Mapping[str, Any]) -> dict[str
     if kind == "approval.decided":
         return {**_pick(payload, "approval_id", "decision", "agent", "lead"),
                 "risk": _risk(payload.get("risk"))}
+    if kind == "review.completed":
+        return {**_pick(payload, "task_id", "state", "findings"), "by": actor}
+    if kind == "finding.recorded":
+        return {**_pick(payload, "task_id", "finding_id", "severity", "category"), "by": actor}
+    if kind == "finding.accepted":
+        return {**_pick(payload, "task_id", "finding_id"), "by": actor}
     return {}
 
 

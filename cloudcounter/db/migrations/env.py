@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from cloudcounter.db.engine import make_engine
-from cloudcounter.db import loan_models, ops_models, security_models  # noqa: F401  (their tables)
+from cloudcounter.db import audit_models, loan_models, ops_models, security_models  # noqa: F401,E501  (their tables)
 from cloudcounter.db.models import Base
 
 config = context.config

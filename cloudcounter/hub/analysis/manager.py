@@ -78,13 +78,21 @@ class HubOutlet:
                                 namespace="/customer")
 
     async def save_evidence(self, name: str, rgb: Image) -> bool:
+        key = self.ctx.settings.at_rest_key_bytes
+
+        def write() -> tuple[str, int]:
+            from cloudcounter.recordings.crypto import sha256_and_size
+            write_jpeg(self.directory / name, rgb, key)
+            return sha256_and_size(self.directory / name, key)
         try:
-            await asyncio.to_thread(write_jpeg, self.directory / name, rgb,
-                                    self.ctx.settings.at_rest_key_bytes)
+            sha256, size = await asyncio.to_thread(write)
         except OSError as exc:
             log.warning("call %s: evidence %s not saved: %s", self.call_id, name, exc)
             self.journal("system", "evidence.failed", {"file": name, "error": str(exc)})
             return False
+        # the file's hash on the hash-chained timeline (cloudcounter.audit.chain)
+        self.ctx.journal.event(self.call_id, "system", "evidence.hashed",
+                               {"file": name, "sha256": sha256, "size_bytes": size})
         return True
 
 
