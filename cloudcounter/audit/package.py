@@ -282,15 +282,15 @@ def verify_package(path: Path, audit_key: bytes | None) -> PackageReport:
             rep.fail("timeline: its last event is not the head the manifest names")
         chained = chained_recordings(rows)
         for r in recordings:
-            name = r.get("file")
-            if not name or r.get("sha256") is None:
+            file_name = r.get("file")
+            if not file_name or r.get("sha256") is None:
                 continue
             want = chained.get((r.get("segment"), r.get("participant")))
-            got = (files.get(name) or {}).get("sha256")
+            got = (files.get(file_name) or {}).get("sha256")
             if want is None:
-                rep.fail(f"{name}: its SHA-256 is not on the timeline")
+                rep.fail(f"{file_name}: its SHA-256 is not on the timeline")
             elif got != want:
-                rep.fail(f"{name}: not the recording the timeline holds")
+                rep.fail(f"{file_name}: not the recording the timeline holds")
         for fname, want in chained_evidence(rows).items():
             got = (files.get(f"evidence/{fname}") or {}).get("sha256")
             if got is not None and got != want:

@@ -36,9 +36,14 @@ NOT_PARTICIPATION = ("audit.", "recording.accessed", "evidence.accessed", "revie
 
 
 class Who(Protocol):
-    user_id: int
-    username: str
-    role: str
+    @property
+    def user_id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
 
     @property
     def actor(self) -> str: ...
