@@ -285,11 +285,11 @@ def verify_package(path: Path, audit_key: bytes | None) -> PackageReport:
             file_name = r.get("file")
             if not file_name or r.get("sha256") is None:
                 continue
-            want = chained.get((r.get("segment"), r.get("participant")))
+            expected = chained.get((r.get("segment"), r.get("participant")))
             got = (files.get(file_name) or {}).get("sha256")
-            if want is None:
+            if expected is None:
                 rep.fail(f"{file_name}: its SHA-256 is not on the timeline")
-            elif got != want:
+            elif got != expected:
                 rep.fail(f"{file_name}: not the recording the timeline holds")
         for fname, want in chained_evidence(rows).items():
             got = (files.get(f"evidence/{fname}") or {}).get("sha256")
