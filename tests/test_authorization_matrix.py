@@ -188,6 +188,10 @@ EVENTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      row(NO, ROLE, ROLE, "unknown_call", "unknown_call", ROLE, ROLE, ROLE)),
     ("/agent", "credit:outcome", {"call_id": "{live}", "outcome": "pass"},
      row(NO, ROLE, ROLE, "unknown_call", "unknown_call", ROLE, ROLE, ROLE)),
+    ("/supervisor", "monitor:offer", {"call_id": "{live}", "participant": "customer",
+                                      "type": "offer", "sdp": OFFER},
+     row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "invalid_offer")),  # a sendrecv offer
+    ("/supervisor", "monitor:stop", CALL, row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),
     ("/supervisor", "wallboard:snapshot", {},
      row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),
     ("/supervisor", "approvals:list", {}, row(NO, ROLE, ROLE, ROLE, ROLE, ROLE, ROLE, "ok")),

@@ -3,6 +3,7 @@
 import { $, ask, clearNotice, connectSocket, fmtDateTime, h, humanize, showNotice } from "./common.js";
 import { signIn, signOut } from "./login.js";
 import { renderWallboard } from "./wallboard.js";
+import { setMonitorSocket, stopMonitoring } from "./monitor.js";
 
 const st = { socket: null, requests: new Map(), user: null };
 
@@ -52,6 +53,7 @@ function render() {
 function connect() {
   const socket = connectSocket("/supervisor");
   st.socket = socket;
+  setMonitorSocket(socket);
   socket.on("connect", async () => {
     clearNotice($("#notice"));
     try {
@@ -81,6 +83,7 @@ function connect() {
 }
 
 $("#logout-button").addEventListener("click", signOut);
+$("#monitor-stop").addEventListener("click", stopMonitoring);
 
 async function main() {
   st.user = await signIn(["lead"]);

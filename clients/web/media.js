@@ -52,7 +52,7 @@ export function stopStream(stream) {
   if (stream) stream.getTracks().forEach((t) => t.stop());
 }
 
-function preferCodec(transceiver, kind, mime) {
+export function preferCodec(transceiver, kind, mime) {
   if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
   const caps = RTCRtpReceiver.getCapabilities(kind);
   if (!caps) return;
@@ -63,7 +63,7 @@ function preferCodec(transceiver, kind, mime) {
   }
 }
 
-function gatheringComplete(pc, timeoutMs) {
+export function gatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -1,6 +1,7 @@
 // The supervisor wallboard on the team lead's page: the centre at a glance, pushed by the hub
 // (wallboard:update on /supervisor every few seconds; wallboard:snapshot on connect).
 import { $, fmtDuration, h, humanize } from "./common.js";
+import { monitorButton } from "./monitor.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -72,6 +73,7 @@ export function renderWallboard(board) {
   $("#wb-calls").replaceChildren(...board.calls.map((c) => h("tr", { "data-testid": "wb-call", "data-call-id": c.call_id },
     h("td", { class: "mono" }, c.call_id.slice(-6)), h("td", {}, humanize(c.service)), h("td", {}, c.agent || "–"),
     h("td", {}, humanize(c.state)), h("td", {}, fmtDuration(c.duration_s)),
-    h("td", {}, h("span", { class: `badge ${c.risk_level}` }, humanize(c.risk_level))))));
+    h("td", {}, h("span", { class: `badge ${c.risk_level}` }, humanize(c.risk_level))),
+    h("td", {}, monitorButton(c)))));
   $("#wb-calls-empty").hidden = board.calls.length > 0;
 }

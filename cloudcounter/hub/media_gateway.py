@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 
 from cloudcounter.db.models import Recording
-from cloudcounter.errors import InvalidMessage
+from cloudcounter.errors import InvalidMessage, InvalidState
 from cloudcounter.media import seam
 from cloudcounter.media.call import ROLES, CallMedia, EndReason as LegEnd, Role, check_offer
 from cloudcounter.media.errors import RecordingFailed
@@ -79,6 +79,33 @@ class HubMedia:
         self.ctx.journal.event(call_id, role, "media.negotiated", {
             "role": role, "segment": segment.number, "renegotiated": renegotiated})
         return answer
+
+    # -- silent monitoring (team leads) -------------------------------------------------
+    async def add_monitor(self, call_id: str, watcher: str, role: str, offer_sdp: str) -> str:
+        """A lead (``watcher``, an actor) watches and listens to ``role`` of a call in
+        progress, receive-only; on the timeline ("monitored by")."""
+        seg = self.segments.get(call_id)
+        if seg is None or seg.media.closed:
+            raise InvalidState("the call has no media yet", code="no_media")
+        answer = await seg.media.add_monitor(f"{watcher}/{role}", role,  # type: ignore[arg-type]
+                                             offer_sdp)
+        self.ctx.journal.event(call_id, watcher, "monitor.started",
+                               {"participant": role, "segment": seg.number})
+        return answer
+
+    async def stop_monitors(self, watcher: str, call_id: str | None = None) -> int:
+        """Stop ``watcher``'s monitors (of one call, or of every call); returns how many."""
+        stopped = 0
+        for cid, seg in list(self.segments.items()):
+            if call_id is not None and cid != call_id:
+                continue
+            for monitor_id in seg.media.monitors:
+                if monitor_id.startswith(watcher + "/") and \
+                        await seg.media.remove_monitor(monitor_id):
+                    stopped += 1
+                    self.ctx.journal.event(cid, watcher, "monitor.stopped", {
+                        "participant": monitor_id.rsplit("/", 1)[1]})
+        return stopped
 
     async def close_leg(self, call_id: str, role: str) -> None:
         # A lost participant ends the segment: both legs renegotiate in the next one.

@@ -158,6 +158,21 @@ class _Leg:
         self.ended_reason: EndReason | None = None
 
 
+class _Monitor:
+    """A receive-only peer watching one participant: a team lead's silent monitoring (one
+    per participant watched). Its two senders carry that participant's audio and video."""
+
+    def __init__(self, monitor_id: str, role: Role, pc: RTCPeerConnection) -> None:
+        self.id = monitor_id
+        self.role = role
+        self.pc = pc
+        self.outgoing: dict[tuple[Role, str], PacketTrack] = {}
+
+
+#: the sections of a monitor's offer, in order
+MONITOR_KINDS = ("audio", "video")
+
+
 class CallMedia:
     """Both legs of one call. Create one per call on the event loop; ``close()`` it.
 
@@ -198,6 +213,7 @@ class CallMedia:
         self._tap_decoder: TapDecoder | None = None
         self._stats = CallMediaStats()
         self._closed = False
+        self._monitors: dict[str, _Monitor] = {}
 
     # -- signalling ----------------------------------------------------------------
 
@@ -273,6 +289,79 @@ class CallMedia:
         await self._close_leg(leg)
         return True
 
+    # -- silent monitoring ---------------------------------------------------------
+
+    async def add_monitor(self, monitor_id: str, role: Role, offer_sdp: str) -> str:
+        """Answer a monitor's offer to watch ``role``: two ``recvonly`` sections, audio then
+        video, fed the very packets ``role`` sends (nothing decoded or re-encoded); neither
+        participant sees the monitor. A lead watching both participants opens two monitors
+        (ids distinct). Returns the answer SDP."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        if self._closed:
+            raise MediaStateError("the call's media is closed")
+        if monitor_id in self._monitors:
+            raise MediaStateError(f"monitor {monitor_id} is already watching")
+        check_complete(parse_offer(offer_sdp))
+        try:
+            description = aiortc_sdp.SessionDescription.parse(offer_sdp)
+        except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
+            raise InvalidOffer(f"cannot parse the SDP offer: {exc}") from exc
+        kinds = tuple(m.kind for m in description.media)
+        if kinds != MONITOR_KINDS or any(m.direction not in ("recvonly", None)
+                                         for m in description.media):
+            raise InvalidOffer("a monitor offers two recvonly sections: audio, then video")
+        pc = RTCPeerConnection(ice_configuration(self._config_servers))
+        mon = _Monitor(monitor_id, role, pc)
+        self._monitors[monitor_id] = mon
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                kind = transceiver.kind
+                caps = RTCRtpSender.getCapabilities(kind)
+                transceiver.setCodecPreferences(
+                    [c for c in caps.codecs if c.mimeType.lower() in CODECS[kind]])
+
+                def keyframe() -> None:
+                    self.request_keyframe(role)
+                track = PacketTrack(kind, maxsize=self._queue_size,
+                                    on_start=keyframe if kind == "video" else None,
+                                    on_need_keyframe=keyframe)
+                pc.addTrack(track)
+                mon.outgoing[(role, kind)] = track
+            with seam.host_addresses(self._host_addresses):
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+            return pc.localDescription.sdp
+        except Exception as exc:
+            self._monitors.pop(monitor_id, None)
+            await self._close_monitor(mon)
+            if isinstance(exc, (MediaStateError, InvalidOffer, asyncio.CancelledError)):
+                raise
+            logger.debug("call %s: monitor offer not answerable", self.call_id, exc_info=True)
+            raise InvalidOffer(f"the offer cannot be answered ({type(exc).__name__})") from None
+
+    async def remove_monitor(self, monitor_id: str) -> bool:
+        mon = self._monitors.pop(monitor_id, None)
+        if mon is None:
+            return False
+        await self._close_monitor(mon)
+        return True
+
+    @property
+    def monitors(self) -> list[str]:
+        return list(self._monitors)
+
+    def monitor_sent(self, monitor_id: str) -> dict[str, int]:
+        """Packets sent to a monitor per ``role/kind`` (tests, stats)."""
+        mon = self._monitors.get(monitor_id)
+        return {k: t.sent for (_, k), t in mon.outgoing.items()} if mon else {}
+
+    async def _close_monitor(self, mon: _Monitor) -> None:
+        for track in mon.outgoing.values():
+            track.stop()
+        await mon.pc.close()
+
     # -- forwarding ----------------------------------------------------------------
 
     def _on_track(self, leg: _Leg, track: MediaStreamTrack) -> None:
@@ -318,6 +407,10 @@ class CallMedia:
                     stats.forwarded_video += 1
                 else:
                     stats.forwarded_audio += 1
+            for mon in self._monitors.values():  # silent monitoring: the same packets
+                watched = mon.outgoing.get((role, kind))
+                if watched is not None and watched.started:
+                    watched.push(packet)
             recorder = self._recorders.get(role)
             tap = self._tap_decoder if tap_source else None
             if recorder is not None or tap is not None:
@@ -493,7 +586,9 @@ class CallMedia:
         self._closed = True
         if self._tap_decoder is not None:
             self._tap_decoder.close()
-        await asyncio.gather(*(self._close_leg(leg) for leg in self._legs.values()))
+        await asyncio.gather(*(self._close_leg(leg) for leg in self._legs.values()),
+                             *(self._close_monitor(m) for m in self._monitors.values()))
+        self._monitors.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -115,3 +115,46 @@ class ClientPeer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class MonitorPeer:
+    """A team lead's receive-only peer watching one participant (silent monitoring): two
+    ``recvonly`` sections, audio then video; counts what arrives (``received`` by kind) and
+    the picture size. For tests and the simulators; browsers do the same in JavaScript."""
+
+    def __init__(self, ice_servers: IceServers, host_addresses: Sequence[str] | None) -> None:
+        self.pc = RTCPeerConnection(ice_configuration(ice_servers))
+        self._host_addresses = host_addresses
+        self.received: dict[str, int] = {"audio": 0, "video": 0}
+        self.video_size: tuple[int, int] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        for kind in ("audio", "video"):
+            self.pc.addTransceiver(kind, direction="recvonly")
+        self.pc.on("track", self._track)
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.create_task(self._read(track), name="monitor-read"))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.received[track.kind] += 1
+                if isinstance(frame, av.VideoFrame):
+                    self.video_size = (frame.width, frame.height)
+        except MediaStreamError:
+            return
+
+    async def offer(self) -> str:
+        with seam.host_addresses(self._host_addresses):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

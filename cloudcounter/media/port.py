@@ -20,6 +20,11 @@ class MediaGateway(Protocol):
 
     async def close_call(self, call_id: str, reason: str) -> None: ...
 
+    async def add_monitor(self, call_id: str, watcher: str, role: str,
+                          offer_sdp: str) -> str: ...
+
+    async def stop_monitors(self, watcher: str, call_id: str | None = None) -> int: ...
+
 
 class NoMedia:
     async def answer(self, call_id: str, role: str, offer_sdp: str) -> str:
@@ -30,3 +35,10 @@ class NoMedia:
 
     async def close_call(self, call_id: str, reason: str) -> None:
         return None
+
+    async def add_monitor(self, call_id: str, watcher: str, role: str,
+                          offer_sdp: str) -> str:
+        raise MediaUnavailable("this hub does not carry media")
+
+    async def stop_monitors(self, watcher: str, call_id: str | None = None) -> int:
+        return 0

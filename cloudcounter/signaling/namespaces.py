@@ -33,7 +33,8 @@ from cloudcounter.signaling.loan_events import AppointmentCustomerEvents, LoanAg
 from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.schemas import (
     AGENT_EVENTS, CUSTOMER_EVENTS, SUPERVISOR_EVENTS, SUPPORTED_VERSIONS, ApprovalDecision,
-    ApprovalRequest, CallRef, CallRequest, CheckLiveness, Concern, MediaOffer, Message, Note,
+    ApprovalRequest, CallRef, CallRequest, CheckLiveness, Concern, MediaOffer, Message,
+    MonitorOffer, Note,
     PromptAnswer, StatusSet, StepComplete, StepRef, Wrapup, parse_version,
 )
 
@@ -477,9 +478,25 @@ class SupervisorNamespace(RoleNamespace):
         conn = self.conns.pop(sid, None)
         if conn is not None:
             self._closed(conn)
+            if not any(c.ident.actor == conn.ident.actor for c in self.conns.values()):
+                await self.ctx.media.stop_monitors(conn.ident.actor)  # the lead is gone
 
     def owns(self, conn: Conn, call: Any) -> bool:
         return False  # leads take part in no call's media
+
+    async def ev_monitor_offer(self, sid: str, conn: Conn, msg: MonitorOffer
+                               ) -> dict[str, Any]:
+        """Silent monitoring: watch and listen to one participant of a call in progress."""
+        call = await self.ctx.dispatcher.store.get_call(msg.call_id)
+        if call is None or call.state is not CallState.IN_CALL:
+            raise NotFound("no such call in progress", code="unknown_call")
+        answer = await self.ctx.media.add_monitor(call.call_id, conn.ident.actor,
+                                                  msg.participant, msg.sdp)
+        return {"call_id": call.call_id, "participant": msg.participant, "type": "answer",
+                "sdp": answer}
+
+    async def ev_monitor_stop(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
+        return {"stopped": await self.ctx.media.stop_monitors(conn.ident.actor, msg.call_id)}
 
     async def ev_wallboard_snapshot(self, sid: str, conn: Conn, msg: Message
                                     ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cloudcounter.text import has_control_characters
 #: the major version a client states in ``auth.protocol``; minor versions add events and
 #: optional fields only, so a 1.0 client works with a 1.1 hub
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 PROTOCOL_TEXT = f"{PROTOCOL_VERSION}.{PROTOCOL_MINOR}"
 SUPPORTED_VERSIONS = frozenset({1})
 
@@ -144,6 +144,15 @@ class ApprovalDecision(Message):
     note: Reason | None = None
 
 
+class MonitorOffer(Message):
+    """A team lead's receive-only offer to watch one participant (1.4)."""
+
+    call_id: CallId
+    participant: Literal["customer", "agent"]
+    type: Literal["offer"]
+    sdp: Sdp
+
+
 # event name -> schema, per namespace
 CUSTOMER_EVENTS: dict[str, type[Message]] = {
     "call:request": CallRequest,
@@ -176,6 +185,8 @@ SUPERVISOR_EVENTS: dict[str, type[Message]] = {
     "approvals:list": Empty,
     "approval:decide": ApprovalDecision,
     "wallboard:snapshot": Empty,  # 1.2
+    "monitor:offer": MonitorOffer,  # 1.4
+    "monitor:stop": CallRef,  # 1.4
 }
 
 
