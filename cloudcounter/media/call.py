@@ -31,6 +31,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -100,8 +101,10 @@ class CallMediaStats:
     tap_frames_decoded: int = 0
 
 
-def ice_configuration(ice_servers: IceServers) -> RTCConfiguration:
-    """An explicit server list: ``[]`` means no STUN/TURN at all (aiortc's default is Google's)."""
+def ice_configuration(ice_servers: IceServers, relay_only: bool = False) -> RTCConfiguration:
+    """An explicit server list: ``[]`` means no STUN/TURN at all (aiortc's default is Google's).
+    ``relay_only``: gather and use relay (TURN) candidates only (``iceTransportPolicy:
+    "relay"``), as a client behind a firewall that lets nothing but its TURN server out."""
     servers = []
     for server in ice_servers:
         if isinstance(server, RTCIceServer):
@@ -114,7 +117,8 @@ def ice_configuration(ice_servers: IceServers) -> RTCConfiguration:
                     credential=server.get("credential"),
                 )
             )
-    return RTCConfiguration(iceServers=servers)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
 def check_offer(offer_sdp: str) -> set[str]:
