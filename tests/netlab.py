@@ -14,12 +14,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+
+from cloudcounter.hub.app import create_app
+from tests.conftest import Hub, make_settings, prepare_database
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
@@ -193,3 +198,31 @@ def namespace(prefix: str, links: dict[str, int]) -> Iterator[Namespace]:
         for outer in created:
             ip("ip", "link", "del", outer, check=False)
         ip("ip", "netns", "del", ns.name, check=False)
+
+
+# ------------------------------------------------------------------ a hub on more addresses
+@asynccontextmanager
+async def hub_on(tmp_path: Path, addresses: Sequence[str],
+                 **overrides: Any) -> AsyncIterator[Hub]:
+    """The in-process test hub (``tests.conftest``) listening on 127.0.0.1 and on
+    ``addresses`` (the root-namespace ends of veth pairs), all on one port."""
+    settings = make_settings(tmp_path, **overrides)
+    await prepare_database(settings)
+    app = create_app(settings)
+    # a connection left on a network that went away ends only at its ping timeout: do not
+    # wait for it when the test is over
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for address in addresses:
+            await web.TCPSite(runner, address, port).start()
+        yield Hub(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        await runner.cleanup()
+
+
+def url_on(hub: Hub, address: str) -> str:
+    return hub.url.replace("127.0.0.1", address)
