@@ -1,5 +1,5 @@
 """A customer's phone in a network namespace: run by the network tests as
-``ip netns exec NS python -m tests.netpeer URL TOKEN SERVICE``.
+``ip netns exec NS python -m tests.netpeer URL TOKEN SERVICE [WIDTHxHEIGHT]``.
 
 It connects to the hub at ``URL``, requests a call, starts media once an agent answers
 (candidates gathered on whatever interfaces the namespace has, no STUN/TURN), then obeys
@@ -25,14 +25,30 @@ import sys
 import time
 from typing import Any
 
+from aiortc import RTCRtpSender
+
 from cloudcounter.media.client import ClientPeer
 from cloudcounter.media.sources import PatternVideoTrack, ToneAudioTrack
 from cloudcounter.sim.client import Connection
 
 
+RETRANSMISSIONS = [0]  # packets the hub asked again (NACK), over every leg
+
+
+def count_retransmissions() -> None:
+    original = RTCRtpSender._retransmit
+
+    async def counted(self: RTCRtpSender, sequence_number: int) -> None:
+        RETRANSMISSIONS[0] += 1
+        await original(self, sequence_number)
+
+    RTCRtpSender._retransmit = counted  # type: ignore[method-assign]
+
+
 class Phone:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, size: tuple[int, int] = (320, 240)) -> None:
         self.token = token
+        self.size = size
         self.conn: Connection | None = None
         self.peer: ClientPeer | None = None
         self.call_id = ""
@@ -57,7 +73,7 @@ class Phone:
 
     async def offer(self) -> None:
         assert self.conn is not None
-        self.peer = ClientPeer(audio=ToneAudioTrack(), video=PatternVideoTrack(320, 240),
+        self.peer = ClientPeer(audio=ToneAudioTrack(), video=PatternVideoTrack(*self.size),
                                ice_servers=self.ice_servers, host_addresses=None)
         self.legs += 1
         reply = await self.conn.call("media:offer", {"call_id": self.call_id, "type": "offer",
@@ -65,12 +81,25 @@ class Phone:
         assert reply.get("ok"), reply
         await self.peer.accept(reply["sdp"])
 
-    def _count(self) -> dict[str, int]:
-        frames = dict(self.received)
+    def _count(self) -> dict[str, Any]:
+        frames: dict[str, Any] = dict(self.received)
         if self.peer is not None:
-            for kind in frames:
+            for kind in self.received:
                 frames[kind] += self.peer.received.frames[kind]
+        frames["retransmitted"] = RETRANSMISSIONS[0]
+        frames["target_bitrate"] = self.target_bitrate()
         return frames
+
+    def target_bitrate(self) -> int | None:
+        """What the video encoder aims at now (aiortc follows the hub's REMB)."""
+        if self.peer is None:
+            return None
+        for transceiver in self.peer.pc.getTransceivers():
+            if transceiver.kind == "video":
+                encoder = getattr(transceiver.sender, "_RTCRtpSender__encoder", None)
+                rate = getattr(encoder, "target_bitrate", None)
+                return int(rate) if rate is not None else None
+        return None
 
     async def close_peer(self) -> None:
         if self.peer is not None:
@@ -122,8 +151,10 @@ def say(data: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def main(url: str, token: str, service: str) -> None:
-    phone = Phone(token)
+async def main(url: str, token: str, service: str, size: str = "320x240") -> None:
+    count_retransmissions()
+    width, height = (int(v) for v in size.split("x"))
+    phone = Phone(token, (width, height))
     await phone.start_call(url, service)
     say({"ready": True, "call_id": phone.call_id})
     loop = asyncio.get_running_loop()
@@ -153,4 +184,4 @@ async def main(url: str, token: str, service: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))

@@ -41,7 +41,7 @@ from aiortc import sdp as aiortc_sdp
 
 from cloudcounter.recordings.writer import RecordingInfo, RecordingWriter
 
-from . import seam
+from . import seam, vp8
 from .errors import InvalidOffer, MediaStateError, RecordingFailed, UnsupportedCodec
 from .health import LegFlow
 from .keyframes import KeyframeThrottle
@@ -88,6 +88,7 @@ class DirectionStats:
     forwarded_audio: int = 0
     forwarded_video: int = 0
     dropped_video: int = 0
+    broken_video: int = 0  # not whole (a receive buffer's leftovers), and what followed
     first_packet_at: float | None = None
     last_packet_at: float | None = None  # arrival (monotonic) of the latest packet
     last_video_at: float | None = None  # ... and of the latest video frame
@@ -296,11 +297,14 @@ class CallMedia:
         other = OTHER[role]
         is_video = kind == "video"
         tap_source = is_video and role == "customer"
+        broken = [False]  # a broken frame was seen: nothing passes until a key frame
 
         def forward(packet: av.Packet) -> None:
             if self._closed:
                 return
             keyframe = bool(packet.is_keyframe)
+            if is_video and not self._whole(role, packet, keyframe, broken, stats):
+                return
             arrived = seam.arrival_time(packet)
             if stats.first_packet_at is None:
                 stats.first_packet_at = arrived
@@ -332,6 +336,24 @@ class CallMedia:
                     tap.feed(data, keyframe, packet.pts)
 
         return forward
+
+    def _whole(self, role: Role, packet: av.Packet, keyframe: bool, broken: list[bool],
+               stats: DirectionStats) -> bool:
+        """Whether a video frame may go on (to the other leg, the recording, the taps).
+
+        Under loss, aiortc's receive buffer can give up on a missing packet and hand over
+        the rest of a frame as a frame: forwarded or recorded, it would be undecodable,
+        and so would every frame that refers to it. Such a frame is dropped, the
+        sender is asked for a key frame, and nothing passes until one arrives."""
+        if not vp8.is_plausible(bytes(memoryview(packet)[:10]), packet.size):
+            broken[0] = True
+        elif broken[0] and keyframe:
+            broken[0] = False
+        if broken[0]:
+            stats.broken_video += 1
+            self.request_keyframe(role)
+            return False
+        return True
 
     def _starter(self, leg: _Leg, kind: str) -> Callable[[], None]:
         def started() -> None:
