@@ -182,7 +182,7 @@ async def scenario(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         agent = Connection(url, "/agent", await login(url, "alice", password))
         await agent.connect()
         await agent.call("agent:status", {"status": "available"})
-        w, h = (int(v) for v in args.size.split("x"))
+        w, h = (int(v) for v in (args.agent_size or args.size).split("x"))
         staff = ClientPeer(audio=ToneAudioTrack(), video=PatternVideoTrack(w, h), decode=False)
         token = mint_customer_token(settings.customer_token_secret, "cus_demo_barack", 600)
         phone = await spawn("the phone", "ip", "netns", "exec", ns, sys.executable, "-m",
@@ -229,7 +229,8 @@ async def scenario(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         missed = end["missed"] - start["missed"]
         recovered = end["recovered"] - start["recovered"]
         return {
-            "link": config | {"size": args.size, "seconds": round(window, 1)},
+            "link": config | {"size": args.size, "agent_size": args.agent_size or args.size,
+                              "seconds": round(window, 1)},
             "agent_video_fps": round((end["video"] - start["video"]) / window, 1),
             "agent_audio_pps": round((end["audio"] - start["audio"]) / window, 1),
             "agent_audio_min_per_s": min(buckets) if buckets else 0,
@@ -278,6 +279,10 @@ def main() -> None:
     parser.add_argument("--jitter-ms", type=float, default=30)
     parser.add_argument("--rate-kbps", type=float, default=600)
     parser.add_argument("--size", default="640x480")
+    parser.add_argument("--agent-size", default="",
+                        help="the agent's video (default: --size); the hub does not relay "
+                        "the customer's bandwidth feedback to the agent yet, so a large "
+                        "agent picture congests the customer's downlink")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
