@@ -24,12 +24,13 @@ pytestmark = pytest.mark.browser
 
 
 class Relay:
-    """A TCP relay on 127.0.0.1 to ``target``: ``cut()`` closes every connection it
+    """A TCP relay on ``listen`` (127.0.0.1) to ``target``: ``cut()`` closes every connection it
     carries; while ``offline`` is set, new connections are closed at once."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], listen: str = "127.0.0.1") -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = listen
+        self.listener = socket.create_server((listen, 0))
         self.port = self.listener.getsockname()[1]
         self.offline = threading.Event()
         self._lock = threading.Lock()
@@ -42,7 +43,13 @@ class Relay:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
+
+    @staticmethod
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
 
     def _accept(self) -> None:
         while not self._closed:
