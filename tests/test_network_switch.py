@@ -73,8 +73,10 @@ def decoded_video_frames(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-@pytest.mark.parametrize("close_first", [False, True],
-                         ids=["link-lost-first", "connection-closed-first"])
+@pytest.mark.parametrize("close_first", [
+    pytest.param(False, id="link-lost-first"),
+    # the hub side of this order is also tested on loopback (test_hub_media.py)
+    pytest.param(True, id="connection-closed-first", marks=pytest.mark.slow)])
 async def test_a_network_switch_mid_call_keeps_the_call_and_its_recording(
         tmp_path: Path, close_first: bool) -> None:
     """``link-lost-first``: the Wi-Fi vanishes under the call, the hub's old leg just goes

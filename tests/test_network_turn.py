@@ -69,7 +69,9 @@ def check_minted(servers: list[dict[str, Any]], turn: TurnServer, actor: str) ->
     return entry
 
 
-@pytest.mark.parametrize("hub_relays", [False, True], ids=["hub-host", "hub-relay-too"])
+@pytest.mark.parametrize("hub_relays", [
+    pytest.param(False, id="hub-host"),
+    pytest.param(True, id="hub-relay-too", marks=pytest.mark.slow)])
 async def test_a_relay_only_customer_completes_a_call_through_coturn(
         hub_factory: Any, turn: TurnServer, hub_relays: bool) -> None:
     hub = await hub_factory(turn_urls=[turn.url], turn_secret=turn.secret, turn_ttl_s=TTL_S,
