@@ -125,7 +125,7 @@ class _WholeFrames(JitterBuffer):
         if frame is not None:
             start = self._starts.get(frame.timestamp)
             end = self._ends.get(frame.timestamp)
-            frame.cc_whole = start is not None and (
+            frame.cc_whole = start is not None and (  # type: ignore[attr-defined]
                 self._next is None or start == self._next or vp8.is_keyframe(frame.data))
             if end is not None:
                 self._next = uint16_add(end, 1)
