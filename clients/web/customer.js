@@ -55,6 +55,7 @@ const st = {
   call: null, // {id, service, agent, acceptedAt, leg}
   wasDisconnected: false,
   stateCheck: null,
+  stateSeen: false,  // a call:state arrived since the last disconnect
   timer: null,
 };
 
@@ -164,10 +165,13 @@ function wireSocket(socket) {
       showNotice(ui.notice, { kind: "ok", title: "Reconnected", text: "You are back online.", code: "reconnected" });
       setTimeout(() => clearNotice(ui.notice, "reconnected"), 3000);
       // The hub answers with call:state if our call is still alive within its grace period.
+      // socket.io may deliver that call:state before this "connect" event: it counts too.
       clearTimeout(st.stateCheck);
-      st.stateCheck = setTimeout(() => {
-        if (st.call) endCall({ reason: "lost", by: "system" });
-      }, 4000);
+      if (!st.stateSeen) {
+        st.stateCheck = setTimeout(() => {
+          if (st.call && !st.stateSeen) endCall({ reason: "lost", by: "system" });
+        }, 4000);
+      }
     }
     st.wasDisconnected = false;
     if (!st.call) {
@@ -178,6 +182,8 @@ function wireSocket(socket) {
   socket.on("disconnect", (reason) => {
     if (reason === "io client disconnect") return;
     st.wasDisconnected = true;
+    st.stateSeen = false;  // the next connection must hear from the hub again
+    clearTimeout(st.stateCheck);
     setStatus("reconnecting", "Connection lost. Reconnecting…");
     showNotice(ui.notice, {
       kind: "warn", title: "Connection lost", code: "connection_lost",
@@ -251,6 +257,7 @@ function wireSocket(socket) {
   socket.on("liveness:done", livenessDone);
   socket.on("call:state", (m) => {
     clearTimeout(st.stateCheck);
+    st.stateSeen = true;
     if (!st.call) st.call = { id: m.call_id };
     if (m.call_id !== st.call.id) return;
     if (m.state === "in_call") {

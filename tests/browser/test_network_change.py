@@ -108,6 +108,8 @@ def test_the_customer_switches_networks_and_the_call_goes_on(
     try:
         agent = page_of(browser_factory("netchange-agent", **DESKTOP))
         customer = page_of(phone)
+        console: list[str] = []
+        customer.on("console", lambda m: console.append(f"{time.monotonic():.1f} {m.text}"))
         sign_in(agent, media_hub.url + "/agent", "carol", "carol-demo-1")
         agent.wait_for_selector("[data-testid=agent-state][data-state=away]")
         agent.get_by_test_id("status-available").click()
@@ -166,7 +168,8 @@ def test_the_customer_switches_networks_and_the_call_goes_on(
                      call_detail(media_hub, call_id)["timeline"][-12:]]
             raise AssertionError(f"the customer's page left the call: {view}, "
                                  f"{reason.get_attribute('data-reason')} "
-                                 f"{reason.get_attribute('data-by')}; timeline {kinds}")
+                                 f"{reason.get_attribute('data-by')}; timeline {kinds}; "
+                                 f"switched at {switched:.1f}; console {console[-30:]}")
 
         agent.get_by_test_id("hangup-button").click()
         customer.wait_for_selector("body[data-view=ended]")

@@ -167,6 +167,12 @@ def test_the_customer_reconnects_within_the_grace_period_and_the_call_goes_on(
     assert not agent.get_by_test_id("wrapup-form").is_visible()
     after = video_progress(customer, "remote-video")
     assert after["t2"] > before["t2"], (before, after)
+    # and it stays in the call: another 6 s of the adviser's video (the page once ended
+    # the call 4 s after a reconnect when call:state arrived before socket.io's connect)
+    customer.wait_for_function(
+        f"() => document.querySelector('[data-testid=remote-video]').currentTime > "
+        f"{after['t2']} + 6", timeout=30_000)
+    assert customer.evaluate("document.body.dataset.view") == "call"
     video_progress(agent, "remote-video")
 
     agent.get_by_test_id("hangup-button").click()
