@@ -10,6 +10,8 @@ import {
 } from "./media.js";
 import { ACTIONS, actionIcon, stepOf } from "./checks.js";
 
+// A media leg "disconnected" this long is replaced by a new one (docs/media.md).
+const LEG_RESTART_MS = 2000;
 const FATAL_CONNECT = new Set(["unauthenticated", "token_expired", "unknown_customer",
   "unsupported_protocol", "invalid_token", "forbidden"]);
 
@@ -364,8 +366,16 @@ function startMedia() {
       const who = call.agent || "your adviser";
       if (state === "negotiating") mediaMessage("Connecting video…", "This usually takes a few seconds.");
       else if (state === "connected") { mediaMessage(null); setStatus("in_call", `In a call with ${who}`); }
-      else if (state === "reconnecting") mediaMessage("Video interrupted", "Trying to restore the picture…");
-      else if (state === "unavailable") {
+      else if (state === "reconnecting") {
+        mediaMessage("Video interrupted", "Trying to restore the picture…");
+        // The path broke (often: the phone changed networks). The hub cannot restart ICE
+        // inside a connection, so a leg still broken after LEG_RESTART_MS is replaced.
+        clearTimeout(call.legRestart);
+        call.legRestart = setTimeout(() => {
+          if (st.call === call && call.leg === leg && call.mediaState === "reconnecting"
+              && st.socket && st.socket.connected) startMedia();
+        }, LEG_RESTART_MS);
+      } else if (state === "unavailable") {
         setStatus("in_call", `Connected to ${who} · video unavailable`);
         mediaMessage("Video is not available right now",
           `${who} has joined, but the video service is temporarily unavailable. You can end the call and try again later.`);
