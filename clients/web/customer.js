@@ -13,6 +13,8 @@ import { createBookingUi } from "./appointments.js";
 
 const booking = createBookingUi($("#booking"));
 
+// A media leg "disconnected" this long is replaced by a new one (docs/media.md).
+const LEG_RESTART_MS = 2000;
 const FATAL_CONNECT = new Set(["unauthenticated", "token_expired", "unknown_customer",
   "unsupported_protocol", "invalid_token", "forbidden"]);
 
@@ -59,6 +61,7 @@ const st = {
   call: null, // {id, service, agent, acceptedAt, leg}
   wasDisconnected: false,
   stateCheck: null,
+  stateSeen: false,  // a call:state arrived since the last disconnect
   timer: null,
 };
 
@@ -169,10 +172,13 @@ function wireSocket(socket) {
       showNotice(ui.notice, { kind: "ok", title: "Reconnected", text: "You are back online.", code: "reconnected" });
       setTimeout(() => clearNotice(ui.notice, "reconnected"), 3000);
       // The hub answers with call:state if our call is still alive within its grace period.
+      // socket.io may deliver that call:state before this "connect" event: it counts too.
       clearTimeout(st.stateCheck);
-      st.stateCheck = setTimeout(() => {
-        if (st.call) endCall({ reason: "lost", by: "system" });
-      }, 4000);
+      if (!st.stateSeen) {
+        st.stateCheck = setTimeout(() => {
+          if (st.call && !st.stateSeen) endCall({ reason: "lost", by: "system" });
+        }, 4000);
+      }
     }
     st.wasDisconnected = false;
     if (!st.call) {
@@ -183,6 +189,8 @@ function wireSocket(socket) {
   socket.on("disconnect", (reason) => {
     if (reason === "io client disconnect") return;
     st.wasDisconnected = true;
+    st.stateSeen = false;  // the next connection must hear from the hub again
+    clearTimeout(st.stateCheck);
     setStatus("reconnecting", "Connection lost. Reconnecting…");
     showNotice(ui.notice, {
       kind: "warn", title: "Connection lost", code: "connection_lost",
@@ -264,6 +272,7 @@ function wireSocket(socket) {
   socket.on("liveness:done", livenessDone);
   socket.on("call:state", (m) => {
     clearTimeout(st.stateCheck);
+    st.stateSeen = true;
     if (!st.call) st.call = { id: m.call_id };
     if (m.call_id !== st.call.id) return;
     if (m.state === "in_call") {
@@ -374,8 +383,16 @@ function startMedia() {
       const who = call.agent || "your adviser";
       if (state === "negotiating") mediaMessage("Connecting video…", "This usually takes a few seconds.");
       else if (state === "connected") { mediaMessage(null); setStatus("in_call", `In a call with ${who}`); }
-      else if (state === "reconnecting") mediaMessage("Video interrupted", "Trying to restore the picture…");
-      else if (state === "unavailable") {
+      else if (state === "reconnecting") {
+        mediaMessage("Video interrupted", "Trying to restore the picture…");
+        // The path broke (often: the phone changed networks). The hub cannot restart ICE
+        // inside a connection, so a leg still broken after LEG_RESTART_MS is replaced.
+        clearTimeout(call.legRestart);
+        call.legRestart = setTimeout(() => {
+          if (st.call === call && call.leg === leg && call.mediaState === "reconnecting"
+              && st.socket && st.socket.connected) startMedia();
+        }, LEG_RESTART_MS);
+      } else if (state === "unavailable") {
         setStatus("in_call", `Connected to ${who} · video unavailable`);
         mediaMessage("Video is not available right now",
           `${who} has joined, but the video service is temporarily unavailable. You can end the call and try again later.`);

@@ -23,6 +23,7 @@ from cloudcounter.errors import InvalidMessage, InvalidState
 from cloudcounter.media import seam
 from cloudcounter.media.call import ROLES, CallMedia, EndReason as LegEnd, Role, check_offer
 from cloudcounter.media.errors import RecordingFailed
+from cloudcounter.media.turn import ice_servers_for
 from cloudcounter.media.health import FlowState, FlowWatch, HealthConfig, Verdict, assess
 from cloudcounter.queue.model import EndReason
 from cloudcounter.signaling.namespaces import agent_room, customer_room
@@ -145,7 +146,9 @@ class HubMedia:
             s = self.ctx.settings
             media = CallMedia(
                 call_id=call_id if number == 1 else f"{call_id}-s{number}",
-                ice_servers=s.ice_servers, host_addresses=s.media_host_addresses,
+                ice_servers=(ice_servers_for(s, f"hub.{call_id}") if s.turn_for_hub
+                             else s.ice_servers),
+                host_addresses=s.media_host_addresses,
                 on_ended=lambda role, reason: self._leg_ended(call_id, role, reason))
             seg = Segment(call_id, number, media, origin_wall=time.time() -
                           (time.monotonic() - media.origin))

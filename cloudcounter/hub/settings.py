@@ -21,7 +21,7 @@ DEMO_SECRET_KEY = "demo-secret-key-not-for-production-000000"
 DEMO_CUSTOMER_TOKEN_SECRET = "demo-customer-token-secret-not-for-production"
 SECRET_FIELDS = frozenset({"secret_key", "customer_token_secret", "at_rest_key",
                            "metrics_token", "credit_token",
-                           "audit_key"})
+                           "audit_key", "turn_secret"})
 STAFF_ROLES = frozenset({"agent", "auditor", "admin", "lead"})
 
 
@@ -163,6 +163,11 @@ class Settings:
     audit_key: str = ""
     retention_default_days: int = 0  # services without a retention rule (0: keep)
     supervision_interval_s: float = 3600.0  # the supervision job (0: off; cron the CLI)
+    # TURN with ephemeral credentials (docs/media.md, "TURN"): coturn's shared secret
+    turn_urls: list[str] = field(default_factory=list)
+    turn_secret: str = ""
+    turn_ttl_s: int = 4 * 3600  # a credential must outlive the call that uses it
+    turn_for_hub: bool = False  # the hub's own legs gather relay candidates too
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -267,6 +272,7 @@ class Settings:
                                 f"and {PREFIX}MEDIA_RESTARTS at least 0")
         s = _checked_operations(s)
         s = _checked_credit(s)
+        _checked_turn(s)
         if min(s.vision_idle_fps, s.vision_challenge_fps, s.vision_liveness_window_s) <= 0:
             raise SettingsError(f"{PREFIX}VISION_IDLE_FPS, _CHALLENGE_FPS and "
                                 "_LIVENESS_WINDOW_S must be positive")
@@ -314,6 +320,25 @@ def _checked_operations(s: Settings) -> Settings:
     if s.max_photo_bytes < 64 * 1024:
         raise SettingsError(f"{PREFIX}MAX_PHOTO_BYTES must be at least 65536")
     return s
+
+
+def _checked_turn(s: Settings) -> None:
+    """TURN (docs/media.md): URLs and the shared secret go together."""
+    from cloudcounter.media.turn import check_uris
+
+    try:
+        check_uris(s.turn_urls)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}TURN_URLS: {exc}") from None
+    if s.turn_urls and not s.turn_secret:
+        raise SettingsError(f"{PREFIX}TURN_URLS needs {PREFIX}TURN_SECRET (coturn's "
+                            "static-auth-secret) to mint credentials")
+    if s.turn_secret and len(s.turn_secret) < 32 and not s.demo:
+        raise SettingsError(f"{PREFIX}TURN_SECRET must be at least 32 characters")
+    if not 60 <= s.turn_ttl_s <= 7 * 86400:
+        raise SettingsError(f"{PREFIX}TURN_TTL_S must be from 60 to 604800 seconds")
+    if s.turn_for_hub and not s.turn_urls:
+        raise SettingsError(f"{PREFIX}TURN_FOR_HUB needs {PREFIX}TURN_URLS")
 
 
 def metrics_listen(value: str) -> tuple[str, int]:

@@ -31,6 +31,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -40,7 +41,7 @@ from aiortc import sdp as aiortc_sdp
 
 from cloudcounter.recordings.writer import RecordingInfo, RecordingWriter
 
-from . import seam
+from . import seam, vp8
 from .errors import InvalidOffer, MediaStateError, RecordingFailed, UnsupportedCodec
 from .health import LegFlow
 from .keyframes import KeyframeThrottle
@@ -87,6 +88,7 @@ class DirectionStats:
     forwarded_audio: int = 0
     forwarded_video: int = 0
     dropped_video: int = 0
+    broken_video: int = 0  # not whole (a receive buffer's leftovers), and what followed
     first_packet_at: float | None = None
     last_packet_at: float | None = None  # arrival (monotonic) of the latest packet
     last_video_at: float | None = None  # ... and of the latest video frame
@@ -100,8 +102,10 @@ class CallMediaStats:
     tap_frames_decoded: int = 0
 
 
-def ice_configuration(ice_servers: IceServers) -> RTCConfiguration:
-    """An explicit server list: ``[]`` means no STUN/TURN at all (aiortc's default is Google's)."""
+def ice_configuration(ice_servers: IceServers, relay_only: bool = False) -> RTCConfiguration:
+    """An explicit server list: ``[]`` means no STUN/TURN at all (aiortc's default is Google's).
+    ``relay_only``: gather and use relay (TURN) candidates only (``iceTransportPolicy:
+    "relay"``), as a client behind a firewall that lets nothing but its TURN server out."""
     servers = []
     for server in ice_servers:
         if isinstance(server, RTCIceServer):
@@ -114,7 +118,8 @@ def ice_configuration(ice_servers: IceServers) -> RTCConfiguration:
                     credential=server.get("credential"),
                 )
             )
-    return RTCConfiguration(iceServers=servers)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
 def check_offer(offer_sdp: str) -> set[str]:
@@ -381,11 +386,14 @@ class CallMedia:
         other = OTHER[role]
         is_video = kind == "video"
         tap_source = is_video and role == "customer"
+        broken = [False]  # a broken frame was seen: nothing passes until a key frame
 
         def forward(packet: av.Packet) -> None:
             if self._closed:
                 return
             keyframe = bool(packet.is_keyframe)
+            if is_video and not self._whole(role, packet, keyframe, broken, stats):
+                return
             arrived = seam.arrival_time(packet)
             if stats.first_packet_at is None:
                 stats.first_packet_at = arrived
@@ -421,6 +429,24 @@ class CallMedia:
                     tap.feed(data, keyframe, packet.pts)
 
         return forward
+
+    def _whole(self, role: Role, packet: av.Packet, keyframe: bool, broken: list[bool],
+               stats: DirectionStats) -> bool:
+        """Whether a video frame may go on (to the other leg, the recording, the taps).
+
+        Under loss, aiortc's receive buffer can give up on a missing packet and hand over
+        the rest of a frame as a frame: forwarded or recorded, it would be undecodable,
+        and so would every frame that refers to it. Such a frame is dropped, the
+        sender is asked for a key frame, and nothing passes until one arrives."""
+        if not vp8.is_plausible(bytes(memoryview(packet)[:10]), packet.size):
+            broken[0] = True
+        elif broken[0] and keyframe:
+            broken[0] = False
+        if broken[0]:
+            stats.broken_video += 1
+            self.request_keyframe(role)
+            return False
+        return True
 
     def _starter(self, leg: _Leg, kind: str) -> Callable[[], None]:
         def started() -> None:

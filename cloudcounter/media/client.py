@@ -50,8 +50,9 @@ class ClientPeer:
         ice_servers: IceServers = (),
         host_addresses: Sequence[str] | None = ("127.0.0.1",),
         decode: bool = True,
+        relay_only: bool = False,
     ) -> None:
-        self.pc = RTCPeerConnection(ice_configuration(ice_servers))
+        self.pc = RTCPeerConnection(ice_configuration(ice_servers, relay_only))
         self._host_addresses = host_addresses
         self._decode = decode
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -50,6 +50,8 @@ import aioice.turn
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _rtcrtpreceiver
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.utils import uint16_add, uint16_gt
 
 from . import vp8
 from .errors import SeamBroken
@@ -58,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+# How many packets a hub receiver holds behind a missing one (aiortc: 512): a key frame
+# and a retransmission's round trip fit; an unrecoverable loss costs about 2 s, not 8.
+VIDEO_RECEIVE_PACKETS = 128
 AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
 
 _original_decoder_worker: Callable[..., None] | None = None
@@ -89,6 +94,47 @@ def _packet_from(codec: Any, frame: Any) -> av.Packet:
     return packet
 
 
+class _WholeFrames(JitterBuffer):
+    """aiortc's video receive buffer, which also tells whether each frame it hands over
+    is whole and follows the previous one without a gap.
+
+    aiortc's buffer holds up to 512 packets behind one that never arrives (its
+    retransmission lost too): seconds of frozen video on a lossy link. Then it drops
+    packets, and may hand over the rest of a frame whose start it dropped, or a frame
+    that refers to one it dropped: both undecodable. Here the buffer is smaller
+    (:data:`VIDEO_RECEIVE_PACKETS`) and each frame gets ``cc_whole``: it starts with a
+    VP8 partition-0 start packet (payload descriptor S=1, PID=0) and, unless it is the
+    first, right after the last packet of the frame before it. A key frame that starts
+    properly is whole even after a gap (it refers to nothing).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity=capacity, is_video=True)
+        self._starts: dict[int, int] = {}  # RTP timestamp → sequence number of its start
+        self._ends: dict[int, int] = {}  # RTP timestamp → highest sequence number seen
+        self._next: int | None = None  # where the next frame must start
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        ts, seq, payload = packet.timestamp, packet.sequence_number, packet.payload
+        if payload and payload[0] & 0x10 and not payload[0] & 0x07:
+            self._starts[ts] = seq
+        end = self._ends.get(ts)
+        if end is None or uint16_gt(seq, end):
+            self._ends[ts] = seq
+        pli, frame = super().add(packet)
+        if frame is not None:
+            start = self._starts.get(frame.timestamp)
+            end = self._ends.get(frame.timestamp)
+            frame.cc_whole = start is not None and (  # type: ignore[attr-defined]
+                self._next is None or start == self._next or vp8.is_keyframe(frame.data))
+            if end is not None:
+                self._next = uint16_add(end, 1)
+            for table in (self._starts, self._ends):  # forget this frame and older ones
+                for old in [t for t in table if (frame.timestamp - t) % (1 << 32) < 1 << 31]:
+                    del table[old]
+        return pli, frame
+
+
 class _InlineFrames:
     """Stands in for a passthrough receiver's decoder ``queue.Queue``.
 
@@ -114,7 +160,11 @@ class _InlineFrames:
             return
         if self.done.is_set():
             return
-        packet = _packet_from(*item)
+        codec, frame = item
+        if getattr(frame, "cc_whole", True) is False:
+            # not whole, or after a gap: an empty packet says "frames are missing here"
+            frame = JitterFrame(data=b"", timestamp=frame.timestamp)
+        packet = _packet_from(codec, frame)
         if self.sink is None:
             self.output_q.put_nowait(packet)
             return
@@ -157,6 +207,9 @@ def passthrough(
     if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
         raise SeamBroken("passthrough() after the receiver started: call it on 'track'")
     receiver._RTCRtpReceiver__decoder_queue = _InlineFrames(output_q, sink)  # type: ignore[attr-defined]
+    if track.kind == "video":
+        receiver._RTCRtpReceiver__jitter_buffer = _WholeFrames(  # type: ignore[attr-defined]
+            VIDEO_RECEIVE_PACKETS)
 
 
 def is_passthrough(receiver: RTCRtpReceiver) -> bool:
@@ -325,6 +378,19 @@ def check_seam() -> None:
     _require(
         "self.__decoder_queue.put(None)" in inspect.getsource(RTCRtpReceiver),
         "RTCRtpReceiver stops its decoder with __decoder_queue.put(None)",
+    )
+    _require(
+        "self.__jitter_buffer = JitterBuffer(capacity=512, is_video=True)"
+        in inspect.getsource(RTCRtpReceiver.__init__)
+        and _params(jitterbuffer.JitterBuffer.__init__)
+        == ["self", "capacity", "prefetch", "is_video"],
+        "RTCRtpReceiver.__jitter_buffer = JitterBuffer(capacity, prefetch, is_video)",
+    )
+    _require(
+        "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)"
+        in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+        and "def _remove_frame" in inspect.getsource(jitterbuffer.JitterBuffer),
+        "RTCRtpReceiver._handle_rtp_packet: pli_flag, frame = __jitter_buffer.add(packet)",
     )
     _require(
         _params(jitterbuffer.JitterFrame.__init__) == ["self", "data", "timestamp"],

@@ -22,6 +22,7 @@ from cloudcounter.errors import (
     CloudCounterError, Forbidden, InvalidMessage, InvalidState, NotFound, Unauthenticated,
 )
 from cloudcounter.logs import CALL_ID, actor_fields, log_context
+from cloudcounter.media.turn import ice_servers_for
 from cloudcounter.hub.auth import (
     CustomerIdentity, StaffIdentity, mint_customer_token, verify_customer_token,
     verify_staff_token,
@@ -231,7 +232,8 @@ class CustomerNamespace(AppointmentCustomerEvents, RoleNamespace):
         elif call.state is CallState.IN_CALL and call.agent_id is not None:
             agent = await self.ctx.dispatcher.store.get_agent(call.agent_id)
             state["agent"] = {"display_name": (agent.display_name if agent else "") or "Agent"}
-            state["ice_servers"] = self.ctx.settings.ice_servers
+            state["ice_servers"] = ice_servers_for(self.ctx.settings,
+                                                   f"customer.{call.call_id}")
             prompt = self.ctx.flows.open_prompt(call.call_id)
             if prompt is not None:  # protocol 1.1: the statement or question shown
                 state["prompt"] = prompt
@@ -382,7 +384,8 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
             profile=customer, service_name=service.name if service else call.service)
         self.ctx.loans.answered(call, ident.user_id, ident.actor)  # a car-loan interview?
         return {"call_id": call.call_id, "customer": customer,
-                "ice_servers": self.ctx.settings.ice_servers, "flow": flow}
+                "ice_servers": ice_servers_for(self.ctx.settings, f"agent.{call.call_id}"),
+                "flow": flow}
 
     async def ev_call_decline(self, sid: str, conn: Conn, msg: CallRef) -> None:
         await self.ctx.dispatcher.decline(self.uid(conn), msg.call_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cloudcounter.media.turn import ice_servers_for
 from cloudcounter.queue.model import Agent, AgentState, Call, CallState
 from cloudcounter.signaling.namespaces import AGENTS_ROOM, agent_room, customer_room
 
@@ -59,7 +60,7 @@ class SignalingListener:
     async def call_accepted(self, call: Call, agent: Agent) -> None:
         await self._to_customer(call, "call:accepted", {
             "call_id": call.call_id, "agent": {"display_name": agent.display_name or "Agent"},
-            "ice_servers": self.ctx.settings.ice_servers})
+            "ice_servers": ice_servers_for(self.ctx.settings, f"customer.{call.call_id}")})
 
     async def call_ended(self, call: Call, reason: str, by: str, agent: Agent | None) -> None:
         data = {"call_id": call.call_id, "reason": reason, "by": by.split(":")[0]}
