@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import secrets
+from typing import Any
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -59,13 +60,32 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("pg_url")
 
 
-@pytest.fixture
-async def sm(db_url: str) -> AsyncIterator[object]:
-    engine = make_engine(db_url)
-    async with engine.begin() as conn:  # start from nothing, also on the shared PG database
+async def empty_database(engine: Any) -> None:
+    """Start from nothing, also on the shared PostgreSQL database."""
+    async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
+
+
+def alembic_step(db_url: str) -> Any:
+    """``run(conn, revision, down=False)``: migrate a connection up (or down) to a
+    revision, for ``conn.run_sync``."""
+    from alembic import command
+
+    from cloudcounter.db.migrate import alembic_config
+
+    def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
+        cfg = alembic_config(db_url)
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, rev)
+    return run
+
+
+@pytest.fixture
+async def sm(db_url: str) -> AsyncIterator[object]:
+    engine = make_engine(db_url)
+    await empty_database(engine)
     await upgrade_engine(engine)
     yield make_sessionmaker(engine)
     await engine.dispose()
@@ -219,21 +239,12 @@ async def test_a_poisoned_operation_is_put_aside_and_the_rest_written(sm) -> Non
 
 
 async def test_migration_0005_gives_existing_recordings_opaque_ids(db_url: str) -> None:
-    from alembic import command
 
-    from cloudcounter.db.migrate import alembic_config
 
     engine = make_engine(db_url)
     try:
-        async with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                await conn.execute(text("DROP SCHEMA public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-
-        def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
-            cfg = alembic_config(db_url)
-            cfg.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(cfg, rev)
+        await empty_database(engine)
+        run = alembic_step(db_url)
         async with engine.begin() as conn:
             await conn.run_sync(run, "0003")
         async with engine.begin() as conn:  # a database of 0003 with calls and recordings
@@ -307,9 +318,7 @@ async def test_the_hub_runs_a_call_on_postgresql(pg_url: str, hub_factory) -> No
 async def test_migration_0008_upgrades_a_database_holding_calls(db_url: str) -> None:
     """0005 (with calls, events and recordings) -> head: the services get a target answer
     time, the calls stay as they were, the webhook tables work; and down to 0005 again."""
-    from alembic import command
 
-    from cloudcounter.db.migrate import alembic_config
     from cloudcounter.db.ops_models import WebhookDelivery
     from cloudcounter.webhooks import subscriptions
     from cloudcounter.webhooks.events import NewEvent
@@ -317,15 +326,8 @@ async def test_migration_0008_upgrades_a_database_holding_calls(db_url: str) -> 
 
     engine = make_engine(db_url)
     try:
-        async with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                await conn.execute(text("DROP SCHEMA public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-
-        def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
-            cfg = alembic_config(db_url)
-            cfg.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(cfg, rev)
+        await empty_database(engine)
+        run = alembic_step(db_url)
         async with engine.begin() as conn:
             await conn.run_sync(run, "0005")
         async with engine.begin() as conn:
@@ -371,23 +373,14 @@ async def test_migration_0008_upgrades_a_database_holding_calls(db_url: str) -> 
 async def test_migration_0011_adds_routing_rules_and_preferred_skills(db_url: str) -> None:
     """0008 (with an agent and their skills) -> head: services have no routing rules, the
     agent's skills are not preferred; rules and preferences are stored; down and up again."""
-    from alembic import command
 
-    from cloudcounter.db.migrate import alembic_config
     from cloudcounter.db.models import AgentSkill, ServiceType
     from cloudcounter.queue.routing import ServiceRules
 
     engine = make_engine(db_url)
     try:
-        async with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                await conn.execute(text("DROP SCHEMA public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-
-        def run(conn, rev: str, down: bool = False):  # type: ignore[no-untyped-def]
-            cfg = alembic_config(db_url)
-            cfg.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(cfg, rev)
+        await empty_database(engine)
+        run = alembic_step(db_url)
         async with engine.begin() as conn:
             await conn.run_sync(run, "0008")
         async with engine.begin() as conn:
