@@ -606,12 +606,7 @@ class Dispatcher:
     def _widens(self, call: Call, now: float) -> bool:
         """Whether a waiting call has reached a widened pool or an overflow group: routing
         must look again, since waiting alone changes who may take it."""
-        r, target_s = self.rules(call.service)
-        waited = now - call.enqueued_at
-        widen = r.widen_after_s if r.widen_after_s is not None else target_s
-        return bool(r.fallback_skills and waited >= widen) or bool(
-            r.overflow_skills and r.overflow_after_s is not None
-            and waited >= r.overflow_after_s)
+        return any(routing.opened(*self.rules(call.service), now - call.enqueued_at))
 
     async def _deliver_loop(self) -> None:
         """Deliver notifications: offers, answers and ends before position updates.

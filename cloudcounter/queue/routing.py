@@ -128,14 +128,21 @@ def tier(call: WaitingCall, agent: IdleAgent, now: float, rules: Rules = no_rule
     if call.skill in agent.skills:
         return 0
     r, target_s = rules(call.service)
-    waited = now - call.enqueued_at
-    widen = r.widen_after_s if r.widen_after_s is not None else target_s
-    if r.fallback_skills & agent.skills and waited >= widen:
+    fallback, overflow = opened(r, target_s, now - call.enqueued_at)
+    if fallback and r.fallback_skills & agent.skills:
         return 1
-    if r.overflow_after_s is not None and r.overflow_skills & agent.skills \
-            and waited >= r.overflow_after_s:
+    if overflow and r.overflow_skills & agent.skills:
         return 2
     return None
+
+
+def opened(r: ServiceRules, target_s: float, waited: float) -> tuple[bool, bool]:
+    """Whether a call that has waited ``waited`` seconds may go to the widened pool and to
+    the overflow group (each only when the rules name skills for it)."""
+    widen = r.widen_after_s if r.widen_after_s is not None else target_s
+    return (bool(r.fallback_skills) and waited >= widen,
+            bool(r.overflow_skills) and r.overflow_after_s is not None
+            and waited >= r.overflow_after_s)
 
 
 def staffed(agent_skills: Iterable[frozenset[str]], needed: frozenset[str]) -> int:
