@@ -122,6 +122,7 @@ async def test_a_customer_asks_for_a_callback_over_the_protocol(hub: Hub) -> Non
     _, offer = await alice.expect("call:offer", timeout=15)
     assert offer["call_id"] == call_id
     events: list[Any] = []
+    await hub.ctx.journal.flush()  # the timeline is written by the journal's own task
     async with hub.ctx.sm() as s:
         from sqlalchemy import select
 

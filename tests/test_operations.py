@@ -123,6 +123,11 @@ async def test_webhook_administration(hub_factory: Any, receiver: Receiver) -> N
     status, reply = await admin.call("POST", "/api/admin/webhooks/1/test")
     assert status == 202
     await wait_until(lambda: reply["event_id"] in receiver.events, 10, "the test event")
+
+    async def recorded() -> bool:  # the receiver answers before the hub records it
+        listing = (await admin.call("GET", "/api/admin/webhooks/1/deliveries"))[1]
+        return listing["deliveries"][0]["state"] == "delivered"
+    await wait_until(recorded, 10, "the delivery recorded")
     status, listing = await admin.call("GET", "/api/admin/webhooks/1/deliveries")
     delivery = listing["deliveries"][0]
     assert delivery["state"] == "delivered" and delivery["event_type"] == "webhook.test"
