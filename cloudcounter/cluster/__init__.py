@@ -1,0 +1,1 @@
+"""What several hub nodes and media workers share: Redis connections and member leases."""
