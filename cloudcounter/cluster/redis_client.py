@@ -1,5 +1,7 @@
 """One way to open a Redis client (redis-py's ``redis.asyncio``; the old ``aioredis`` package
-is merged into it): a bounded pool, timeouts on every call, retries with capped back-off."""
+is merged into it): a bounded pool that makes callers wait for a free connection (redis-py's
+plain pool refuses the 65th caller instead), timeouts on every call, retries with capped
+back-off."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ def make_redis(url: str, max_connections: int = 64, timeout_s: float = 5.0) -> A
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError
 
-    return aredis.Redis.from_url(
-        url, max_connections=max_connections, socket_timeout=timeout_s,
+    pool = aredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s, health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, TimeoutError])
+    return aredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
