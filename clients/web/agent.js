@@ -116,8 +116,14 @@ function setStage(stage) {
   ui.noteAdd.disabled = !inCall;
 }
 
+function isLead() { return Boolean(st.user && st.user.role === "lead"); }
+
 function renderIdle() {
-  if (st.state === "available") {
+  if (isLead() && st.state !== "offline") {
+    ui.idleTitle.textContent = "Team lead console";
+    ui.idleText.textContent = "This console is never offered calls. It carries the calls you take over " +
+      "from the wallboard when their agent's connection drops.";
+  } else if (st.state === "available") {
     ui.idleTitle.textContent = "Waiting for the next call";
     ui.idleText.textContent = "You are available. Calls for your skills are offered to you here.";
   } else if (st.state === "offline") {
@@ -138,7 +144,7 @@ function setAgentState(m) {
   ui.avail.setAttribute("aria-pressed", String(m.state === "available"));
   ui.away.setAttribute("aria-pressed", String(m.state === "away"));
   const locked = ["offered", "busy", "wrap_up", "offline"].includes(m.state);
-  ui.avail.disabled = locked;
+  ui.avail.disabled = locked || isLead();  // a lead's console is never routed a call
   ui.away.disabled = locked;
   tickState();
   if (m.reason === "missed_offers") {
@@ -268,20 +274,47 @@ async function acceptOffer() {
     return;
   }
   clearOffer();
+  beginCall(reply, offer.service);
+}
+
+/** Start a call just answered (accepted, or taken over by a lead). */
+function beginCall(reply, service) {
   clearNotice(ui.notice);
   document.body.dataset.callId = reply.call_id;
-  st.call = { id: reply.call_id, customer: reply.customer, service: offer.service,
+  st.call = { id: reply.call_id, customer: reply.customer, service: service,
     acceptedAt: Date.now(), iceServers: reply.ice_servers || [] };
-  showCustomer(reply.customer, offer.service);
+  showCustomer(reply.customer, service);
   ui.callCustomer.textContent = (reply.customer && reply.customer.name) || "Customer";
   ui.notesList.replaceChildren();
   ui.timer.textContent = "0:00";
   setStage("call");
   resetChecks(st.call);
   flowUi.start(st.socket, reply.call_id, reply.flow);
-  creditUi.start(st.socket, reply.call_id, offer.service);
+  creditUi.start(st.socket, reply.call_id, service);
   ui.hangup.focus();
   startMedia();
+}
+
+/** A team lead takes over the call named in the page's address (?takeover=<call id>),
+ * opened from the wallboard (protocol 1.5). */
+async function takeOverFromAddress() {
+  const params = new URLSearchParams(location.search);
+  const callId = params.get("takeover");
+  if (!callId || !isLead() || st.call || st.wrap) return;
+  params.delete("takeover");
+  history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : ""));
+  let reply;
+  try {
+    reply = await ask(st.socket, "call:take_over", { call_id: callId });
+  } catch (e) {
+    showNotice(ui.notice, { kind: "warn", code: "take_over", title: "The call could not be taken over",
+      text: e.message });
+    return;
+  }
+  document.body.dataset.takenOver = reply.call_id;
+  beginCall(reply, reply.service);
+  showNotice(ui.notice, { kind: "info", code: "taken_over", title: "You took over this call",
+    text: "Its agent's connection dropped. The customer has been told who serves them now." });
 }
 
 async function declineOffer() {
@@ -935,7 +968,7 @@ function connect() {
     if (code === "token_expired" && await refreshSession()) { socket.connect(); return; }
     if (["unauthenticated", "session_revoked", "session_expired", "token_expired", "wrong_role", "account_disabled", "invalid_token"].includes(code)) {
       socket.disconnect();
-      st.user = await signIn(["agent"], { reason: code === "wrong_role"
+      st.user = await signIn(["agent", "lead"], { reason: code === "wrong_role"
         ? "This account cannot use the agent console." : "Your session has expired. Please sign in again." });
       connect();
       return;
@@ -943,7 +976,7 @@ function connect() {
     showNotice(ui.notice, { kind: "warn", code: "connection_lost", title: "Hub unreachable",
       text: "Retrying automatically…" });
   });
-  socket.on("agent:state", setAgentState);
+  socket.on("agent:state", (m) => { setAgentState(m); if (m.reason === "signed_in") takeOverFromAddress(); });
   socket.on("queue:stats", (m) => applyStats(m.services || []));
   socket.on("call:offer", showOffer);
   socket.on("call:offer_withdrawn", (m) => {
@@ -951,6 +984,7 @@ function connect() {
     clearOffer();
     showCustomer(null);
     const why = { missed: "The offer timed out.", customer_disconnected: "The customer lost their connection.",
+      taken_over: "A team lead took the call over.",
       abandoned: "The customer left the queue.", declined: "You declined the call." }[m.reason] || humanize(m.reason);
     if (m.reason !== "declined") {
       showNotice(ui.notice, { kind: "info", code: "withdrawn", title: "Offer withdrawn", text: why });
@@ -988,7 +1022,7 @@ function connect() {
     endCallMedia();
     setAgentState({ state: "offline", since_s: 0 });
     socket.disconnect();
-    st.user = await signIn(["agent"], { reason: m.code === "account_disabled"
+    st.user = await signIn(["agent", "lead"], { reason: m.code === "account_disabled"
       ? "This account has been disabled." : m.code === "wrong_role"
         ? "This account can no longer use the agent console." : "Your session was ended. Please sign in again." });
     st.kickedOut = false;
@@ -1044,7 +1078,8 @@ setInterval(() => {
 async function main() {
   setStage("idle");
   renderIdle();
-  st.user = await signIn(["agent"]);
+  st.user = await signIn(["agent", "lead"]);
+  document.body.dataset.role = st.user.role;
   ui.who.textContent = st.user.display_name || st.user.username;
   ui.skills.replaceChildren(...(st.user.skills || []).map((s) => h("span", { class: "badge" }, humanize(s))));
   try {

@@ -4,7 +4,7 @@
 // Protocol 1.3: the customer page shows statements and questions (prompt:show, 1.1),
 // refreshes its token during long waits (auth:refresh, 1.2) and books interviews (1.3);
 // team leads watch calls (monitor:*, 1.4).
-export const PROTOCOL = "1.4";
+export const PROTOCOL = "1.5";
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));

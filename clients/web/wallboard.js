@@ -67,7 +67,7 @@ export function renderWallboard(board) {
   $("#wb-services").replaceChildren(...board.services.filter((s) => s.arrived_60m || s.waiting || s.agents_staffed || (s.day || []).length)
     .map((s) => serviceTile(s, target)));
   $("#wb-agents").replaceChildren(...board.agents.map((a) => h("tr", { "data-testid": "wb-agent", "data-username": a.username },
-    h("td", {}, a.display_name || a.username), h("td", {}, h("span", { class: `badge state-${a.state}` }, humanize(a.state))),
+    h("td", {}, a.display_name || a.username, a.lead ? [" ", h("span", { class: "badge" }, "lead")] : ""), h("td", {}, h("span", { class: `badge state-${a.state}` }, humanize(a.state))),
     h("td", {}, fmtDuration(a.in_state_s)), h("td", { class: "muted" }, a.skills.join(", ")))));
   $("#wb-agents-empty").hidden = board.agents.length > 0;
   $("#wb-calls").replaceChildren(...board.calls.map((c) => h("tr", { "data-testid": "wb-call", "data-call-id": c.call_id },
@@ -76,4 +76,19 @@ export function renderWallboard(board) {
     h("td", {}, h("span", { class: `badge ${c.risk_level}` }, humanize(c.risk_level))),
     h("td", {}, monitorButton(c)))));
   $("#wb-calls-empty").hidden = board.calls.length > 0;
+  renderDropped(board.dropped || []);
+}
+
+/** Calls waiting again after their agent dropped (protocol 1.5): a lead takes one over in
+ * the agent console, opened in a new tab on /agent?takeover=<call id>. */
+function renderDropped(dropped) {
+  $("#wb-dropped-panel").hidden = dropped.length === 0;
+  $("#wb-dropped").replaceChildren(...dropped.map((c) => h("tr", { "data-testid": "wb-dropped-call", "data-call-id": c.call_id },
+    h("td", { class: "mono" }, c.call_id.slice(-6)), h("td", {}, humanize(c.service)), h("td", {}, c.dropped_by),
+    h("td", {}, fmtDuration(c.since_s)), h("td", {}, c.customer_online ? "connected" : "away"),
+    h("td", {}, h("span", { class: `badge ${c.risk_level}` }, humanize(c.risk_level))),
+    h("td", {}, c.customer_online
+      ? h("a", { class: "btn btn-small btn-primary", href: `/agent?takeover=${encodeURIComponent(c.call_id)}`,
+        target: "_blank", rel: "noopener", "data-testid": "take-over-button" }, "Take over")
+      : h("span", { class: "muted" }, "customer away")))));
 }

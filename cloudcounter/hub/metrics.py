@@ -118,7 +118,8 @@ class HubMetrics:
         elif kind in OFFER_RESULTS:
             self.offer_results.labels(service, OFFER_RESULTS[kind]).inc()
         elif kind == "call.answered":
-            self.offer_results.labels(service, "accepted").inc()
+            if not payload.get("taken_over"):  # a lead's take-over answers no offer
+                self.offer_results.labels(service, "accepted").inc()
             self.answered.labels(service).inc()
             if requested is not None:
                 wait = max(0.0, at - requested)

@@ -195,13 +195,23 @@ class Wallboard:
             "duration_s": round(mono - c.answered_at, 1) if c.answered_at else 0.0,
             "risk_level": self._risk.get(c.call_id) or c.customer_risk,
         } for c in calls if c.state in (CallState.OFFERED, CallState.IN_CALL)]
+        # calls whose agent dropped, waiting again: a lead may take them over (1.5)
+        dropped = [{
+            "call_id": c.call_id, "service": c.service, "state": c.state.value,
+            "dropped_by": c.dropped_by,
+            "since_s": round(mono - c.dropped_at, 1) if c.dropped_at is not None else 0.0,
+            "customer_online": c.customer_online and not c.held,
+            "risk_level": self._risk.get(c.call_id) or c.customer_risk,
+        } for c in calls if c.dropped_by is not None
+            and c.state in (CallState.QUEUED, CallState.OFFERED)]
         return {
             "at": iso(now), "service_level_target": target_level,
+            "dropped": sorted(dropped, key=lambda c: -c["since_s"]),
             "services": services,
             "agents": sorted(({"username": a.username, "display_name": a.display_name,
                                "state": a.state.value, "skills": sorted(a.skills),
                                "in_state_s": round(mono - a.state_since, 1),
-                               "call_id": a.call_id}
+                               "call_id": a.call_id, "lead": a.lead}
                               for a in agents if a.state is not AgentState.OFFLINE),
                              key=lambda a: a["username"]),
             "calls": sorted(in_progress, key=lambda c: -c["duration_s"])}

@@ -23,6 +23,7 @@ from cloudcounter.queue import routing
 from cloudcounter.queue.model import Agent, AgentState, Call, CallState, EndReason
 from cloudcounter.queue.ports import CallJournal, QueueListener
 from cloudcounter.queue.store import QueueStore
+from cloudcounter.queue.takeover import LeadTakeover
 
 log = logging.getLogger(__name__)
 SYSTEM = "system"
@@ -87,6 +88,7 @@ class Dispatcher:
         self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
         self._last_call: dict[int, str] = {}  # agent id -> the call it last wrapped up
         self._streak: dict[int, tuple[str, int]] = {}  # agent id -> (service, offers in a row)
+        self.leads = LeadTakeover(self)  # team leads take over calls whose agent dropped
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -383,6 +385,7 @@ class Dispatcher:
                 await self.store.put_agent(agent)
             elif agent.state is AgentState.OFFLINE:  # back: skills may have changed meanwhile
                 agent.skills, agent.preferred = skills, preferred & skills
+                agent.lead = False  # a former lead's record, if the role changed
                 agent.display_name = display_name or agent.display_name
                 self._staffing_cache = None
             if agent.state is AgentState.OFFLINE:
@@ -401,6 +404,12 @@ class Dispatcher:
                     and call.agent_id == agent_id:
                 await self._requeue(call, agent, "agent_disconnected")
 
+    async def lead_online(self, lead_id: int, username: str, display_name: str = "") -> Agent:
+        return await self.leads.lead_online(lead_id, username, display_name)
+
+    async def take_over(self, lead_id: int, call_id: str) -> Call:
+        return await self.leads.take_over(lead_id, call_id)
+
     async def set_agent_status(self, agent_id: int, status: AgentState) -> Agent:
         if status not in (AgentState.AVAILABLE, AgentState.AWAY):
             raise InvalidState("agents set themselves available or away", code="invalid_status")
@@ -410,6 +419,9 @@ class Dispatcher:
                 raise InvalidState(f"cannot change status while {agent.state.value}")
             if agent.state is AgentState.WRAP_UP:
                 raise InvalidState("finish the wrap-up first", code="wrap_up_pending")
+            if status is AgentState.AVAILABLE and agent.lead:
+                raise InvalidState("a team lead's console takes over calls, it is not routed "
+                                   "any", code="lead_not_routed")
             if status is AgentState.AVAILABLE:
                 agent.missed_offers = 0
             self._set_agent(agent, status, "agent")
@@ -424,9 +436,10 @@ class Dispatcher:
             call.transition(CallState.IN_CALL)
             call.offer_expires_at = None
             call.answered_at = self.clock()
+            call.dropped_by = call.dropped_at = None
             agent.missed_offers = 0
-            self._set_agent(agent, AgentState.BUSY, "accepted", call, f"agent:{agent.username}")
-            self._event(call, f"agent:{agent.username}", "call.answered", agent=agent.username)
+            self._set_agent(agent, AgentState.BUSY, "accepted", call, agent.actor)
+            self._event(call, agent.actor, "call.answered", agent=agent.username)
             self.journal.call_updated(call_id, state=call.state.value, answered_at=self.wall(),
                                       agent_id=agent_id)
             self._notify(self.listener.call_accepted(call, agent))
@@ -438,7 +451,7 @@ class Dispatcher:
             call = await self._call(call_id)
             if call.state is not CallState.OFFERED or call.agent_id != agent_id:
                 raise InvalidState("this call is not offered to you", code="offer_expired")
-            self._event(call, f"agent:{agent.username}", "offer.declined", agent=agent.username)
+            self._event(call, agent.actor, "offer.declined", agent=agent.username)
             await self._return_offer(call, agent, "declined")
 
     async def agent_hangup(self, agent_id: int, call_id: str) -> None:
@@ -447,7 +460,7 @@ class Dispatcher:
             call = await self._call(call_id)
             if call.agent_id != agent_id or call.state is not CallState.IN_CALL:
                 raise Forbidden("not your call")
-            await self._end(call, EndReason.COMPLETED, f"agent:{agent.username}")
+            await self._end(call, EndReason.COMPLETED, agent.actor)
 
     async def end_call(self, call_id: str, reason: EndReason, actor: str = SYSTEM,
                        **payload: Any) -> None:
@@ -469,18 +482,18 @@ class Dispatcher:
                 raise InvalidState("no wrap-up pending for this call", code="no_wrap_up")
             if late:  # the wrap-up timer ran out first: keep the outcome, change no state
                 self._last_call.pop(agent_id, None)
-                self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
+                self.journal.event(call_id, agent.actor, "call.wrapped_up",
                                    {"outcome": outcome, "notes": notes, "late": True,
                                     **(details or {})}, at=self.wall())
                 self.journal.call_updated(call_id, outcome=outcome, notes=notes)
                 return
-            self.journal.event(call_id, f"agent:{agent.username}", "call.wrapped_up",
+            self.journal.event(call_id, agent.actor, "call.wrapped_up",
                                {"outcome": outcome, "notes": notes, **(details or {})},
                                at=self.wall())
             self.journal.call_updated(call_id, outcome=outcome, notes=notes)
             agent.call_id = None
             self._wrap.pop(agent_id, None)
-            self._set_agent(agent, then, "wrap_up_done")
+            self._set_agent(agent, AgentState.AWAY if agent.lead else then, "wrap_up_done")
 
     # ---------------------------------------------------------------- transitions
     async def _withdraw(self, call: Call, reason: str) -> None:
@@ -521,6 +534,8 @@ class Dispatcher:
         call.agent_id = None
         call.offer_expires_at = None
         call.answered_at = None
+        if was_in_call:  # a team lead may take it over while it waits (queue.takeover)
+            call.dropped_by, call.dropped_at = agent.username, self.clock()
         self._event(call, SYSTEM, "call.requeued", reason=reason, agent=agent.username,
                     was_in_call=was_in_call)
         self.journal.call_updated(call.call_id, state=call.state.value)
@@ -679,7 +694,8 @@ class Dispatcher:
                                                {"agent": agent.username}, at=self.wall())
                             self._last_call[agent.agent_id] = agent.call_id
                         agent.call_id = None
-                        self._set_agent(agent, AgentState.AVAILABLE, "wrap_up_timeout")
+                        self._set_agent(agent, AgentState.AWAY if agent.lead
+                                        else AgentState.AVAILABLE, "wrap_up_timeout")
                     self._wrap.pop(agent_id, None)
             if now >= self._next_positions:
                 self._next_positions = now + self.config.position_interval_s

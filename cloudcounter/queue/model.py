@@ -51,7 +51,8 @@ AGENT_TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {
     A.OFFERED: frozenset({A.BUSY, A.AVAILABLE, A.AWAY, A.OFFLINE}),
     A.BUSY: frozenset({A.WRAP_UP, A.OFFLINE}),
     A.WRAP_UP: frozenset({A.AVAILABLE, A.AWAY, A.OFFLINE}),
-    A.AWAY: frozenset({A.AVAILABLE, A.OFFLINE}),
+    # away -> busy: a team lead takes over a call whose agent dropped (Dispatcher.take_over)
+    A.AWAY: frozenset({A.AVAILABLE, A.BUSY, A.OFFLINE}),
 }
 
 
@@ -77,6 +78,10 @@ class Call:
     customer_risk: str = "low"  # the customer's risk level on file (routing: senior agents)
     # agents who missed or declined it, with the monotonic time the exclusion ends
     excluded: dict[int, float] = field(default_factory=dict)
+    # the agent lost while in the call (their socket dropped) and when: a team lead may take
+    # the call over while it waits again; cleared when it is answered
+    dropped_by: str | None = None
+    dropped_at: float | None = None
 
     def transition(self, target: CallState) -> CallState:
         if target not in CALL_TRANSITIONS[self.state]:
@@ -97,6 +102,14 @@ class Agent:
     missed_offers: int = 0
     call_id: str | None = None
     preferred: frozenset[str] = frozenset()  # skills whose calls this agent takes first
+    # a team lead on the agent console: never routed (never available), carries only the
+    # calls it takes over from agents who dropped (Dispatcher.take_over)
+    lead: bool = False
+
+    @property
+    def actor(self) -> str:
+        """How the timeline names it: ``agent:<username>`` or ``lead:<username>``."""
+        return f"{'lead' if self.lead else 'agent'}:{self.username}"
 
     def transition(self, target: AgentState, now: float) -> AgentState:
         if target == self.state:

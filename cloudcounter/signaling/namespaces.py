@@ -304,7 +304,8 @@ class CustomerNamespace(AppointmentCustomerEvents, RoleNamespace):
 
 class AgentNamespace(LoanAgentEvents, RoleNamespace):
     events = AGENT_EVENTS
-    staff_roles = frozenset({"agent"})
+    # a team lead signs in to the agent console to take over calls whose agent dropped
+    staff_roles = frozenset({"agent", "lead"})
 
     def __init__(self, namespace: str, ctx: "HubContext") -> None:
         super().__init__(namespace, ctx)
@@ -319,8 +320,9 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
                 token = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else None
             claimed = staff_identity(self.ctx, token)
             user = await self.ctx.security.sessions.check(claimed.session_id, claimed.user_id)
-            if user.role != "agent":
-                raise Forbidden("only agents use the agent console", code="wrong_role")
+            if user.role not in self.staff_roles:
+                raise Forbidden("only agents and team leads use the agent console",
+                                code="wrong_role")
             address = self._opened(sid, environ)
         except CloudCounterError as exc:
             raise self._refuse(exc, environ) from None
@@ -333,9 +335,13 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
             await self.disconnect(old)
         await self.enter_room(sid, agent_room(user.user_id))
         await self.enter_room(sid, AGENTS_ROOM)
-        agent = await self.ctx.dispatcher.agent_online(
-            user.user_id, user.username, frozenset(user.skills), user.display_name,
-            preferred=frozenset(user.preferred_skills))
+        if user.role == "lead":  # never routed: carries only the calls it takes over
+            agent = await self.ctx.dispatcher.lead_online(user.user_id, user.username,
+                                                          user.display_name)
+        else:
+            agent = await self.ctx.dispatcher.agent_online(
+                user.user_id, user.username, frozenset(user.skills), user.display_name,
+                preferred=frozenset(user.preferred_skills))
         await self.emit("agent:state", self.ctx.agent_state_payload(agent, "signed_in"), to=sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -373,6 +379,24 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
             prepared = await self.ctx.flows.prepare(msg.call_id, offered.customer_id,
                                                     offered.service)
         call = await self.ctx.dispatcher.accept(ident.user_id, msg.call_id)
+        return await self._answered(ident, call, prepared)
+
+    async def ev_call_take_over(self, sid: str, conn: Conn, msg: CallRef) -> dict[str, Any]:
+        """A team lead answers a call whose agent dropped (queue.takeover); the reply is
+        the same as ``call:accept``'s, with the service."""
+        ident: StaffIdentity = conn.ident  # type: ignore[assignment]
+        if ident.role != "lead":
+            raise Forbidden("only a team lead takes over a call", code="lead_only")
+        call = await self.ctx.dispatcher.take_over(ident.user_id, msg.call_id)
+        reply = await self._answered(ident, call, None)
+        service = self.ctx.services.get(call.service)
+        return {**reply, "service": service.to_dict() if service else {"code": call.service},
+                "taken_over": True}
+
+    async def _answered(self, ident: StaffIdentity, call: Any, prepared: Any
+                        ) -> dict[str, Any]:
+        """After an answer: the business flow (new, or going on after a re-queue), the
+        car-loan interview, and what the console needs to start the call."""
         if prepared is None:
             prepared = await self.ctx.flows.prepare(call.call_id, call.customer_id,
                                                     call.service)

@@ -22,7 +22,7 @@ from cloudcounter.text import has_control_characters
 #: the major version a client states in ``auth.protocol``; minor versions add events and
 #: optional fields only, so a 1.0 client works with a 1.1 hub
 PROTOCOL_VERSION = 1
-PROTOCOL_MINOR = 4
+PROTOCOL_MINOR = 5
 PROTOCOL_TEXT = f"{PROTOCOL_VERSION}.{PROTOCOL_MINOR}"
 SUPPORTED_VERSIONS = frozenset({1})
 
@@ -179,6 +179,7 @@ AGENT_EVENTS: dict[str, type[Message]] = {
     "step:complete": StepComplete,
     "risk:concern": Concern,
     "approval:request": ApprovalRequest,
+    "call:take_over": CallRef,  # 1.5: team leads only
 }
 
 SUPERVISOR_EVENTS: dict[str, type[Message]] = {

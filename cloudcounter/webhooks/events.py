@@ -26,6 +26,7 @@ class EventType(str, enum.Enum):
     CALL_REQUESTED = "call.requested"
     CALL_ANSWERED = "call.answered"
     CALL_REQUEUED = "call.requeued"
+    CALL_TAKEN_OVER = "call.taken_over"
     CALL_ENDED = "call.ended"
     CALL_WRAPPED_UP = "call.wrapped_up"
     # checks and risk (from the timeline)
@@ -49,6 +50,7 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.CALL_REQUESTED: "a customer asked for a service (the call is queued)",
     EventType.CALL_ANSWERED: "an agent answered the call",
     EventType.CALL_REQUEUED: "the agent was lost; the call is back in the queue at its place",
+    EventType.CALL_TAKEN_OVER: "a team lead took over a call whose agent dropped",
     EventType.CALL_ENDED: "the call ended (reason: completed, abandoned, rejected, failed, "
                           "timed_out)",
     EventType.CALL_WRAPPED_UP: "the agent recorded the outcome",
@@ -111,6 +113,7 @@ TIMELINE: dict[str, EventType] = {
     "call.requested": EventType.CALL_REQUESTED,
     "call.answered": EventType.CALL_ANSWERED,
     "call.requeued": EventType.CALL_REQUEUED,
+    "call.taken_over": EventType.CALL_TAKEN_OVER,
     "call.ended": EventType.CALL_ENDED,
     "call.wrapped_up": EventType.CALL_WRAPPED_UP,
     "check.result": EventType.CHECK_COMPLETED,
@@ -146,7 +149,9 @@ def timeline_data(kind: str, actor: str, payload: Mapping[str, Any]) -> dict[str
     if kind == "call.requested":
         return _pick(payload, "priority")
     if kind == "call.answered":
-        return {}
+        return {"taken_over": True} if payload.get("taken_over") else {}
+    if kind == "call.taken_over":
+        return _pick(payload, "lead", "from_agent", "after_s")
     if kind == "call.requeued":
         return _pick(payload, "reason", "was_in_call")
     if kind == "call.ended":
