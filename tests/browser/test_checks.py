@@ -63,9 +63,16 @@ def end_call(customer: Any, agent: Any) -> None:
 def request_identity(agent: Any, timeout_s: float = 30.0) -> None:
     """Click "Verify identity" and wait for the result of that request. The service runs
     an automatic identity check when the video arrives: while it runs the hub answers
-    check_running, so wait for its result and ask again."""
+    check_running, so wait for its result and ask again. As a person would, first wait until
+    the customer's video plays in the console; the hub may still answer no_video until its
+    analysis has decoded a first frame (on a loaded machine that takes a moment): ask again
+    then too. Video that never reaches the analysis fails at the deadline."""
     deadline = time.monotonic() + timeout_s
     button = agent.get_by_test_id("check-identity")
+    agent.wait_for_function(
+        "() => { const v = document.querySelector('[data-testid=remote-video]');"
+        " return !!v && v.videoWidth > 0 && v.currentTime > 0.5; }",
+        timeout=max(1, deadline - time.monotonic()) * 1000)
     while True:
         agent.wait_for_function(
             "() => !document.querySelector('[data-testid=check-identity]').disabled",
@@ -79,8 +86,9 @@ def request_identity(agent: Any, timeout_s: float = 30.0) -> None:
         if notice.count() == 0:
             return
         code = notice.get_attribute("data-code")
-        assert code == "check_running", f"identity check refused: {notice.inner_text()}"
-        assert time.monotonic() < deadline, "the running identity check never finished"
+        assert code in ("check_running", "no_video"), \
+            f"identity check refused: {notice.inner_text()}"
+        assert time.monotonic() < deadline, f"no identity result before the deadline: {code}"
         agent.wait_for_timeout(500)
 
 
