@@ -43,6 +43,19 @@ def test_parsing_of_typed_values() -> None:
         "username"] == "u"
 
 
+@pytest.mark.parametrize("backend", ["redis", "postgres"])
+def test_a_queue_backend_this_hub_does_not_have_is_refused_not_ignored(backend: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**SECRETS, "CLOUDCOUNTER_QUEUE_BACKEND": backend})
+    assert "QUEUE_BACKEND" in str(info.value) and "not built" in str(info.value)
+
+
+def test_the_node_id_defaults_to_host_and_process() -> None:
+    import os
+    assert Settings.from_env(SECRETS).node_id.endswith(f"-{os.getpid()}")
+    assert Settings.from_env({**SECRETS, "CLOUDCOUNTER_NODE_ID": "hub-a"}).node_id == "hub-a"
+
+
 @pytest.mark.parametrize("key,value", [("CLOUDCOUNTER_PORT", "eighty"),
                                        ("CLOUDCOUNTER_DEMO", "maybe"),
                                        ("CLOUDCOUNTER_ICE_SERVERS", "[1, 2]"),

@@ -121,7 +121,7 @@ class Settings:
     node_modules_dir: Path = Path("node_modules")
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (one JSON object a line)
-    node_id: str = ""  # this hub node's name in logs and metrics (default: the host name)
+    node_id: str = ""  # this hub node's name in logs and metrics (default: host name-pid)
     event_loop: str = "uvloop"
     # operations (docs/operations.md): /metrics, webhooks, the admin console's uploads
     metrics_token: str = ""
@@ -263,8 +263,13 @@ class Settings:
                                 "limits must be at least 1")
         if s.event_loop not in {"uvloop", "asyncio"}:
             raise SettingsError(f"{PREFIX}EVENT_LOOP must be 'uvloop' or 'asyncio'")
-        if s.queue_backend not in {"memory", "redis"}:
-            raise SettingsError(f"{PREFIX}QUEUE_BACKEND must be 'memory' or 'redis'")
+        if s.queue_backend in {"redis", "postgres"}:  # accepted once, and ignored: no more
+            raise SettingsError(
+                f"{PREFIX}QUEUE_BACKEND={s.queue_backend}: this hub has only the in-memory "
+                "queue of one hub node ('memory'); the shared queue for several nodes "
+                "(PostgreSQL, docs/scaling.md) is not built into it yet")
+        if s.queue_backend != "memory":
+            raise SettingsError(f"{PREFIX}QUEUE_BACKEND must be 'memory'")
         if not 1 <= s.vision_liveness_challenges <= 5:
             raise SettingsError(f"{PREFIX}VISION_LIVENESS_CHALLENGES must be 1 to 5")
         if min(s.media_stall_s, s.media_start_timeout_s) <= 0 or s.media_restarts < 0:
@@ -299,9 +304,10 @@ def _checked_operations(s: Settings) -> Settings:
     """Logs, metrics and webhooks (docs/operations.md)."""
     if s.log_format not in {"text", "json"}:
         raise SettingsError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json'")
-    if not s.node_id:
+    if not s.node_id:  # the host name and the process id: unique among a machine's nodes
+        import os
         import socket
-        s = replace(s, node_id=socket.gethostname()[:64] or "hub")
+        s = replace(s, node_id=f"{socket.gethostname()[:48] or 'hub'}-{os.getpid()}")
     if s.metrics_token and len(s.metrics_token) < 24 and not s.demo:
         raise SettingsError(f"{PREFIX}METRICS_TOKEN must be at least 24 characters")
     if s.metrics_address:
