@@ -44,6 +44,7 @@ from cloudcounter.signaling.namespaces import (
     AgentNamespace, CustomerNamespace, SupervisorNamespace,
 )
 from cloudcounter.signaling.security import Security
+from cloudcounter.signaling.fanout import make_manager
 from cloudcounter.signaling.session_guard import SessionGuard
 from cloudcounter.signaling.server import HubSocketServer, JsonPacket
 from cloudcounter.signaling.notify import AGENT_NS, CUSTOMER_NS, SignalingListener
@@ -68,9 +69,14 @@ def create_app(settings: Settings) -> web.Application:
         middlewares.security_headers, middlewares.errors, middlewares.limits,
         middlewares.same_origin, authenticate])
     app[SETTINGS] = settings
+    manager = None
+    if settings.socketio_manager == "redis":  # emits reach clients on every node
+        manager = make_manager(settings.redis_url, settings.redis_max_connections,
+                               settings.socketio_channel)
     sio = HubSocketServer(async_mode="aiohttp", serializer=JsonPacket, transports=["websocket"],
                                max_http_buffer_size=1_000_000, logger=False,
-                               engineio_logger=False, ping_interval=10, ping_timeout=10)
+                               engineio_logger=False, ping_interval=10, ping_timeout=10,
+                               client_manager=manager)
     sio.attach(app, socketio_path="socket.io")
     owned = TaskRegistry()
     sio.eio.start_background_task = owned.wrap(sio.eio.start_background_task)  # type: ignore
@@ -191,11 +197,21 @@ def create_app(settings: Settings) -> web.Application:
         if manager is not None:
             await manager.stop()
 
+    async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+        # listen to the other nodes' emits from the start (python-socketio would start at
+        # the first connection), and close the Redis client at the end
+        if manager is not None:
+            sio.manager_initialized = True
+            manager.initialize()
+        yield
+        if manager is not None and getattr(manager, "connected", False):
+            await manager.redis.aclose()
+
     app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, recovery_ctx, flows_ctx,
                             loans_ctx,
                             appointments_ctx, queue_ctx, media_ctx, wallboard_ctx,
                             analysis_ctx, ops_api.operations_ctx,
-                            admin_catalogue_api.enroller_ctx, session_watch_ctx])
+                            admin_catalogue_api.enroller_ctx, session_watch_ctx, fanout_ctx])
     from cloudcounter.audit.jobs import supervision_ctx  # post-event supervision's job
     app.cleanup_ctx.append(supervision_ctx)
     app.on_startup.append(_freeze_startup_objects)

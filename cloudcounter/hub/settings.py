@@ -71,6 +71,9 @@ class Settings:
     queue_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = 64
+    # how emits reach clients held by other hub nodes: "local" (one node) or "redis"
+    socketio_manager: str = "local"
+    socketio_channel: str = "cloudcounter"
     offer_timeout_s: float = 15.0
     max_missed_offers: int = 2
     wrap_up_s: float = 60.0
@@ -263,6 +266,8 @@ class Settings:
                                 "limits must be at least 1")
         if s.event_loop not in {"uvloop", "asyncio"}:
             raise SettingsError(f"{PREFIX}EVENT_LOOP must be 'uvloop' or 'asyncio'")
+        if s.socketio_manager not in {"local", "redis"}:
+            raise SettingsError(f"{PREFIX}SOCKETIO_MANAGER must be 'local' or 'redis'")
         if s.queue_backend in {"redis", "postgres"}:  # accepted once, and ignored: no more
             raise SettingsError(
                 f"{PREFIX}QUEUE_BACKEND={s.queue_backend}: this hub has only the in-memory "
