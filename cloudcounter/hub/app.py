@@ -197,6 +197,12 @@ def create_app(settings: Settings) -> web.Application:
         if manager is not None:
             await manager.stop()
 
+    async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+        from cloudcounter.hub import cluster
+        ctx.cluster = await cluster.start(ctx)  # one node: local presence, no Redis
+        yield
+        await ctx.cluster.stop()
+
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         # listen to the other nodes' emits from the start (python-socketio would start at
         # the first connection), and close the Redis client at the end
@@ -204,14 +210,15 @@ def create_app(settings: Settings) -> web.Application:
             sio.manager_initialized = True
             manager.initialize()
         yield
-        if manager is not None and getattr(manager, "connected", False):
-            await manager.redis.aclose()
+        if manager is not None:
+            await manager.close()
 
     app.cleanup_ctx.extend([database, security_log_ctx, journal_ctx, recovery_ctx, flows_ctx,
                             loans_ctx,
                             appointments_ctx, queue_ctx, media_ctx, wallboard_ctx,
                             analysis_ctx, ops_api.operations_ctx,
-                            admin_catalogue_api.enroller_ctx, session_watch_ctx, fanout_ctx])
+                            admin_catalogue_api.enroller_ctx, session_watch_ctx, fanout_ctx,
+                            cluster_ctx])
     from cloudcounter.audit.jobs import supervision_ctx  # post-event supervision's job
     app.cleanup_ctx.append(supervision_ctx)
     app.on_startup.append(_freeze_startup_objects)

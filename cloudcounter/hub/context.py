@@ -43,6 +43,7 @@ class HubContext:
     wallboard: Any = None  # hub.wallboard.Wallboard (team leads' live view)
     loans: Any = None  # hub.loans.HubLoans: the car-loan interview (docs/credit-system.md)
     appointments: Any = None  # hub.appointments.HubAppointments: interview appointments
+    cluster: Any = None  # hub.cluster.NodeCluster: this node's lease, others' lapses, presence
     _profiles: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def load_services(self) -> None:

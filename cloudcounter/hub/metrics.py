@@ -91,6 +91,8 @@ class HubMetrics:
                                  svc, registry=r)
         self.agents = Gauge(f"{NS}_agents", "Signed-in agents, by state", ["state"],
                             registry=r)
+        self.node_lapses = Counter(f"{NS}_cluster_node_lapses", "Hub nodes whose lease "
+                                   "lapsed, handled by this node", registry=r)
         info = Gauge(f"{NS}_build_info", "This hub node", ["node", "protocol"], registry=r)
         from cloudcounter.signaling.schemas import PROTOCOL_TEXT
         info.labels(ctx.settings.node_id, PROTOCOL_TEXT).set(1)

@@ -74,6 +74,7 @@ class Settings:
     # how emits reach clients held by other hub nodes: "local" (one node) or "redis"
     socketio_manager: str = "local"
     socketio_channel: str = "cloudcounter"
+    node_lease_s: float = 10.0  # a node silent this long is lapsed (with the Redis manager)
     offer_timeout_s: float = 15.0
     max_missed_offers: int = 2
     wrap_up_s: float = 60.0
@@ -268,6 +269,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}EVENT_LOOP must be 'uvloop' or 'asyncio'")
         if s.socketio_manager not in {"local", "redis"}:
             raise SettingsError(f"{PREFIX}SOCKETIO_MANAGER must be 'local' or 'redis'")
+        if s.node_lease_s < 1:
+            raise SettingsError(f"{PREFIX}NODE_LEASE_S must be at least 1 (seconds)")
         if s.queue_backend in {"redis", "postgres"}:  # accepted once, and ignored: no more
             raise SettingsError(
                 f"{PREFIX}QUEUE_BACKEND={s.queue_backend}: this hub has only the in-memory "

@@ -47,6 +47,12 @@ def redis_options(max_connections: int) -> dict[str, Any]:
 class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """``AsyncRedisManager`` without the per-emit binary scan, on a waiting pool."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.redis: Any = None
+        self.pubsub: Any = None
+        self._closing: set[asyncio.Task[Any]] = set()
+
     async def emit(self, event: str, data: Any, namespace: str | None = None,
                    room: Any = None, skip_sid: Any = None, callback: Any = None,
                    to: Any = None, **kwargs: Any) -> None:
@@ -72,16 +78,33 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             return None
 
     def _redis_connect(self) -> None:
+        """Called by the stock manager at start and after every Redis error: one client
+        (its pool reconnects by itself), a fresh subscription each time; the old
+        subscription's connection is closed, not left to the garbage collector."""
         import redis.asyncio as aredis
 
-        options = dict(self.redis_options)
-        max_connections = int(options.pop("max_connections", 64))
-        pool = aredis.BlockingConnectionPool.from_url(
-            self.redis_url, max_connections=max_connections, timeout=REDIS_TIMEOUT_S,
-            **options)
-        self.redis = aredis.Redis.from_pool(pool)
+        if getattr(self, "redis", None) is None:
+            options = dict(self.redis_options)
+            max_connections = int(options.pop("max_connections", 64))
+            pool = aredis.BlockingConnectionPool.from_url(
+                self.redis_url, max_connections=max_connections, timeout=REDIS_TIMEOUT_S,
+                **options)
+            self.redis = aredis.Redis.from_pool(pool)
+        old = getattr(self, "pubsub", None)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
+
+    async def close(self) -> None:
+        """The hub's shutdown (after the listener task was cancelled)."""
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        if getattr(self, "pubsub", None) is not None:
+            await self.pubsub.aclose()
+        if getattr(self, "redis", None) is not None:
+            await self.redis.aclose()
 
 
 def make_manager(url: str, max_connections: int, channel: str) -> HubRedisManager:

@@ -189,6 +189,17 @@ class RoleNamespace(SessionGuard, socketio.AsyncNamespace):
     def _closed(self, conn: Conn) -> None:
         self.ctx.security.connection_closed(conn.address)
 
+    async def _present(self, kind: str, ident: Any, here: bool) -> None:
+        """Presence (which node holds the connection, for several nodes): a write that
+        fails (Redis down) is logged and never refuses or breaks a connection."""
+        presence = getattr(self.ctx.cluster, "presence", None)
+        if presence is None:
+            return
+        try:
+            await (presence.connected if here else presence.disconnected)(kind, str(ident))
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+            log.warning("presence of %s %s not recorded: %s", kind, ident, exc)
+
     async def ev_media_offer(self, sid: str, conn: Conn, msg: MediaOffer) -> dict[str, Any]:
         call = await self.ctx.dispatcher.store.get_call(msg.call_id)
         if call is None or not self.owns(conn, call):
@@ -217,6 +228,7 @@ class CustomerNamespace(AppointmentCustomerEvents, RoleNamespace):
         conn = Conn("customer", ident, profile, version, address)
         self.conns[sid] = conn
         await self.enter_room(sid, customer_room(ident.customer_id))
+        await self._present("customer", ident.customer_id, True)
         call = await self.ctx.dispatcher.active_call_of(ident.customer_id)
         if call is not None:
             await self.ctx.dispatcher.customer_reconnected(call.call_id)
@@ -247,6 +259,7 @@ class CustomerNamespace(AppointmentCustomerEvents, RoleNamespace):
         cid = conn.ident.customer_id  # type: ignore[union-attr]
         if any(getattr(c.ident, "customer_id", None) == cid for c in self.conns.values()):
             return  # another connection of the same customer remains
+        await self._present("customer", cid, False)
         call = await self.ctx.dispatcher.active_call_of(cid)
         if call is not None:
             await self.ctx.dispatcher.customer_disconnected(call.call_id)
@@ -335,6 +348,7 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
             await self.disconnect(old)
         await self.enter_room(sid, agent_room(user.user_id))
         await self.enter_room(sid, AGENTS_ROOM)
+        await self._present("agent", user.user_id, True)
         if user.role == "lead":  # never routed: carries only the calls it takes over
             agent = await self.ctx.dispatcher.lead_online(user.user_id, user.username,
                                                           user.display_name)
@@ -352,6 +366,7 @@ class AgentNamespace(LoanAgentEvents, RoleNamespace):
         uid = conn.ident.user_id  # type: ignore[union-attr]
         if self.sid_of.get(uid) == sid:
             del self.sid_of[uid]
+            await self._present("agent", uid, False)
             # a call in progress is re-queued; its media closes with the re-queue notification
             await self.ctx.dispatcher.agent_offline(uid)
 
