@@ -82,7 +82,8 @@ def create_app(settings: Settings) -> web.Application:
     sio.eio.start_background_task = owned.wrap(sio.eio.start_background_task)  # type: ignore
     engine = make_engine(settings.database_url)
     sm = make_sessionmaker(engine)
-    journal = DbJournal(sm)
+    # several hub nodes write one call's timeline: heads read, writers take turns
+    journal = DbJournal(sm, shared=settings.socketio_manager == "redis")
     ctx = HubContext(settings=settings, sio=sio, sm=sm, journal=journal)
     ctx.security = Security(
         sessions=SessionStore(sm, session_ttl_s=settings.staff_session_ttl_s,
