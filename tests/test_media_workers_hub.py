@@ -10,15 +10,25 @@ import pytest
 from tests.conftest import Hub
 from tests.test_hub_media import (  # noqa: F401 - collected here with this file's fixtures
     test_a_call_carries_media_both_ways_and_is_recorded,
+    test_a_leg_closed_before_its_replacement_keeps_the_call,
     test_a_participant_can_offer_again_and_media_resumes,
     test_a_vanished_customer_ends_the_call,
     test_offer_without_vp8_is_refused_with_a_code,
     test_sequential_calls_leave_no_tasks_or_peers,
+    test_unwritable_recordings_dir_keeps_the_call_and_tells_the_agent,
+    test_video_that_stops_is_restarted_and_both_sides_are_told,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.vision]
 
 
 @pytest.fixture
+def hub_factory(hub_factory: Any) -> Any:
+    async def start(**overrides: Any) -> Hub:
+        return await hub_factory(**{"media_workers": 2, **overrides})
+    return start
+
+
+@pytest.fixture
 async def hub(hub_factory: Any) -> Hub:
-    return await hub_factory(media_workers=2)
+    return await hub_factory()

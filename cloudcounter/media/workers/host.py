@@ -44,6 +44,14 @@ def _text(args: dict[str, Any], name: str, limit: int = 256 * 1024) -> str:
     return value
 
 
+COUNTERS = ("audio_packets", "video_frames", "video_keyframes", "forwarded_audio",
+            "forwarded_video", "dropped_video", "broken_video")
+
+
+def _direction(d: Any) -> dict[str, int]:
+    return {k: int(getattr(d, k, 0)) for k in COUNTERS}
+
+
 @dataclasses.dataclass
 class Hosted:
     media_id: str
@@ -102,7 +110,12 @@ class WorkerHost:
                 legs[role] = None if f is None else {
                     "answered_ago": age(f.answered_at), "expects_video": f.expects_video,
                     "packet_ago": age(f.last_packet_at), "video_ago": age(f.last_video_at)}
-            out[media_id] = {"legs": legs, "monitors": h.media.monitors}
+            s = h.media.stats()
+            out[media_id] = {"legs": legs, "monitors": h.media.monitors, "stats": {
+                "from_customer": _direction(s.from_customer),
+                "from_agent": _direction(s.from_agent),
+                "keyframe_requests": dict(s.keyframe_requests),
+                "tap_frames_decoded": s.tap_frames_decoded}}
         return out
 
     async def report(self) -> None:

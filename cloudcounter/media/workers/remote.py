@@ -269,6 +269,18 @@ class RemoteCallMedia:
         if isinstance(legs, dict):
             for role in ROLES:
                 self._flows[role] = _flow(legs.get(role), now)
+        stats = report.get("stats")
+        if isinstance(stats, dict):
+            for name in ("from_customer", "from_agent"):
+                d, counts = getattr(self._stats, name), stats.get(name)
+                if isinstance(counts, dict):
+                    for k, v in counts.items():
+                        if isinstance(v, int) and hasattr(d, k):
+                            setattr(d, k, v)
+            if isinstance(stats.get("keyframe_requests"), dict):
+                self._stats.keyframe_requests = dict(stats["keyframe_requests"])
+            if isinstance(stats.get("tap_frames_decoded"), int):
+                self._stats.tap_frames_decoded = stats["tap_frames_decoded"]
         monitors = report.get("monitors")
         if isinstance(monitors, list):
             self._monitors = [str(m) for m in monitors]
