@@ -32,3 +32,11 @@ def hub_factory(hub_factory: Any) -> Any:
 @pytest.fixture
 async def hub(hub_factory: Any) -> Hub:
     return await hub_factory()
+
+
+# the checks' frame tap crosses the worker hop too (decoded frames to the hub's analysis)
+from tests.test_hub_vision import (  # noqa: E402,F401
+    test_identity_check_in_a_call_reports_no_match_with_evidence,
+    mouth_clip,
+    test_liveness_passes_when_the_customer_opens_their_mouth,
+)
