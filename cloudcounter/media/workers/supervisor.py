@@ -68,8 +68,8 @@ class WorkerPool:
     def _lost(self, link: WorkerLink) -> None:
         if self.links.get(link.worker_id) is link:
             del self.links[link.worker_id]
-        if self.stopping:
-            return
+        if self.stopping or (link.draining and not link.medias):
+            return  # the hub stops, or a drained worker left after its last call
         self.lost_total += 1
         log.error("media worker %s lost with %d call(s)", link.worker_id, len(link.medias))
         if self.on_lost is not None:
