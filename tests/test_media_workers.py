@@ -184,3 +184,57 @@ async def test_a_draining_worker_takes_no_new_call_and_exits_after_its_last(
     assert pool.lost_total == 0
     assert (await third.agent.call("call:hangup", {"call_id": third.call_id}))["ok"]
     await third.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Any:
+    from tests.redislab import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+async def test_a_worker_on_another_machine_takes_calls_over_redis(
+        hub_factory: Any, redis_server: Any, tmp_path: Path) -> None:
+    """A second process started on its own with ``--redis`` (as on another machine)
+    registers itself; the hub, with no local worker, places the call on it; SIGTERM drains
+    it: it leaves once the call ended."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    hub = await hub_factory(media_workers=0, media_worker_redis=True,
+                            redis_url=redis_server.url, vision_workers=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
+    with (tmp_path / "worker.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cloudcounter", "media-worker", "--redis", redis_server.url,
+             "--id", "far-away-1"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        pool = hub.ctx.media.pool
+        await wait_until(lambda: "far-away-1" in pool.links, 30, "the worker to register")
+        rig = await call(hub, "alice", "cus_demo_barack")
+        link = worker_of(hub, rig.call_id)
+        assert link.worker_id == "far-away-1" and link.pid == proc.pid
+        await wait_until(lambda: link.load.get("calls") == 1, 15, "its load in its lease")
+        proc.send_signal(signal.SIGTERM)  # drain: the call goes on
+        frames = rig.frames()
+        await wait_until(lambda: rig.frames() > frames + 10, 30, "the call's video")
+        assert proc.poll() is None
+        assert (await rig.agent.call("call:hangup", {"call_id": rig.call_id}))["ok"]
+        await rig.close()
+        await wait_until(lambda: proc.poll() is not None, 30, "the drained worker to exit")
+        assert proc.returncode == 0, (tmp_path / "worker.log").read_text()[-2000:]
+        detail = await hub.call_detail(rig.call_id)
+        assert detail["call"]["end_reason"] == "completed"
+        for rec in detail["recordings"]:
+            assert rec["sha256"] and rec["duration_s"] > 0.5, rec
+        await wait_until(lambda: "far-away-1" not in pool.links, 30, "it to leave the pool")
+        assert pool.lost_total == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

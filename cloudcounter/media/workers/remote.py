@@ -42,6 +42,8 @@ class WorkerLink:
         self.draining = False
         self.on_lost, self.on_load = on_lost, on_load
         self.frames_in = 0
+        self.remote = False  # registered on Redis: its lease is there (lease_ok)
+        self.lease_ok = False
         channel.on_event = self._on_event
         channel.on_closed = self._closed
 

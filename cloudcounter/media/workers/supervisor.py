@@ -80,9 +80,10 @@ class WorkerPool:
         out = []
         for wid, link in list(self.links.items()):
             member = alive.get(wid)
-            info = member.info if member is not None else link.load
+            info = member.info if member is not None and not link.remote else link.load
+            leased = link.lease_ok if link.remote else member is not None
             out.append(WorkerView(
-                worker_id=wid, alive=member is not None and link.alive,
+                worker_id=wid, alive=leased and link.alive,
                 draining=link.draining or bool(info.get("draining")),
                 calls=max(len(link.medias), int(info.get("calls", 0))),
                 capacity=int(info.get("capacity", self.capacity)),
