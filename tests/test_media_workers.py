@@ -21,6 +21,7 @@ from cloudcounter.recordings.crypto import sha256_and_size
 from cloudcounter.sim.client import Connection
 from cloudcounter.sim.media import SimMedia
 from tests.conftest import Hub, wait_until
+from tests.test_operations import TOKEN, samples, scrape
 
 pytestmark = [pytest.mark.integration]
 
@@ -78,7 +79,7 @@ def decoded(path: Path) -> tuple[int, float | None]:
 
 
 async def test_calls_spread_over_two_workers(hub_factory: Any) -> None:
-    hub = await hub_factory(media_workers=2, vision_workers=0)
+    hub = await hub_factory(media_workers=2, vision_workers=0, metrics_token=TOKEN)
     pool = hub.ctx.media.pool
     await wait_until(lambda: len(pool.links) == 2, 30, "2 workers")
     first = await call(hub, "alice", "cus_demo_barack")
@@ -86,6 +87,18 @@ async def test_calls_spread_over_two_workers(hub_factory: Any) -> None:
     a, b = worker_of(hub, first.call_id), worker_of(hub, second.call_id)
     assert a is not b and a.pid != b.pid != os.getpid()  # both legs of each on its worker
     assert {len(link.medias) for link in (a, b)} == {1}
+    # per worker on /metrics: its calls, CPU and packets (from its load reports)
+    await wait_until(lambda: all(link.load.get("calls") == 1 and link.load.get("packets_in")
+                                 for link in (a, b)), 15, "both workers' load reports")
+    status, text = await scrape(hub, TOKEN)
+    assert status == 200
+    got = samples(text)
+    for link in (a, b):
+        label = (("worker", link.worker_id),)
+        assert got[("cloudcounter_media_worker_calls", label)] == 1
+        assert got[("cloudcounter_media_worker_packets_in_total", label)] > 0
+        assert got[("cloudcounter_media_worker_cpu_seconds_total", label)] > 0
+    assert got[("cloudcounter_media_workers_lost_total", ())] == 0
     for rig in (first, second):
         assert (await rig.agent.call("call:hangup", {"call_id": rig.call_id}))["ok"]
         await rig.close()
