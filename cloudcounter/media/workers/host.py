@@ -52,6 +52,10 @@ def _direction(d: Any) -> dict[str, int]:
     return {k: int(getattr(d, k, 0)) for k in COUNTERS}
 
 
+def _yuv_bytes(frame: Any) -> bytes:
+    return bytes(frame.to_ndarray().tobytes())
+
+
 @dataclasses.dataclass
 class Hosted:
     media_id: str
@@ -244,7 +248,7 @@ class WorkerHost:
                     continue
                 if frame.format.name != "yuv420p":
                     frame = frame.reformat(format="yuv420p")
-                data = await asyncio.to_thread(lambda f=frame: f.to_ndarray().tobytes())
+                data = await asyncio.to_thread(_yuv_bytes, frame)
                 ch.notify("frame", {"media": h.media_id, "width": frame.width,
                                     "height": frame.height, "pts": frame.pts}, data, lossy=True)
         except TapClosed:

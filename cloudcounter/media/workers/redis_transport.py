@@ -240,19 +240,19 @@ class RedisDiscovery:
                 link.lease_ok = True
                 link.draining = link.draining or bool(m.info.get("draining"))
         for wid, link in list(self.links.items()):
-            m = members.get(wid)
-            if m is None or not m.alive:
+            gone = members.get(wid)
+            if gone is None or not gone.alive:
                 link.lease_ok = False
                 del self.links[wid]
                 log.warning("media worker %s (Redis) %s", wid,
-                            "left" if m is None else "lapsed")
-                side = link.channel
-                if m is None:
+                            "left" if gone is None else "lapsed")
+                lost_side: Any = link.channel
+                if gone is None:
                     link.draining = True  # it left on purpose: a loss only with calls left
                 # lapsed: exactly one hub handles it, then forgets it
                 elif await self.registry.claim_lapsed(KIND, wid, self.hub_id, 30.0):
                     await self.registry.forget(KIND, wid)
-                side.lapse()  # type: ignore[attr-defined]
+                lost_side.lapse()
 
     async def _run(self) -> None:
         while True:

@@ -182,7 +182,7 @@ class RemoteCallMedia:
         paths: dict[Role, Path] = {
             role: Path(directory) / f"{self.call_id}-{role}.webm{'.enc' if key else ''}"
             for role in ROLES}
-        self.recording_paths = dict(paths)
+        self.recording_paths = {str(r): p for r, p in paths.items()}
         self._spawn(self._start_recording(Path(directory), key), "start-recording")
         return paths
 

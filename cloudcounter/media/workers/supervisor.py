@@ -194,7 +194,7 @@ class Supervisor:
                 link.load_at = time.monotonic()
                 self.pool._loaded(link)
             self._ready[slot.index].set()
-            code = await proc.wait()
+            await proc.wait()
         finally:
             if proc.returncode is None:  # cancelled (the hub stops): the stop kills it
                 with contextlib.suppress(ProcessLookupError):
