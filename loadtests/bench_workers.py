@@ -1,6 +1,7 @@
 """Media worker benchmark: hub CPU per call with and without the worker hop, same run.
 
     .venv/bin/python loadtests/bench_workers.py [--workers 1|2] [--calls 4] [--seconds 10]
+        [--uvloop]
 
 Three modes over the same clients (a separate process sending pre-encoded 640x480 30 fps
 VP8 + Opus both ways, counting what it receives without decoding), each call recorded:
@@ -206,4 +207,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--uvloop" in sys.argv:  # the hub's production loop (the workers use it by default)
+        sys.argv.remove("--uvloop")
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

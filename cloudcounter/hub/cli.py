@@ -75,7 +75,8 @@ def cmd_media_worker(args: argparse.Namespace) -> int:
 
     if args.fd is None and not args.redis and not os.environ.get("CLOUDCOUNTER_REDIS_URL"):
         raise CliError("a media worker needs --redis URL (the hub starts local ones itself)")
-    return run(args)
+    kind = os.environ.get("CLOUDCOUNTER_EVENT_LOOP", "uvloop")
+    return run(args, loop_factory=lambda: new_event_loop(kind))
 
 
 def tls_context(s: Settings) -> Any:

@@ -56,7 +56,8 @@ async def serve_socket(fd: int, worker_id: str, capacity: int) -> int:
     return 0
 
 
-def run(args: Any) -> int:
+def run(args: Any, loop_factory: Any = None) -> int:
+    """``loop_factory``: the hub's event loop (uvloop by default, as ``serve``)."""
     from cloudcounter.hub.settings import Settings
     from cloudcounter.logs import configure
 
@@ -69,7 +70,9 @@ def run(args: Any) -> int:
     capacity = args.capacity or s.media_worker_capacity or MAX_CALLS_DEFAULT
     worker_id = args.id or f"{socket.gethostname()}-{os.getpid()}"
     if args.fd is not None:
-        return asyncio.run(serve_socket(args.fd, worker_id, capacity))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(serve_socket(args.fd, worker_id, capacity))
     from .redis_transport import serve_redis
-    return asyncio.run(serve_redis(args.redis or s.redis_url, worker_id, capacity,
-                                   s.media_worker_lease_s))
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve_redis(args.redis or s.redis_url, worker_id, capacity,
+                                      s.media_worker_lease_s))
