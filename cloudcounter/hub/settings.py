@@ -170,7 +170,7 @@ class Settings:
     turn_for_hub: bool = False  # the hub's own legs gather relay candidates too
     # media worker processes (docs/media.md, "Media workers"; docs/deploy.md)
     media_workers: int = 0  # 0: media in the hub process; N: N local worker processes
-    media_worker_capacity: int = 20  # calls one worker takes (about one core's worth)
+    media_worker_capacity: int = 15  # calls one worker takes (one core: docs/deploy.md)
     media_worker_lease_s: float = 3.0  # a worker silent this long takes no new call
     media_worker_redis: bool = False  # also use workers registered on Redis (--redis)
 

@@ -27,7 +27,7 @@ from .protocol import Channel
 log = logging.getLogger(__name__)
 FLOW_INTERVAL_S = 0.25
 LOAD_INTERVAL_S = 1.0
-MAX_CALLS_DEFAULT = 20  # measured: about 20 recorded calls at 30 fps per core
+MAX_CALLS_DEFAULT = 15  # measured: 15 recorded calls at 29 fps on one core (docs/deploy.md)
 
 
 def _role(args: dict[str, Any]) -> Any:
