@@ -251,3 +251,33 @@ async def test_a_worker_on_another_machine_takes_calls_over_redis(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.mark.slow
+async def test_serve_starts_its_workers_and_they_exit_when_the_hub_is_killed(
+        tmp_path: Path) -> None:
+    """``cloudcounter serve`` with CLOUDCOUNTER_MEDIA_WORKERS=2 (the CLI's path): two worker
+    processes; killed with SIGKILL, the hub leaves none behind (their socket closes)."""
+    import psutil
+
+    from tests.test_webhook_crash import hub_env, start_hub
+    from tests.webhook_receiver import free_port
+
+    env = hub_env(tmp_path, free_port())
+    env["CLOUDCOUNTER_MEDIA_WORKERS"] = "2"
+    proc = await start_hub(env, tmp_path / "hub.log")
+    try:
+        hub = psutil.Process(proc.pid)
+
+        def workers() -> list[psutil.Process]:
+            return [c for c in hub.children() if "media-worker" in " ".join(c.cmdline())]
+        await wait_until(lambda: len(workers()) == 2, 30, "2 worker processes")
+        pids = [w.pid for w in workers()]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def gone() -> bool:
+        return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                       for p in pids)
+    await wait_until(gone, 30, "the workers to exit after the hub")
