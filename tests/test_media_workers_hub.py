@@ -40,3 +40,9 @@ from tests.test_hub_vision import (  # noqa: E402,F401
     mouth_clip,
     test_liveness_passes_when_the_customer_opens_their_mouth,
 )
+
+# silent monitoring: a lead's receive-only leg on the call's worker
+from tests.test_monitor_hub import (  # noqa: E402,F401
+    test_a_lead_watches_a_live_call,
+    test_a_lead_who_leaves_stops_watching,
+)
