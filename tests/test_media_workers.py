@@ -7,6 +7,7 @@ draining worker takes no new call and exits after its last."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from dataclasses import dataclass
@@ -281,3 +282,41 @@ async def test_serve_starts_its_workers_and_they_exit_when_the_hub_is_killed(
         return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
                        for p in pids)
     await wait_until(gone, 30, "the workers to exit after the hub")
+
+
+@pytest.mark.slow
+async def test_a_frozen_worker_takes_no_new_call_and_is_killed(hub_factory: Any) -> None:
+    """SIGSTOP: its lease lapses (no new call for it), then the watchdog kills it: its
+    call ends ``worker_lost`` and the slot starts again."""
+    hub = await hub_factory(media_workers=2, vision_workers=0, media_worker_lease_s=1.0)
+    pool = hub.ctx.media.pool
+    await wait_until(lambda: len(pool.links) == 2, 30, "2 workers")
+    frozen_call = await call(hub, "alice", "cus_demo_barack")
+    victim = worker_of(hub, frozen_call.call_id)
+    paths = dict(hub.ctx.media.segments[frozen_call.call_id].media.recording_paths)
+    await wait_until(lambda: all(p.exists() and p.stat().st_size > 30_000
+                                 for p in paths.values()), 60, "both recordings growing")
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        async def lapsed() -> bool:
+            return not any(v.alive for v in await pool.views() if v.worker_id == victim.worker_id)
+        await wait_until(lapsed, 15, "its lease to lapse")
+        other = await call(hub, "carol", "cus_demo_joe")
+        assert worker_of(hub, other.call_id) is not victim
+        _, ended = await frozen_call.agent.expect("call:ended", timeout=30)
+        assert ended["reason"] == "failed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim.pid, signal.SIGCONT)
+    detail = await hub.call_detail(frozen_call.call_id)
+    (end,) = [e["payload"] for e in detail["timeline"] if e["kind"] == "call.ended"]
+    assert end["cause"] == "worker_lost"
+    await wait_until(lambda: len(pool.links) == 2, 60, "its replacement")
+    assert (await other.agent.call("call:hangup", {"call_id": other.call_id}))["ok"]
+    await other.close()
+    await frozen_call.close()
+
+    async def recovered() -> bool:
+        d = await hub.call_detail(frozen_call.call_id)
+        return [e["kind"] for e in d["timeline"]].count("recording.recovered") == 2
+    await wait_until(recovered, 60, "its recordings finalized")

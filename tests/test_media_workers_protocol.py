@@ -108,3 +108,9 @@ def test_restarts_back_off_after_crashes_and_not_after_a_clean_exit() -> None:
         waits.append(next_backoff(waits[-1], 1.0, clean=False))
     assert waits[1] == 0.5 and waits[2] == 1.0 and waits[-1] == BACKOFF_MAX_S
     assert next_backoff(BACKOFF_MAX_S, 3600.0, clean=False) == 0.0  # it ran for an hour
+
+
+def test_a_worker_silent_for_three_leases_is_frozen() -> None:
+    from cloudcounter.media.workers.supervisor import frozen
+
+    assert not frozen(100.0, 108.9, 3.0) and frozen(100.0, 109.1, 3.0)

@@ -35,6 +35,14 @@ KIND = "media"
 BACKOFF_BASE_S, BACKOFF_MAX_S, STABLE_S = 0.5, 30.0, 60.0
 
 
+FROZEN_LEASES = 3
+
+
+def frozen(last_report_at: float, now: float, lease_s: float) -> bool:
+    """Pure: a worker silent this long is killed (see :meth:`Supervisor._watchdog`)."""
+    return now - last_report_at > FROZEN_LEASES * lease_s
+
+
 def next_backoff(previous: float, ran_s: float, clean: bool) -> float:
     """Pure: the wait before a slot's next start."""
     if clean or ran_s >= STABLE_S:
@@ -147,6 +155,8 @@ class Supervisor:
     async def start(self, wait_s: float = 30.0) -> None:
         self._tasks = [asyncio.create_task(self._run(slot), name=f"media-worker-{slot.index}")
                        for slot in self.slots]
+        if self.slots:
+            self._tasks.append(asyncio.create_task(self._watchdog(), name="media-watchdog"))
         with contextlib.suppress(TimeoutError):  # the hub starts anyway; calls wait
             async with asyncio.timeout(wait_s):
                 for event in self._ready.values():
@@ -167,6 +177,26 @@ class Supervisor:
             (log.info if clean else log.error)(
                 "media worker %s exited (%s); starting it again in %.1f s", slot.worker_id,
                 code, backoff)
+
+    async def _watchdog(self) -> None:
+        """A local worker whose lease lapsed (no load report for ``lease_s``) takes no new
+        call (placement); one silent for ``FROZEN_LEASES`` leases is frozen or wedged: it
+        is killed, so that its calls end ``worker_lost`` and its slot starts afresh."""
+        lease = self.pool.lease_s
+        while True:
+            await asyncio.sleep(lease / 2)
+            now = time.monotonic()
+            for slot in self.slots:
+                link = self.pool.links.get(slot.worker_id)
+                proc = slot.proc
+                if link is None or proc is None or proc.returncode is not None \
+                        or link.load_at is None:
+                    continue
+                if frozen(link.load_at, now, lease):
+                    log.error("media worker %s silent for %.1f s: killing it", slot.worker_id,
+                              now - link.load_at)
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
 
     async def _once(self, slot: Slot) -> int:
         slot.generation += 1
