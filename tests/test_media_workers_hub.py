@@ -1,5 +1,6 @@
 """The media tests of tests/test_hub_media.py again, with the media on 2 worker processes
-(CLOUDCOUNTER_MEDIA_WORKERS=2): the same verdicts through the worker hop."""
+(CLOUDCOUNTER_MEDIA_WORKERS=2): the same verdicts through the worker hop. Slow tier (they
+repeat the default tier's tests); tests/test_media_workers.py keeps a fast one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.test_hub_media import (  # noqa: F401 - collected here with this file
     test_video_that_stops_is_restarted_and_both_sides_are_told,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.vision]
+pytestmark = [pytest.mark.integration, pytest.mark.vision, pytest.mark.slow]  # ~2.5 min
 
 
 @pytest.fixture
