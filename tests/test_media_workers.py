@@ -375,3 +375,47 @@ async def test_a_frozen_worker_takes_no_new_call_and_is_killed(hub_factory: Any)
         d = await hub.call_detail(frozen_call.call_id)
         return [e["kind"] for e in d["timeline"]].count("recording.recovered") == 2
     await wait_until(recovered, 60, "its recordings finalized")
+
+
+@pytest.mark.slow
+async def test_a_redis_worker_whose_lease_lapses_fails_its_calls(
+        hub_factory: Any, redis_server: Any, tmp_path: Path) -> None:
+    """SIGKILL of a worker on "another machine": nobody sees a socket close; its lease
+    lapses on Redis's clock and the hub ends its call ``worker_lost``."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    hub = await hub_factory(media_workers=0, media_worker_redis=True, media_worker_lease_s=1.5,
+                            redis_url=redis_server.url, vision_workers=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCOUNTER_")}
+    env["CLOUDCOUNTER_MEDIA_WORKER_LEASE_S"] = "1.5"
+    with (tmp_path / "worker.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cloudcounter", "media-worker", "--redis", redis_server.url,
+             "--id", "far-away-2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        pool = hub.ctx.media.pool
+        await wait_until(lambda: "far-away-2" in pool.links, 30, "the worker to register")
+        rig = await call(hub, "alice", "cus_demo_barack")
+        paths = dict(hub.ctx.media.segments[rig.call_id].media.recording_paths)
+        await wait_until(lambda: all(p.exists() and p.stat().st_size > 30_000
+                                     for p in paths.values()), 60, "both recordings growing")
+        proc.kill()
+        proc.wait(10)
+        _, ended = await rig.cust.expect("call:ended", timeout=30)
+        assert ended["reason"] == "failed"
+        await rig.close()
+
+        async def recovered() -> bool:
+            d = await hub.call_detail(rig.call_id)
+            return [e["kind"] for e in d["timeline"]].count("recording.recovered") == 2
+        await wait_until(recovered, 60, "its recordings finalized")
+        detail = await hub.call_detail(rig.call_id)
+        (end,) = [e["payload"] for e in detail["timeline"] if e["kind"] == "call.ended"]
+        assert end["cause"] == "worker_lost" and pool.lost_total == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
