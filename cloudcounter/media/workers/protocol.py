@@ -10,8 +10,9 @@ kinds of header:
 * ``{"t": "ev", "e": "leg_ended", "a": {...}}``: an event, never answered.
 
 Everything is bounded: a header at most :data:`MAX_HEADER` bytes, a payload at most
-:data:`MAX_PAYLOAD`, at most ``max_pending`` requests in flight, and *lossy* events (tap
-frames) are dropped while the socket's write buffer holds more than ``lossy_limit`` bytes.
+:data:`MAX_PAYLOAD`, at most ``max_pending`` requests in flight, *lossy* events (tap
+frames) are dropped while the socket's write buffer holds more than ``lossy_limit`` bytes,
+and a peer leaving more than :data:`MAX_BUFFERED` bytes unread is closed.
 Every request has a timeout. A malformed frame closes the channel (the peer is broken).
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 HEADER = struct.Struct("!II")
 MAX_HEADER = 1 << 20  # an SDP is a few KiB; a stats reply a few tens
 MAX_PAYLOAD = 8 << 20  # one decoded 1080p frame (yuv420p) is 3 MiB
+MAX_BUFFERED = 32 << 20  # unread bytes before a peer counts as wedged
 KINDS = frozenset({"req", "res", "ev"})
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -163,8 +165,8 @@ class Channel:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut
         try:
-            await self._send(encode({"t": "req", "id": rid, "m": method, "a": args}))
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s):  # a frozen peer does not drain either
+                await self._send(encode({"t": "req", "id": rid, "m": method, "a": args}))
                 return await fut
         except TimeoutError:
             raise WorkerTimeout(f"{self.name} did not answer {method} in {timeout_s} s") \
@@ -178,8 +180,13 @@ class Channel:
         dropped while the peer is behind. Returns whether it was sent."""
         if self.closed:
             return False
-        if lossy and self.writer.transport.get_write_buffer_size() > self.lossy_limit:
+        buffered = self.writer.transport.get_write_buffer_size()
+        if lossy and buffered > self.lossy_limit:
             self.dropped += 1
+            return False
+        if buffered > MAX_BUFFERED:  # the peer reads nothing: it is wedged
+            log.error("%s: %d bytes unread by the peer; closing", self.name, buffered)
+            self._close()
             return False
         try:
             self.writer.write(encode({"t": "ev", "e": event, "a": args}, payload))
