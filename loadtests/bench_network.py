@@ -234,6 +234,9 @@ async def scenario(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "agent_video_fps": round((end["video"] - start["video"]) / window, 1),
             "agent_audio_pps": round((end["audio"] - start["audio"]) / window, 1),
             "agent_audio_min_per_s": min(buckets) if buckets else 0,
+            # totals since the call began: what the hub forwarded, what the agent got
+            "agent_audio_packets": end["audio"],
+            "hub_forwarded_audio": hub_stats.from_customer.forwarded_audio,
             "uplink_kbps": round((up1["bytes_delivered"] - up0["bytes_delivered"]) * 8
                                  / window / 1000, 1),
             "uplink_packets": up1["packets_in"] - up0["packets_in"],

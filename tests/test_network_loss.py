@@ -39,8 +39,11 @@ def test_a_call_over_a_lossy_link_keeps_video_audio_and_a_decodable_recording() 
     assert f["hub_video_packets_recovered"] >= f["hub_video_packets_nacked"] * 0.5, f
     # the customer's encoder was told to send less than the link carries (REMB)
     assert 0 < f["customer_encoder_target_kbps"] < 600, f
-    # audio goes on: no second without audio at the agent, most packets arrive
-    assert f["agent_audio_min_per_s"] > 0 and f["agent_audio_pps"] >= 25, f
+    # audio goes on: no second without audio at the agent, and what the hub forwarded of
+    # the customer's audio reached the agent (counted, not timed: a packet rate moves with
+    # the machine's load; the rates are printed above)
+    assert f["agent_audio_min_per_s"] > 0, f
+    assert f["agent_audio_packets"] >= f["hub_forwarded_audio"] * 0.9 > 0, f
     # the recording decodes, every frame of it, and holds what the hub received
     rec = f["recording_frames"]
     assert rec["undecodable"] == 0, rec

@@ -15,6 +15,17 @@ one owned task writes them in a single transaction every ``interval`` seconds.
 Each event is hash-chained to the previous event of its call as it is written
 (:mod:`cloudcounter.audit.chain`): the writer is the only place sequence numbers and
 hashes are taken, in the transaction that writes them.
+
+Several writers of one call (hub nodes, a CLI command beside the hub): a writer remembers
+each call's last sequence number and hash, which another writer may have moved on. Two
+guards keep the timeline whole:
+
+* ``shared=True`` (several hub nodes): every batch reads its calls' heads from the database
+  instead of remembering them, and on PostgreSQL first takes a transaction-scoped advisory
+  lock per call (in a fixed order: no deadlock), so writers of one call take turns.
+* Always: a batch refused because another writer took one of its sequence numbers first
+  (the unique ``(call_id, seq)``) is not a poisoned row: the writer forgets those calls'
+  heads, reads them again and retries (``seq_conflicts`` counts it). Nothing is put aside.
 """
 
 from __future__ import annotations
@@ -27,7 +38,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudcounter.audit.chain import GENESIS, event_hash, normal_payload
@@ -88,10 +100,21 @@ class _Unwritten(Exception):
         self.cause = cause
 
 
+SEQ_RETRIES = 4
+
+
+def seq_conflict(exc: IntegrityError) -> bool:
+    """Whether the database refused an event because its ``(call_id, seq)`` is taken."""
+    text_ = str(exc.orig).lower()
+    return "uq_call_events_call_id" in text_ or "call_events.seq" in text_  # PostgreSQL, SQLite
+
+
 class DbJournal:
     def __init__(self, sm: async_sessionmaker, interval: float = 0.05,
-                 max_pending: int = 200_000) -> None:
+                 max_pending: int = 200_000, shared: bool = False) -> None:
         self._sm = sm
+        self.shared = shared  # other writers append to the same calls (several hub nodes)
+        self.seq_conflicts = 0  # batches written again after another writer went first
         self._interval = interval
         self._max_pending = max_pending
         self._ops: list[tuple[str, Any]] = []
@@ -229,7 +252,7 @@ class DbJournal:
             if not live:
                 continue
             try:
-                await self._write(live)
+                await self._write_fresh(live)
             except BaseException as exc:
                 rest = live + [o for s in segments for o in s]
                 if not is_poison(exc):
@@ -262,6 +285,23 @@ class DbJournal:
             except Exception:  # noqa: BLE001 - an alert must not stop the journal
                 log.exception("journal dead-letter alert failed")
 
+    async def _write_fresh(self, ops: list[Op]) -> None:
+        """:meth:`_write`; again with heads read from the database when another writer
+        took one of the batch's sequence numbers first."""
+        for attempt in range(SEQ_RETRIES):
+            try:
+                await self._write(ops)
+                return
+            except IntegrityError as exc:
+                if attempt == SEQ_RETRIES - 1 or not seq_conflict(exc):
+                    raise
+                self.seq_conflicts += 1
+                for op in ops:
+                    self._seq.pop(op_call_id(op), None)
+                    self._head.pop(op_call_id(op), None)
+                log.info("journal: another writer appended to these calls first; "
+                         "reading their heads again")
+
     async def _write(self, ops: list[Op]) -> None:
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, dict[str, Any]] = {}
@@ -276,11 +316,18 @@ class DbJournal:
             else:
                 events.append(dict(data))
         # sequence numbers and hashes are taken only when the transaction commits
-        seqs = {e["call_id"]: self._seq[e["call_id"]] for e in events
-                if e["call_id"] in self._seq and e["call_id"] in self._head}
+        seqs = {} if self.shared else {
+            e["call_id"]: self._seq[e["call_id"]] for e in events
+            if e["call_id"] in self._seq and e["call_id"] in self._head}
         heads = {cid: self._head[cid] for cid in seqs}
         async with self._sm() as s, s.begin():
             unknown = {e["call_id"] for e in events} - set(seqs)
+            if self.shared and unknown and s.get_bind().dialect.name == "postgresql":
+                # writers of one call take turns until they commit (sorted: no deadlock)
+                await s.execute(text(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(k, 7245)) "
+                    "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"),
+                    {"keys": sorted(unknown)})
             if unknown:
                 last = (select(CallEvent.call_id, func.max(CallEvent.seq).label("m"))
                         .where(CallEvent.call_id.in_(unknown))

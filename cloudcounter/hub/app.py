@@ -82,7 +82,8 @@ def create_app(settings: Settings) -> web.Application:
     sio.eio.start_background_task = owned.wrap(sio.eio.start_background_task)  # type: ignore
     engine = make_engine(settings.database_url)
     sm = make_sessionmaker(engine)
-    journal = DbJournal(sm)
+    # several hub nodes write one call's timeline: heads read, writers take turns
+    journal = DbJournal(sm, shared=settings.socketio_manager == "redis")
     ctx = HubContext(settings=settings, sio=sio, sm=sm, journal=journal)
     ctx.security = Security(
         sessions=SessionStore(sm, session_ttl_s=settings.staff_session_ttl_s,
@@ -172,6 +173,10 @@ def create_app(settings: Settings) -> web.Application:
         await ctx.flows.stop()
 
     async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.media_workers > 0 or settings.media_worker_redis:
+            async with media_workers(ctx):  # issue 16: media on worker processes
+                yield
+            return
         media = HubMedia(ctx)
         ctx.media = media
         yield
@@ -231,6 +236,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ops_api.routes)
     app.add_routes(recording_api.routes)
     app.add_routes(appointments_api.routes)  # the roster of loan agents
+    app.add_routes(media_worker_routes)  # the media workers: list, drain (admins)
     from cloudcounter.audit import api as audit_api  # post-event supervision
     app.add_routes(audit_api.all_routes())
     _static(app, settings)
@@ -286,3 +292,57 @@ def _static(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/vendor/socket.io.min.js", socketio_client)
     if web_dir.is_dir():
         app.router.add_static("/static/", web_dir, follow_symlinks=False)
+
+
+# -- media worker processes (issue 16; docs/media.md, "Media workers") ---------------------
+media_worker_routes = web.RouteTableDef()
+
+
+@contextlib.asynccontextmanager
+async def media_workers(ctx: HubContext) -> AsyncIterator[None]:
+    """The worker pool, its local processes (``media_workers``) and, with
+    ``media_worker_redis``, the workers registered on Redis; the gateway over them."""
+    from cloudcounter.hub.media_gateway import WorkerMedia
+    from cloudcounter.media.workers.supervisor import Supervisor, WorkerPool
+
+    s = ctx.settings
+    pool = WorkerPool(s.media_worker_capacity, s.media_worker_lease_s)
+    media = WorkerMedia(ctx, pool)
+    ctx.media = media
+    supervisor = Supervisor(pool, s.media_workers, s.node_id, s.media_worker_capacity)
+    discovery = None
+    if s.media_worker_redis:
+        from cloudcounter.media.workers.redis_transport import RedisDiscovery
+        discovery = RedisDiscovery(pool, s.redis_url, f"{s.node_id}-hub", s.media_worker_lease_s)
+        await discovery.start()
+    await supervisor.start()
+    try:
+        yield
+    finally:
+        await media.stop()
+        await supervisor.stop()
+        if discovery is not None:
+            await discovery.stop()
+        await pool.stop()
+
+
+@media_worker_routes.get("/api/admin/media-workers")
+async def list_media_workers(request: web.Request) -> web.Response:
+    api.staff(request, "admin")
+    pool = getattr(request.app[api.CTX].media, "pool", None)
+    return web.json_response({"workers": pool.snapshot() if pool is not None else []})
+
+
+@media_worker_routes.post(r"/api/admin/media-workers/{worker:[A-Za-z0-9_./-]{1,120}}/drain")
+async def drain_media_worker(request: web.Request) -> web.Response:
+    from cloudcounter.errors import NotFound
+
+    who = api.staff(request, "admin")
+    pool = getattr(request.app[api.CTX].media, "pool", None)
+    if pool is None:
+        raise NotFound("this hub runs no media workers", code="unknown_worker")
+    worker = request.match_info["worker"]
+    calls = await pool.drain(worker)
+    log.warning("media worker %s draining (%d call(s) left), asked by %s", worker, calls,
+                who.actor)
+    return web.json_response({"worker": worker, "draining": True, "calls": calls})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Sequence
@@ -46,6 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
                                    ("tls_cert", args.tls_cert), ("tls_key", args.tls_key)) if v}
+    if args.media_workers is not None:
+        overrides["media_workers"] = args.media_workers
     try:
         s = Settings.from_env(**overrides)
     except SettingsError as exc:
@@ -65,6 +68,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 loop=new_event_loop(s.event_loop), ssl_context=ssl_context,
                 keepalive_timeout=s.keepalive_timeout_s)
     return 0
+
+
+def cmd_media_worker(args: argparse.Namespace) -> int:
+    from cloudcounter.media.workers.process import run
+
+    if args.fd is None and not args.redis and not os.environ.get("CLOUDCOUNTER_REDIS_URL"):
+        raise CliError("a media worker needs --redis URL (the hub starts local ones itself)")
+    kind = os.environ.get("CLOUDCOUNTER_EVENT_LOOP", "uvloop")
+    return run(args, loop_factory=lambda: new_event_loop(kind))
 
 
 def tls_context(s: Settings) -> Any:
@@ -322,7 +334,16 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int)
     sp.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS directly")
     sp.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    sp.add_argument("--media-workers", type=int, metavar="N",
+                    help="media worker processes (0: media in the hub process)")
     sp.set_defaults(fn=cmd_serve)
+
+    mw = sub.add_parser("media-worker", help="a media worker process (docs/media.md)")
+    mw.add_argument("--redis", help="register on this Redis and take calls from its hubs")
+    mw.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # the supervisor's socket
+    mw.add_argument("--id", default="", help="the worker's id (default: host-pid)")
+    mw.add_argument("--capacity", type=int, default=0, help="calls it takes at most")
+    mw.set_defaults(fn=cmd_media_worker)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)
     up = db.add_parser("upgrade", help="apply migrations")

@@ -144,12 +144,10 @@ class HubMedia:
                 return seg
             number = self._counts[call_id] = self._counts.get(call_id, 0) + 1
             s = self.ctx.settings
-            media = CallMedia(
-                call_id=call_id if number == 1 else f"{call_id}-s{number}",
-                ice_servers=(ice_servers_for(s, f"hub.{call_id}") if s.turn_for_hub
-                             else s.ice_servers),
-                host_addresses=s.media_host_addresses,
-                on_ended=lambda role, reason: self._leg_ended(call_id, role, reason))
+            media = await self._new_media(
+                call_id, call_id if number == 1 else f"{call_id}-s{number}",
+                (ice_servers_for(s, f"hub.{call_id}") if s.turn_for_hub else s.ice_servers),
+                s.media_host_addresses)
             seg = Segment(call_id, number, media, origin_wall=time.time() -
                           (time.monotonic() - media.origin))
             self.segments[call_id] = seg
@@ -160,6 +158,13 @@ class HubMedia:
             for listener in self.listeners:
                 listener.on_segment(seg)
             return seg
+
+    async def _new_media(self, call_id: str, name: str, ice_servers: Any,
+                         host_addresses: Any) -> CallMedia:
+        """A segment's media, in this process (the worker-backed gateway,
+        :class:`cloudcounter.media.workers.gateway.WorkerMedia`, opens it on a worker)."""
+        return CallMedia(call_id=name, ice_servers=ice_servers, host_addresses=host_addresses,
+                         on_ended=lambda role, reason: self._leg_ended(call_id, role, reason))
 
     async def _start_recording(self, seg: Segment) -> None:
         day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
@@ -312,3 +317,91 @@ class HubMedia:
                 "call_id": seg.call_id, "participant": role,
                 "message": "this call is not being recorded"}, to=agent_room(call.agent_id),
                 namespace="/agent")
+
+
+# -- media worker processes (issue 16; docs/media.md, "Media workers") ---------------------
+WORKER_LOST = "worker_lost"
+
+
+class WorkerMedia(HubMedia):
+    """The same gateway with every segment's media on a worker process
+    (:mod:`cloudcounter.media.workers`): the hub keeps the journal, the recordings' rows,
+    the media-health watch and the analysis; the worker forwards and records. A worker
+    lost mid-call ends its calls ``failed`` (cause ``worker_lost``, both participants told)
+    and finalizes their recordings as crash recovery does."""
+
+    def __init__(self, ctx: "HubContext", pool: Any) -> None:
+        super().__init__(ctx)
+        self.pool = pool
+        pool.on_lost = self.worker_lost
+        self.tap_fps = ctx.settings.vision_challenge_fps
+
+    async def _new_media(self, call_id: str, name: str, ice_servers: Any,
+                         host_addresses: Any) -> Any:
+        from cloudcounter.media.port import MediaUnavailable
+        from cloudcounter.media.workers.remote import RemoteCallMedia
+
+        link = await self.pool.place()
+        if link is None:
+            self._counts[call_id] -= 1
+            raise MediaUnavailable("no media worker can take a call now")
+        media = RemoteCallMedia(link, name, name,
+                                lambda role, reason: self._leg_ended(call_id, role, reason),
+                                self.tap_fps)
+        try:
+            await media.open(ice_servers, host_addresses)
+        except BaseException:
+            self._counts[call_id] -= 1
+            raise
+        log.info("call %s: media on worker %s", call_id, link.worker_id)
+        return media
+
+    def worker_lost(self, link: Any) -> None:
+        self._spawn(self._fail_calls(link), f"worker-lost-{link.worker_id}")
+
+    async def _fail_calls(self, link: Any) -> None:
+        lost = [(cid, seg) for cid, seg in list(self.segments.items())
+                if getattr(seg.media, "link", None) is link]
+        for call_id, seg in lost:
+            self.segments.pop(call_id, None)
+            self.ctx.journal.event(call_id, "system", "media.worker_lost", {
+                "worker": link.worker_id, "segment": seg.number})
+            try:
+                await self.ctx.dispatcher.end_call(call_id, EndReason.FAILED, "system",
+                                                   cause=WORKER_LOST)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the recordings are finalized regardless
+                log.exception("call %s: ending it after its worker was lost failed", call_id)
+            await self._recover(seg)
+        await self.ctx.journal.flush()
+
+    async def _recover(self, seg: Segment) -> None:
+        from cloudcounter.recordings.recovery import finalize
+
+        key = self.ctx.settings.at_rest_key_bytes
+        paths = getattr(seg.media, "recording_paths", {})
+        for role, rec_id in seg.recording_ids.items():
+            path = paths.get(role)
+            values: dict[str, Any] = {"finished_at": datetime.now(timezone.utc)}
+            try:
+                if path is None:
+                    raise FileNotFoundError("no file")
+                done = await asyncio.to_thread(finalize, Path(path), key)
+                values.update(sha256=done.sha256, size_bytes=done.size_bytes,
+                              duration_s=done.duration_s)
+                self.ctx.journal.event(seg.call_id, "system", "recording.recovered", {
+                    "participant": role, "segment": seg.number, "file": Path(path).name,
+                    "sha256": done.sha256, "size_bytes": done.size_bytes,
+                    "duration_s": done.duration_s, "packets": done.packets,
+                    "cause": WORKER_LOST})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the other
+                values["error"] = f"not recoverable: {type(exc).__name__}: {exc}"[:500]
+                self.ctx.journal.event(seg.call_id, "system", "recording.failed", {
+                    "participant": role, "segment": seg.number, "message": values["error"],
+                    "cause": WORKER_LOST})
+            async with self.ctx.sm() as s, s.begin():
+                await s.execute(update(Recording).where(Recording.id == rec_id)
+                                .values(**values))

@@ -182,6 +182,9 @@ class HubMetrics:
         st = self.state
         st.legs = await media_stats.collect(getattr(ctx.media, "segments", {}).values())
         st.segments = len(getattr(ctx.media, "segments", {}))
+        pool = getattr(ctx.media, "pool", None)  # media worker processes (issue 16)
+        st.workers = pool.snapshot() if pool is not None else []
+        st.workers_lost = pool.lost_total if pool is not None else None
         st.sockets = {ns: sum(1 for _ in ctx.sio.manager.get_participants(ns, None))
                       for ns in NAMESPACES}
         st.journal_backlog = ctx.journal.pending
@@ -213,6 +216,8 @@ class _ScrapeState:
         self.webhooks: tuple[int, int, int] | None = None
         self.webhook_backlog: dict[str, int] = {}
         self.webhook_publish_failures = 0
+        self.workers: list[dict[str, Any]] = []
+        self.workers_lost: int | None = None
 
 
 class _Snapshot(Collector):
@@ -227,6 +232,7 @@ class _Snapshot(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self.s
         yield _gauge("media_segments", "Calls with media on this node", s.segments)
+        yield from _worker_families(s)
         leg = ["call_id", "participant"]
         kinds = [*leg, "kind"]
         fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
@@ -299,6 +305,35 @@ class _Snapshot(Collector):
             yield CounterMetricFamily(f"{NS}_webhook_publish_failures", "Timeline batches "
                                       "whose webhook events could not be built",
                                       value=s.webhook_publish_failures)
+
+
+def _worker_families(s: _ScrapeState) -> Iterator[Metric]:
+    """Per media worker (docs/media.md, "Media workers"): calls, CPU, packets, loss."""
+    if s.workers_lost is None:
+        return
+    w = ["worker"]
+    calls = GaugeMetricFamily(f"{NS}_media_worker_calls", "Calls on the worker", labels=w)
+    cpu = GaugeMetricFamily(f"{NS}_media_worker_cpu", "The worker's CPU (share of one core, "
+                            "last second)", labels=w)
+    cpu_s = CounterMetricFamily(f"{NS}_media_worker_cpu_seconds", "CPU the worker process "
+                                "used", labels=w)
+    pin = CounterMetricFamily(f"{NS}_media_worker_packets_in", "Audio packets and video "
+                              "frames received by the worker's open calls", labels=w)
+    pout = CounterMetricFamily(f"{NS}_media_worker_packets_out", "Audio packets and video "
+                               "frames forwarded by the worker's open calls", labels=w)
+    lost = CounterMetricFamily(f"{NS}_media_worker_lost", "Video frames dropped or broken "
+                               "in the worker's open calls", labels=w)
+    for x in s.workers:
+        ids = [str(x["worker"])]
+        calls.add_metric(ids, x["calls"])
+        cpu.add_metric(ids, float(x.get("cpu") or 0.0))
+        cpu_s.add_metric(ids, float(x.get("process_cpu_s") or 0.0))
+        pin.add_metric(ids, int(x.get("packets_in") or 0))
+        pout.add_metric(ids, int(x.get("packets_out") or 0))
+        lost.add_metric(ids, int(x.get("lost") or 0))
+    yield from (calls, cpu, cpu_s, pin, pout, lost)
+    yield CounterMetricFamily(f"{NS}_media_workers_lost", "Media workers lost with calls "
+                              "(crashed, killed or lapsed)", value=s.workers_lost)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

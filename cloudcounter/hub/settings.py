@@ -172,6 +172,11 @@ class Settings:
     turn_secret: str = ""
     turn_ttl_s: int = 4 * 3600  # a credential must outlive the call that uses it
     turn_for_hub: bool = False  # the hub's own legs gather relay candidates too
+    # media worker processes (docs/media.md, "Media workers"; docs/deploy.md)
+    media_workers: int = 0  # 0: media in the hub process; N: N local worker processes
+    media_worker_capacity: int = 15  # calls one worker takes (one core: docs/deploy.md)
+    media_worker_lease_s: float = 3.0  # a worker silent this long takes no new call
+    media_worker_redis: bool = False  # also use workers registered on Redis (--redis)
 
     def __repr__(self) -> str:  # never print secrets
         parts = []
@@ -283,6 +288,10 @@ class Settings:
         if min(s.media_stall_s, s.media_start_timeout_s) <= 0 or s.media_restarts < 0:
             raise SettingsError(f"{PREFIX}MEDIA_STALL_S and _START_TIMEOUT_S must be positive "
                                 f"and {PREFIX}MEDIA_RESTARTS at least 0")
+        if s.media_workers < 0 or s.media_worker_capacity < 1 or s.media_worker_lease_s <= 0:
+            raise SettingsError(f"{PREFIX}MEDIA_WORKERS must be at least 0, "
+                                f"{PREFIX}MEDIA_WORKER_CAPACITY at least 1 and "
+                                f"{PREFIX}MEDIA_WORKER_LEASE_S positive")
         s = _checked_operations(s)
         s = _checked_credit(s)
         _checked_turn(s)
