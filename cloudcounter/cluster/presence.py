@@ -8,6 +8,12 @@ survivor that claims it removes every entry that names it (:meth:`RedisPresence.
 
 :class:`LocalPresence` is the single-node default: nothing to share, nothing written.
 Presence only *reports* (``where``): no call is ever ended from one node's local view.
+
+Redis holds nothing durable: a restart empties the hashes, and a node that lapsed and came
+back (frozen, then thawed) finds its entries removed. Each node therefore keeps its own
+entries in memory too and :meth:`RedisPresence.restore` writes back those missing
+(``HSETNX``: an entry another node wrote since is left alone); the hub calls it every
+lease period (hub.cluster).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class RedisPresence:
     def __init__(self, redis: Any, node_id: str, prefix: str = "cc") -> None:
         self.redis, self.node_id, self.prefix = redis, node_id, prefix
         self._del_if_mine = redis.register_script(_DEL_IF_MINE)
+        self._held: dict[str, set[str]] = {k: set() for k in KINDS}  # this node's own
 
     def _key(self, kind: str) -> str:
         if kind not in KINDS:
@@ -68,12 +75,28 @@ class RedisPresence:
         return f"{self.prefix}:presence:{kind}"
 
     async def connected(self, kind: str, ident: str) -> None:
-        await asyncio.wait_for(self.redis.hset(self._key(kind), ident, self.node_id),
-                               TIMEOUT_S)
+        key = self._key(kind)
+        self._held[kind].add(ident)  # first: restored later if Redis is down now
+        await asyncio.wait_for(self.redis.hset(key, ident, self.node_id), TIMEOUT_S)
 
     async def disconnected(self, kind: str, ident: str) -> None:
-        await asyncio.wait_for(self._del_if_mine(keys=[self._key(kind)],
-                                                 args=[ident, self.node_id]), TIMEOUT_S)
+        key = self._key(kind)
+        self._held[kind].discard(ident)
+        await asyncio.wait_for(self._del_if_mine(keys=[key], args=[ident, self.node_id]),
+                               TIMEOUT_S)
+
+    async def restore(self) -> int:
+        """Write back this node's entries that Redis lost (a restart, a lapse); how many."""
+        restored = 0
+        for kind in KINDS:
+            idents = sorted(self._held[kind])
+            for start in range(0, len(idents), 1000):  # bounded pipelines
+                pipe = self.redis.pipeline(transaction=False)
+                for ident in idents[start:start + 1000]:
+                    pipe.hsetnx(self._key(kind), ident, self.node_id)
+                done = await asyncio.wait_for(pipe.execute(), TIMEOUT_S)
+                restored += sum(int(bool(x)) for x in done)
+        return restored
 
     async def where(self, kind: str, ident: str) -> str | None:
         value = await asyncio.wait_for(self.redis.hget(self._key(kind), ident), TIMEOUT_S)

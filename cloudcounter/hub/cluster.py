@@ -14,6 +14,8 @@ and no Redis.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ class NodeCluster:
     registry: RedisRegistry | None = None
     keeper: LeaseKeeper | None = None
     watcher: LapseWatcher | None = None
+    restorer: "asyncio.Task[None] | None" = None  # writes back presence Redis lost
 
     async def alive_nodes(self) -> list[str]:
         if self.registry is None:
@@ -44,6 +47,10 @@ class NodeCluster:
         return sorted(m.member_id for m in await self.registry.alive(NODE))
 
     async def stop(self) -> None:
+        if self.restorer is not None:
+            self.restorer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.restorer
         if self.watcher is not None:
             await self.watcher.stop()
         if self.keeper is not None:
@@ -79,4 +86,24 @@ async def start(ctx: "HubContext") -> NodeCluster:
     cluster.watcher = LapseWatcher(registry, NODE, s.node_id, on_lapsed,
                                    interval_s=max(0.2, s.node_lease_s / 4))
     cluster.watcher.start()
+    cluster.restorer = asyncio.create_task(_restore_presence(cluster, s.node_lease_s),
+                                           name="presence-restore")
     return cluster
+
+
+async def _restore_presence(cluster: NodeCluster, every_s: float) -> None:
+    """Every lease period: this node's presence entries that Redis lost (restarted, or
+    removed while this node was lapsed) are written back."""
+    presence = cluster.presence
+    assert isinstance(presence, RedisPresence)
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            restored = await presence.restore()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis down: next period
+            log.debug("presence not restored: %s", exc)
+            continue
+        if restored:
+            log.warning("%d presence entries of this node written back", restored)
