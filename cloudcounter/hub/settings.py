@@ -173,7 +173,8 @@ class Settings:
     turn_ttl_s: int = 4 * 3600  # a credential must outlive the call that uses it
     turn_for_hub: bool = False  # the hub's own legs gather relay candidates too
     # media worker processes (docs/media.md, "Media workers"; docs/deploy.md)
-    media_workers: int = 0  # 0: media in the hub process; N: N local worker processes
+    # -1 (the default): one local worker process per core; 0: media in the hub process
+    media_workers: int = -1
     media_worker_capacity: int = 15  # calls one worker takes (one core: docs/deploy.md)
     media_worker_lease_s: float = 3.0  # a worker silent this long takes no new call
     media_worker_redis: bool = False  # also use workers registered on Redis (--redis)
@@ -288,6 +289,9 @@ class Settings:
         if min(s.media_stall_s, s.media_start_timeout_s) <= 0 or s.media_restarts < 0:
             raise SettingsError(f"{PREFIX}MEDIA_STALL_S and _START_TIMEOUT_S must be positive "
                                 f"and {PREFIX}MEDIA_RESTARTS at least 0")
+        if s.media_workers == -1:  # one per core this process may use
+            import os
+            s = replace(s, media_workers=len(os.sched_getaffinity(0)) or 1)
         if s.media_workers < 0 or s.media_worker_capacity < 1 or s.media_worker_lease_s <= 0:
             raise SettingsError(f"{PREFIX}MEDIA_WORKERS must be at least 0, "
                                 f"{PREFIX}MEDIA_WORKER_CAPACITY at least 1 and "

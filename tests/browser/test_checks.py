@@ -60,6 +60,36 @@ def end_call(customer: Any, agent: Any) -> None:
     agent.wait_for_selector("[data-testid=agent-state][data-state=available]")
 
 
+#: installed on the customer's page before a liveness check: records what the page shows
+#: the moment its first challenge (with a countdown) appears, layout included
+FIRST_CHALLENGE = """() => {
+  window.firstChallenge = null;
+  const snap = () => {
+    const prompt = document.querySelector('[data-testid=liveness-prompt]');
+    const count = document.querySelector('[data-testid=liveness-countdown]');
+    if (window.firstChallenge || !prompt || prompt.hidden
+        || prompt.dataset.state !== 'challenge' || !/^\\d+$/.test(count.textContent)) return;
+    const b = document.querySelector('[data-testid=hangup-button]');
+    const hang = b.getBoundingClientRect();
+    const card = prompt.querySelector('.lp-card').getBoundingClientRect();
+    window.firstChallenge = {
+      state: prompt.dataset.state,
+      step: document.querySelector('[data-testid=liveness-step]').innerText,
+      text: document.querySelector('#lp-prompt').innerText,
+      countdown: count.textContent,
+      icon: prompt.querySelectorAll('.action-icon svg').length,
+      hangup_clear: card.y + card.height <= hang.y,
+      hangup_on_top: b.contains(document.elementFromPoint(hang.x + hang.width / 2,
+                                                          hang.y + hang.height / 2)),
+      in_viewport: card.y >= 0 && card.y + card.height <= 812,
+    };
+  };
+  new MutationObserver(snap).observe(document.body,
+    { subtree: true, childList: true, attributes: true, characterData: true });
+  snap();
+}"""
+
+
 def request_identity(agent: Any, timeout_s: float = 30.0) -> None:
     """Click "Verify identity" and wait for the result of that request. The service runs
     an automatic identity check when the video arrives: while it runs the hub answers
@@ -152,7 +182,10 @@ def checked_call(hub: HubProcess, browser_factory: Any) -> Iterator[CheckedCall]
         dialog.wait_for(state="hidden")
         rec.evidence_dialog["closed_by_escape"] = True
 
-    # liveness, requested by the agent: the agent sees the progress, the customer each prompt
+    # liveness, requested by the agent: the agent sees the progress, the customer each prompt.
+    # The customer's first challenge is recorded by the page itself when it appears: a quick
+    # customer may finish every challenge before a test could look (workers, a fast clip)
+    customer.evaluate(FIRST_CHALLENGE)
     agent.get_by_test_id("check-liveness").click()
     progress = agent.get_by_test_id("liveness-progress")
     agent.wait_for_selector("[data-testid=liveness-progress][data-action]:not([data-action=''])",
@@ -160,27 +193,8 @@ def checked_call(hub: HubProcess, browser_factory: Any) -> Iterator[CheckedCall]
     rec.progress = {"step": agent.get_by_test_id("liveness-step").inner_text(),
                     "countdown": agent.get_by_test_id("liveness-countdown").inner_text(),
                     "prompt": agent.locator("#lp-prompt").inner_text()}
-    prompt = customer.get_by_test_id("liveness-prompt")
-    prompt.wait_for(timeout=5_000)
-    customer.wait_for_function(
-        "() => /^\\d+$/.test(document.querySelector('[data-testid=liveness-countdown]')"
-        ".textContent)")
-    hang = customer.get_by_test_id("hangup-button").bounding_box()
-    card = customer.locator("[data-testid=liveness-prompt] .lp-card").bounding_box()
-    rec.prompt = {
-        "state": prompt.get_attribute("data-state"),
-        "step": customer.get_by_test_id("liveness-step").inner_text(),
-        "text": customer.locator("#lp-prompt").inner_text(),
-        "countdown": customer.get_by_test_id("liveness-countdown").inner_text(),
-        "icon": customer.locator("[data-testid=liveness-prompt] .action-icon svg").count(),
-        "hangup_clear": bool(hang and card and card["y"] + card["height"] <= hang["y"]),
-        "hangup_on_top": customer.evaluate(
-            "() => { const b = document.querySelector('[data-testid=hangup-button]');"
-            " const r = b.getBoundingClientRect();"
-            " const x = r.x + r.width / 2, y = r.y + r.height / 2;"
-            " return b.contains(document.elementFromPoint(x, y)); }"),
-        "in_viewport": bool(card and card["y"] >= 0 and card["y"] + card["height"] <= 812),
-    }
+    customer.wait_for_function("() => window.firstChallenge !== null", timeout=20_000)
+    rec.prompt = customer.evaluate("() => window.firstChallenge")
     screenshot(customer, "customer-liveness")
     screenshot(agent, "agent")
     result = agent.get_by_test_id("liveness-result")
