@@ -343,8 +343,8 @@ def _end(state: QueueState, cfg: RulesConfig, now: float, call: CallRec, reason:
          actor: str, **payload: Any) -> Outcome:
     was = call.state
     agent = state.agents.get(call.agent_id) if call.agent_id is not None else None
-    ended = _move_call(call, CallState.ENDED, end_reason=reason, grace_until=None,
-                       offer_expires_at=None)
+    _move_call(call, CallState.ENDED, end_reason=reason, grace_until=None,
+               offer_expires_at=None)  # validates the transition
     events = [_ev("call.ended", now, call.call_id, call.agent_id, actor, reason=reason.value,
                   **payload)]
     agents: dict[int, AgentRec] = {}
