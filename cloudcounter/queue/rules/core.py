@@ -162,8 +162,10 @@ def _move_call(call: CallRec, target: CallState, **changes: Any) -> CallRec:
 
 
 def _move_agent(agent: AgentRec, target: AgentState, now: float, reason: str,
-                events: list[Event], call_id: str | None = None, **changes: Any
+                events: list[Event], about: str | None = None, **changes: Any
                 ) -> AgentRec:
+    """The agent's state change (``about``: the call the timeline files it under);
+    ``changes``: other fields changed with it."""
     if target == agent.state:
         return replace(agent, **changes) if changes else agent
     if target not in AGENT_TRANSITIONS[agent.state]:
@@ -172,7 +174,7 @@ def _move_agent(agent: AgentRec, target: AgentState, now: float, reason: str,
         changes.setdefault("wrap_up_until", None)
     if target is AgentState.AVAILABLE:
         changes["idle_since"] = now
-    events.append(_ev("agent.state", now, call_id, agent.agent_id, agent=agent.username,
+    events.append(_ev("agent.state", now, about, agent.agent_id, agent=agent.username,
                       state=target.value, previous=agent.state.value, reason=reason))
     return replace(agent, state=target, state_since=now, **changes)
 
@@ -452,7 +454,7 @@ def set_agent_status(state: QueueState, now: float, agent_id: int, status: Agent
         raise InvalidState("a team lead's console takes over calls, it is not routed any",
                            code="lead_not_routed")
     events: list[Event] = []
-    changes = {"missed_offers": 0} if status is AgentState.AVAILABLE else {}
+    changes: dict[str, Any] = {"missed_offers": 0} if status is AgentState.AVAILABLE else {}
     agent = _move_agent(agent, status, now, "agent", events, **changes)
     return Outcome(state.with_(agents={agent_id: agent}), tuple(events))
 
@@ -527,9 +529,9 @@ def due(state: QueueState, now: float) -> list[Deadline]:
             out.append(Deadline("offer", c.call_id, c.agent_id, c.offer_expires_at))
         if c.grace_until is not None and now >= c.grace_until:
             out.append(Deadline("grace", c.call_id, None, c.grace_until))
-        for a, until in c.excluded:
+        for excluded, until in c.excluded:
             if until <= now:
-                out.append(Deadline("exclusion", c.call_id, a, until))
+                out.append(Deadline("exclusion", c.call_id, excluded, until))
     for a in state.agents.values():
         if a.state is AgentState.WRAP_UP and a.wrap_up_until is not None \
                 and now >= a.wrap_up_until:
