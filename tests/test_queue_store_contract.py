@@ -284,3 +284,22 @@ async def test_the_indexes_refuse_a_double_assignment(pg_engine: Any) -> None:
         async with pg_engine.begin() as conn:
             await conn.execute(text("UPDATE queue_calls SET state = 'offered', agent_id = 1 "
                                     "WHERE call_id = :c"), {"c": c2})
+
+
+async def test_agents_go_offline_from_any_state(make_store: Factory) -> None:
+    store = await make_store(SLOW)
+    await agents_ready(store, 1, 2)
+    c1, c2 = await enqueue(store, 1), await enqueue(store, 2)
+    await store.offer(c1, 1)
+    await store.accept(1, c1)
+    await store.end(c1, EndReason.COMPLETED, by_agent=1)
+    await store.agent_offline(1)  # in wrap-up: its ended call is nobody's to requeue
+    await store.offer(c2, 2)
+    events = await store.end(c2, EndReason.FAILED)  # an offered call ended by the hub
+    assert "offer.withdrawn" in [e.kind for e in events]
+    snap = await store.snapshot()
+    assert snap.agents[1].state is AgentState.OFFLINE and snap.agents[1].call_id is None
+    assert snap.agents[2].state is AgentState.AVAILABLE and snap.calls == {}
+    await store.agent_offline(2)
+    await store.agent_offline(3)  # unknown: nothing to do
+    assert (await store.snapshot()).agents[2].state is AgentState.OFFLINE

@@ -331,7 +331,7 @@ def expire_offer(state: QueueState, cfg: RulesConfig, now: float, call_id: str) 
 
 def expire_exclusions(state: QueueState, now: float, call_id: str) -> Outcome:
     call = state.calls.get(call_id)
-    if call is None or not call.excluded:
+    if call is None or not call.excluded or call.state is not CallState.QUEUED:
         return Outcome(state)
     kept = tuple((a, u) for a, u in call.excluded if u > now)
     if kept == call.excluded:
@@ -529,7 +529,7 @@ def due(state: QueueState, now: float) -> list[Deadline]:
             out.append(Deadline("offer", c.call_id, c.agent_id, c.offer_expires_at))
         if c.grace_until is not None and now >= c.grace_until:
             out.append(Deadline("grace", c.call_id, None, c.grace_until))
-        for excluded, until in c.excluded:
+        for excluded, until in (c.excluded if c.state is CallState.QUEUED else ()):
             if until <= now:
                 out.append(Deadline("exclusion", c.call_id, excluded, until))
     for a in state.agents.values():

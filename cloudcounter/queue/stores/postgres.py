@@ -34,6 +34,10 @@ AGENT_COLS = ("agent_id, username, skills, preferred, lead, state, state_since, 
 NOW = text("SELECT extract(epoch FROM now())::float8")
 
 
+class _Moved(Exception):
+    """The row read before the lock changed: try the transaction again."""
+
+
 class Fenced(CloudCounterError):
     """A router whose epoch is no longer the current one tried to write."""
 
@@ -134,7 +138,10 @@ class PostgresTransitions:
                         {"c": cid})).first()
                     if row is not None:
                         calls[cid] = _call(row)
-                for aid in sorted(set(agent_ids)):
+                # a locked call's agent cannot change: lock it too (calls before agents)
+                wanted = set(agent_ids) | {c.agent_id for c, _ in calls.values()
+                                           if c.agent_id is not None}
+                for aid in sorted(wanted):
                     row = (await conn.execute(text(
                         f"SELECT {AGENT_COLS} FROM queue_agents WHERE agent_id = :a "
                         "FOR UPDATE"), {"a": aid})).first()
@@ -182,13 +189,6 @@ class PostgresTransitions:
             ).scalar()
         return [cid] if cid else []
 
-    async def _call_agent(self, call_id: str) -> list[int]:
-        async with self.engine.connect() as conn:
-            aid = (await conn.execute(text(
-                "SELECT agent_id FROM queue_calls WHERE call_id = :c"), {"c": call_id})
-            ).scalar()
-        return [aid] if aid is not None else []
-
     # ------------------------------------------------------------ transitions
     async def enqueue(self, *, call_id: str, customer_id: str, service: str, skill: str,
                       priority: int = 0, customer_risk: str = "low") -> Events:
@@ -226,16 +226,16 @@ class PostgresTransitions:
             s, self.config, now, agent_id, call_id))
 
     async def expire_offer(self, call_id: str) -> Events:
-        return await self._apply([call_id], await self._call_agent(call_id),
+        return await self._apply([call_id], [],
                                  lambda s, now: r.expire_offer(s, self.config, now, call_id))
 
     async def requeue(self, call_id: str, reason: str) -> Events:
-        return await self._apply([call_id], await self._call_agent(call_id),
+        return await self._apply([call_id], [],
                                  lambda s, now: r.requeue(s, now, call_id, reason))
 
     async def end(self, call_id: str, reason: EndReason, actor: str = "system", *,
                   by_agent: int | None = None, by_customer: str | None = None) -> Events:
-        agents = await self._call_agent(call_id) + ([by_agent] if by_agent is not None else [])
+        agents = [by_agent] if by_agent is not None else []
         return await self._apply([call_id], agents, lambda s, now: r.end(
             s, self.config, now, call_id, reason, actor, by_agent=by_agent,
             by_customer=by_customer))
@@ -247,16 +247,23 @@ class PostgresTransitions:
             s, now, agent_id, username, skills, lead=lead, preferred=preferred))
 
     async def agent_offline(self, agent_id: int) -> Events:
-        return await self._apply(await self._agent_call(agent_id), [agent_id],
-                                 lambda s, now: self._checked(s, agent_id, r.agent_offline(
-                                     s, now, agent_id)))
+        """The agent's call is read first (calls are locked before agents), then checked
+        under the lock; if it moved meanwhile the transaction is tried again."""
+        for _ in range(5):
+            expected = await self._agent_call(agent_id)
+            try:
+                return await self._apply(expected, [agent_id], lambda s, now: self._checked(
+                    s, agent_id, expected, r.agent_offline(s, now, agent_id)))
+            except _Moved:
+                continue
+        raise Conflict("the agent's call kept changing", code="conflict")
 
     @staticmethod
-    def _checked(s: QueueState, agent_id: int, out: Outcome) -> Outcome:
-        """The agent's call was read before the rows were locked: refuse if it moved."""
+    def _checked(s: QueueState, agent_id: int, expected: list[str], out: Outcome) -> Outcome:
         agent = s.agents.get(agent_id)
-        if agent is not None and agent.call_id is not None and agent.call_id not in s.calls:
-            raise Conflict("the agent's call changed meanwhile", code="conflict")
+        if agent is not None and [agent.call_id] != expected and \
+                not (agent.call_id is None and not expected):
+            raise _Moved()
         return out
 
     async def set_agent_status(self, agent_id: int, status: AgentState) -> Events:
@@ -273,14 +280,14 @@ class PostgresTransitions:
             s, now, agent_id))
 
     async def grace_start(self, call_id: str) -> Events:
-        return await self._apply([call_id], await self._call_agent(call_id),
+        return await self._apply([call_id], [],
                                  lambda s, now: r.grace_start(s, self.config, now, call_id))
 
     async def grace_end(self, call_id: str) -> Events:
         return await self._apply([call_id], [], lambda s, now: r.grace_end(s, now, call_id))
 
     async def expire_grace(self, call_id: str) -> Events:
-        return await self._apply([call_id], await self._call_agent(call_id),
+        return await self._apply([call_id], [],
                                  lambda s, now: r.expire_grace(s, self.config, now, call_id))
 
     async def expire_exclusions(self, call_id: str) -> Events:
@@ -288,7 +295,7 @@ class PostgresTransitions:
             s, now, call_id))
 
     async def take_over(self, lead_id: int, call_id: str) -> Events:
-        agents = await self._call_agent(call_id) + [lead_id]
+        agents = [lead_id]
         return await self._apply([call_id], agents, lambda s, now: r.take_over(
             s, now, lead_id, call_id))
 
