@@ -303,3 +303,22 @@ async def test_agents_go_offline_from_any_state(make_store: Factory) -> None:
     await store.agent_offline(2)
     await store.agent_offline(3)  # unknown: nothing to do
     assert (await store.snapshot()).agents[2].state is AgentState.OFFLINE
+
+
+async def test_a_storm_of_concurrent_offers_never_double_assigns(make_store: Factory) -> None:
+    store = await make_store(SLOW)
+    agents = list(range(1, 6))
+    await agents_ready(store, *agents)
+    calls = [await enqueue(store, n) for n in range(15)]
+    pairs = [(c, a) for c in calls for a in agents]
+    results = await asyncio.gather(*(store.offer(c, a) for c, a in pairs),
+                                   return_exceptions=True)
+    assert all(isinstance(res, CloudCounterError) for res in results
+               if isinstance(res, BaseException)), results
+    won = [p for p, res in zip(pairs, results) if not isinstance(res, BaseException)]
+    snap = await store.snapshot()
+    offered = {c.call_id: c.agent_id for c in snap.calls.values()
+               if c.state is CallState.OFFERED}
+    assert len(won) == len(offered) == len(set(offered.values())) >= 1
+    assert {a.agent_id: a.call_id for a in snap.agents.values() if a.call_id} == \
+        {agent: call for call, agent in offered.items()}

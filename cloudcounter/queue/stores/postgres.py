@@ -6,7 +6,7 @@ database's clock (``now()``, epoch seconds), and each changed row is written bac
 conditional update (``UPDATE ... WHERE version = :seen RETURNING``); a row that changed
 meanwhile fails the transaction, which is rolled back and refused (``code="conflict"``).
 The partial unique indexes make a double assignment impossible to commit whatever the code
-does. Writes made for the router (offers) carry the router's epoch (:mod:`..leader`) and
+does. Writes made for the router (offers and deadline expiries) carry the router's epoch (:mod:`..leader`) and
 are refused (``code="fenced"``) when a newer router was elected.
 """
 
@@ -227,7 +227,7 @@ class PostgresTransitions:
 
     async def expire_offer(self, call_id: str) -> Events:
         return await self._apply([call_id], [],
-                                 lambda s, now: r.expire_offer(s, self.config, now, call_id))
+                                 lambda s, now: r.expire_offer(s, self.config, now, call_id), fenced=True)
 
     async def requeue(self, call_id: str, reason: str) -> Events:
         return await self._apply([call_id], [],
@@ -277,7 +277,7 @@ class PostgresTransitions:
 
     async def expire_wrap_up(self, agent_id: int) -> Events:
         return await self._apply([], [agent_id], lambda s, now: r.expire_wrap_up(
-            s, now, agent_id))
+            s, now, agent_id), fenced=True)
 
     async def grace_start(self, call_id: str) -> Events:
         return await self._apply([call_id], [],
@@ -288,11 +288,11 @@ class PostgresTransitions:
 
     async def expire_grace(self, call_id: str) -> Events:
         return await self._apply([call_id], [],
-                                 lambda s, now: r.expire_grace(s, self.config, now, call_id))
+                                 lambda s, now: r.expire_grace(s, self.config, now, call_id), fenced=True)
 
     async def expire_exclusions(self, call_id: str) -> Events:
         return await self._apply([call_id], [], lambda s, now: r.expire_exclusions(
-            s, now, call_id))
+            s, now, call_id), fenced=True)
 
     async def take_over(self, lead_id: int, call_id: str) -> Events:
         agents = [lead_id]
