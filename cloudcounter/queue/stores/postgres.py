@@ -6,8 +6,8 @@ database's clock (``now()``, epoch seconds), and each changed row is written bac
 conditional update (``UPDATE ... WHERE version = :seen RETURNING``); a row that changed
 meanwhile fails the transaction, which is rolled back and refused (``code="conflict"``).
 The partial unique indexes make a double assignment impossible to commit whatever the code
-does. Writes made for the router (offers and deadline expiries) carry the router's epoch (:mod:`..leader`) and
-are refused (``code="fenced"``) when a newer router was elected.
+does. Writes made for the router (offers and deadline expiries) carry the router's epoch
+(:mod:`..leader`) and are refused (``code="fenced"``) when a newer router was elected.
 """
 
 from __future__ import annotations
@@ -227,7 +227,8 @@ class PostgresTransitions:
 
     async def expire_offer(self, call_id: str) -> Events:
         return await self._apply([call_id], [],
-                                 lambda s, now: r.expire_offer(s, self.config, now, call_id), fenced=True)
+                                 lambda s, now: r.expire_offer(s, self.config, now, call_id),
+                                 fenced=True)
 
     async def requeue(self, call_id: str, reason: str) -> Events:
         return await self._apply([call_id], [],
@@ -288,7 +289,8 @@ class PostgresTransitions:
 
     async def expire_grace(self, call_id: str) -> Events:
         return await self._apply([call_id], [],
-                                 lambda s, now: r.expire_grace(s, self.config, now, call_id), fenced=True)
+                                 lambda s, now: r.expire_grace(s, self.config, now, call_id),
+                                 fenced=True)
 
     async def expire_exclusions(self, call_id: str) -> Events:
         return await self._apply([call_id], [], lambda s, now: r.expire_exclusions(
