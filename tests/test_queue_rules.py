@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cloudcounter.errors import CloudCounterError
@@ -140,3 +142,113 @@ def test_refusals_change_nothing() -> None:
     out = r.end(s2, CFG, 2, "c1", EndReason.COMPLETED, by_customer="u1")
     assert out.events[0].data()["reason"] == "abandoned"
     assert out.state.agents[1].state is AgentState.AVAILABLE
+
+
+# ------------------------------------------------------------------ parity with the dispatcher
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Quiet:
+    def __getattr__(self, name: str) -> Any:
+        async def record(*args: Any) -> None:
+            return None
+        return record
+
+
+def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) -> None:
+    """The dispatcher's calls and agents (mutable) and the rules' state say the same."""
+    assert {c.call_id for c in d_calls} == set(s.calls)
+    for c in d_calls:
+        mine = s.calls[c.call_id]
+        assert (c.state, c.agent_id, c.offer_expires_at, c.held, c.enqueued_at, c.seq,
+                c.dropped_by) == (mine.state, mine.agent_id, mine.offer_expires_at, mine.held,
+                                  mine.enqueued_at, mine.seq, mine.dropped_by), c.call_id
+        assert {a for a, u in c.excluded.items() if u > now} == mine.excluded_agents(now)
+    for a in d_agents:
+        mine_a = s.agents[a.agent_id]
+        assert (a.state, a.missed_offers, a.call_id, a.idle_since, a.lead) == \
+            (mine_a.state, mine_a.missed_offers, mine_a.call_id, mine_a.idle_since,
+             mine_a.lead), a.username
+
+
+async def test_the_rules_do_what_the_dispatcher_does() -> None:
+    from cloudcounter.queue import routing
+    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+    from cloudcounter.queue.ports import MemoryJournal
+    from cloudcounter.queue.store import MemoryQueueStore
+
+    clock = _Clock()
+    qc = QueueConfig(offer_timeout_s=10, max_missed_offers=1, wrap_up_s=30,
+                     customer_grace_s=20, exclusion_s=60, max_wait_s=6000)
+    cfg = r.RulesConfig(offer_timeout_s=10, max_missed_offers=1, wrap_up_s=30,
+                        customer_grace_s=20, exclusion_s=60)
+    d = Dispatcher(MemoryQueueStore(), _Quiet(), MemoryJournal(), qc,  # type: ignore[arg-type]
+                   clock=clock)
+    s = r.QueueState()
+
+    async def check() -> None:
+        _same(await d.store.calls(), await d.store.agents(), s, clock.t)
+
+    async def route() -> None:
+        nonlocal s
+        await d.route_once()
+        calls, agents = r.waiting_view(s, clock.t)
+        for a in routing.route(calls, agents, clock.t, qc.aging_s):
+            s = r.offer(s, cfg, clock.t, a.call_id, a.agent_id).state
+        await check()
+
+    for uid, name in ((1, "ann"), (2, "bob")):
+        await d.agent_online(uid, name, frozenset({"cards"}))
+        await d.set_agent_status(uid, AgentState.AVAILABLE)
+        s = r.agent_online(s, clock.t, uid, name, frozenset({"cards"})).state
+        s = r.set_agent_status(s, clock.t, uid, AgentState.AVAILABLE).state
+        clock.t += 1
+    ids = []
+    for cust in ("u1", "u2"):
+        call, _, _ = await d.request_call(customer_id=cust, service="card_loss", skill="cards")
+        s = r.enqueue(s, cfg, clock.t, call_id=call.call_id, customer_id=cust,
+                      service="card_loss", skill="cards").state
+        ids.append(call.call_id)
+        clock.t += 1
+    await check()
+    await route()  # ann (longest idle) gets the first call, bob the second
+    first, second = ids
+    await d.decline(1, first)
+    s = r.decline(s, cfg, clock.t, 1, first).state
+    await check()
+    clock.t += 11  # bob misses his offer: away (max_missed_offers=1)
+    await d.tick()
+    for dl in r.due(s, clock.t):
+        if dl.kind == "offer" and dl.call_id:
+            s = r.expire_offer(s, cfg, clock.t, dl.call_id).state
+    await check()
+    await route()  # ann is excluded from the first call: she gets the second
+    call_of_ann = s.agents[1].call_id
+    assert call_of_ann == second
+    await d.accept(1, second)
+    s = r.accept(s, cfg, clock.t, 1, second).state
+    clock.t += 1
+    await d.agent_offline(1)  # ann drops mid-call: the call goes back to its place
+    s = r.agent_offline(s, clock.t, 1).state
+    await check()
+    await d.lead_online(9, "lea")
+    s = r.agent_online(s, clock.t, 9, "lea", lead=True).state
+    clock.t += 1
+    await d.take_over(9, second)
+    s = r.take_over(s, clock.t, 9, second).state
+    await check()
+    await d.agent_hangup(9, second)
+    s = r.end(s, cfg, clock.t, second, EndReason.COMPLETED, by_agent=9).state
+    await check()
+    clock.t += 31
+    await d.tick()
+    for dl in r.due(s, clock.t):
+        if dl.kind == "wrap_up" and dl.agent_id is not None:
+            s = r.expire_wrap_up(s, clock.t, dl.agent_id).state
+    await check()
+    assert s.agents[9].state is AgentState.AWAY
