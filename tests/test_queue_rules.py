@@ -252,3 +252,51 @@ async def test_the_rules_do_what_the_dispatcher_does() -> None:
             s = r.expire_wrap_up(s, clock.t, dl.agent_id).state
     await check()
     assert s.agents[9].state is AgentState.AWAY
+
+
+async def test_the_rules_do_what_the_dispatcher_does_when_customers_leave() -> None:
+    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+    from cloudcounter.queue.ports import MemoryJournal
+    from cloudcounter.queue.store import MemoryQueueStore
+
+    clock = _Clock()
+    qc = QueueConfig(offer_timeout_s=10, customer_grace_s=20, max_wait_s=6000)
+    cfg = r.RulesConfig(offer_timeout_s=10, customer_grace_s=20)
+    d = Dispatcher(MemoryQueueStore(), _Quiet(), MemoryJournal(), qc,  # type: ignore[arg-type]
+                   clock=clock)
+    s = r.QueueState()
+
+    async def check() -> None:
+        _same(await d.store.calls(), await d.store.agents(), s, clock.t)
+
+    await d.agent_online(1, "ann", frozenset({"cards"}))
+    await d.set_agent_status(1, AgentState.AVAILABLE)
+    s = r.agent_online(s, clock.t, 1, "ann", frozenset({"cards"})).state
+    s = r.set_agent_status(s, clock.t, 1, AgentState.AVAILABLE).state
+    ids = []
+    for cust in ("u1", "u2", "u3"):
+        call, _, _ = await d.request_call(customer_id=cust, service="card_loss", skill="cards")
+        s = r.enqueue(s, cfg, clock.t, call_id=call.call_id, customer_id=cust,
+                      service="card_loss", skill="cards").state
+        ids.append(call.call_id)
+    await d.route_once()
+    s = r.offer(s, cfg, clock.t, ids[0], 1).state
+    await check()
+    clock.t += 1
+    await d.customer_disconnected(ids[0])  # the offer is withdrawn, not ann's fault
+    s = r.grace_start(s, cfg, clock.t, ids[0]).state
+    await d.customer_disconnected(ids[1])
+    s = r.grace_start(s, cfg, clock.t, ids[1]).state
+    await check()
+    await d.customer_reconnected(ids[1])
+    s = r.grace_end(s, clock.t, ids[1]).state
+    await d.customer_hangup(ids[2], "u3")
+    s = r.end(s, cfg, clock.t, ids[2], EndReason.COMPLETED, by_customer="u3").state
+    await check()
+    clock.t += 21
+    await d.tick()  # the first customer did not come back
+    for dl in r.due(s, clock.t):
+        if dl.kind == "grace" and dl.call_id:
+            s = r.expire_grace(s, cfg, clock.t, dl.call_id).state
+    await check()
+    assert set(s.calls) == {ids[1]}
