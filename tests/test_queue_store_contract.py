@@ -4,6 +4,7 @@ PostgreSQL run the same tests; fencing is PostgreSQL's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -261,6 +262,7 @@ async def test_an_old_router_epoch_cannot_commit(pg_engine: Any) -> None:
         second = await new.try_acquire()
         assert second is not None and second > first
         assert await refused(router.offer(c2, 2)) == "fenced"
+        assert await refused(router.expire_offer(c1)) == "fenced"  # deadlines: the router's
         assert (await router.snapshot()).calls[c2].state is CallState.QUEUED
         router.epoch = second
         await router.offer(c2, 2)
@@ -322,3 +324,33 @@ async def test_a_storm_of_concurrent_offers_never_double_assigns(make_store: Fac
     assert len(won) == len(offered) == len(set(offered.values())) >= 1
     assert {a.agent_id: a.call_id for a in snap.agents.values() if a.call_id} == \
         {agent: call for call, agent in offered.items()}
+
+
+@pytest.mark.postgres
+async def test_a_dead_leaders_lock_goes_with_its_session(pg_engine: Any) -> None:
+    """The old leader never releases (it is frozen): its session is ended (as PostgreSQL
+    does for a dead client) and another node is elected with a higher epoch."""
+    from cloudcounter.queue.leader import Leadership
+
+    old, new = Leadership(pg_engine, "old"), Leadership(pg_engine, "new")
+    try:
+        first = await old.try_acquire()
+        assert first is not None and await new.try_acquire() is None
+        assert old._conn is not None
+        pid = (await old._conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await old._conn.commit()
+        async with pg_engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        second = None
+        for _ in range(200):  # the backend goes away asynchronously
+            second = await new.try_acquire()
+            if second is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert second is not None and second > first
+    finally:
+        dead, old._conn, old.epoch = old._conn, None, None
+        if dead is not None:  # its connection is dead: closing it is all there is to do
+            with contextlib.suppress(Exception):
+                await dead.close()
+        await new.release()
