@@ -34,6 +34,14 @@ AGENT_COLS = ("agent_id, username, skills, preferred, lead, state, state_since, 
 NOW = text("SELECT extract(epoch FROM now())::float8")
 
 
+RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
 class _Moved(Exception):
     """The row read before the lock changed: try the transaction again."""
 
@@ -155,7 +163,9 @@ class PostgresTransitions:
         except IntegrityError as exc:
             raise Conflict("the queue changed meanwhile", code="conflict") from exc
         except DBAPIError as exc:  # deadlock or serialization failure: refused, retry later
-            raise Conflict("the queue changed meanwhile", code="conflict") from exc
+            if _sqlstate(exc) in RETRYABLE:
+                raise Conflict("the queue changed meanwhile", code="conflict") from exc
+            raise
 
     async def _write(self, conn: AsyncConnection, before: QueueState, after: QueueState,
                      calls: dict[str, tuple[CallRec, int]],
