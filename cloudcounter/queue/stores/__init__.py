@@ -1,0 +1,1 @@
+"""Backends of :class:`cloudcounter.queue.transitions.QueueTransitions`."""
