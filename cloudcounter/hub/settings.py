@@ -420,3 +420,20 @@ def _convert(name: str, type_: Any, raw: str) -> Any:
     if t == "Path":
         return Path(raw)
     return raw
+
+
+# -- media forwarding (cloudcounter.media.call, docs/media.md) ----------------------------
+#: ``frame``: aiortc re-assembles each incoming frame and the hub forwards frames (today's);
+#: ``packet``: RTP packets forwarded with rewritten headers (cloudcounter.media.packets).
+MEDIA_FORWARDING_MODES = ("frame", "packet")
+MEDIA_FORWARDING_DEFAULT = "frame"
+
+
+def media_forwarding(env: Mapping[str, str] | None = None) -> str:
+    """``CLOUDCOUNTER_MEDIA_FORWARDING`` (``packet`` | ``frame``), read when a call's media
+    is created; anything else raises :class:`SettingsError`."""
+    value = (os.environ if env is None else env).get(f"{PREFIX}MEDIA_FORWARDING", "")
+    value = value.strip().lower() or MEDIA_FORWARDING_DEFAULT
+    if value not in MEDIA_FORWARDING_MODES:
+        raise SettingsError(f"{PREFIX}MEDIA_FORWARDING must be packet or frame, not {value!r}")
+    return value

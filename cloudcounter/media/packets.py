@@ -1,0 +1,455 @@
+"""Packet-level forwarding (``CLOUDCOUNTER_MEDIA_FORWARDING=packet``): RTP in, RTP out.
+
+::
+
+    customer ─SRTP─▶ leg's DTLS transport (decrypts, parses) ─▶ PacketReceiver
+        ─▶ Outlet (agent leg's sender): SSRC, payload type, sequence number and timestamp
+           rewritten, header extensions the agent leg's (mid, abs-send-time, audio level),
+           kept in the sender's history (aiortc answers the agent's NACKs from it)
+           ─▶ agent leg's DTLS transport (encrypts) ─SRTP─▶ agent
+        └▶ PacketConsumer thread (bounded queue): VP8 depacketized into frames for the
+           recorder and the vision tap, off the event loop
+
+No jitter buffer, no frame re-assembly and no per-frame Python objects on the
+forwarding path; aiortc's receive-side bandwidth estimator is not fed (nobody reads it):
+the downstream peer's REMB is relayed to the upstream sender instead
+(:func:`on_remb`, :func:`send_remb`). What aiortc's receiver still does for each packet:
+receiver-report statistics and NACKs upstream for packets that never came.
+
+Like :mod:`cloudcounter.media.seam`, this module reaches into aiortc 1.16.0's private
+attributes; :func:`check` verifies each one (``tests/media/test_packets.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+    unwrap_rtx,
+)
+
+from . import seam, vp8
+from .errors import SeamBroken
+
+logger = logging.getLogger(__name__)
+
+FORWARDING_MODES = ("packet", "frame")
+# Packets a consumer (recorder, tap) may fall behind by before it drops and resyncs.
+CONSUMER_QUEUE = 2000
+#: how often (packets) the receiver's "active source" time is refreshed (PLIs use it)
+_ACTIVE_EVERY = 32
+
+PacketSink = Callable[[RtpPacket], Awaitable[None]]
+
+
+# -- VP8 payload descriptor (RFC 7741 section 4.2) ----------------------------------------
+
+
+def vp8_descriptor_size(payload: bytes) -> int:
+    """Bytes of the VP8 payload descriptor at the start of an RTP payload."""
+    size = 1
+    if payload[0] & 0x80:  # X: extension byte follows
+        ext = payload[1]
+        size = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            size += 2 if payload[size] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            size += 1
+        if ext & 0x30:  # T or K: TID/KEYIDX
+            size += 1
+    return size
+
+
+def is_frame_start(payload: bytes) -> bool:
+    """The packet starts a VP8 frame (S=1, partition index 0)."""
+    return bool(payload) and payload[0] & 0x1F == 0x10
+
+
+def is_keyframe_start(payload: bytes) -> bool:
+    """The packet starts a VP8 key frame (frame start and the P bit of the frame tag 0)."""
+    if not is_frame_start(payload):
+        return False
+    size = vp8_descriptor_size(payload)
+    return len(payload) > size and not payload[size] & 0x01
+
+
+# -- the receiving side ---------------------------------------------------------------------
+
+
+def receive_packets(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
+    """Hand every RTP packet ``receiver`` gets to ``await sink(packet)``, decrypted and
+    parsed, retransmissions (RTX) unwrapped, instead of aiortc's jitter buffer and decoder.
+
+    Call it in the ``pc.on("track")`` handler, before the receiver starts. Receiver
+    reports and NACKs for missing packets go on as in aiortc; the receive-side bitrate
+    estimator is skipped.
+    """
+    seam.passthrough(receiver, lambda packet: None)  # the decoder thread idles
+    codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+    rtx_ssrc: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    streams: dict[int, StreamStatistics] = (
+        receiver._RTCRtpReceiver__remote_streams)  # type: ignore[attr-defined]
+    active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+    nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    counter = [0]
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if codec.name.lower() == "rtx":
+            original = rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original is None or len(packet.payload) < 2 or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
+        counter[0] += 1
+        if counter[0] % _ACTIVE_EVERY == 1:
+            active[packet.ssrc] = clock.current_datetime()
+        if nack is not None and nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        try:
+            await sink(packet)
+        except Exception:  # never break aiortc's RTP handling
+            logger.exception("packet sink failed")
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
+    """Send a REMB (receiver estimated maximum bitrate) for ``receiver``'s sources to its
+    remote sender. Returns False when nothing was sent (no media or RTCP SSRC yet)."""
+    rtcp_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc", None)
+    sources = [s.source for s in receiver.getSynchronizationSources()]
+    if rtcp_ssrc is None or not sources:
+        return False
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                            fci=pack_remb_fci(int(bitrate), sources))
+    await receiver._send_rtcp(packet)
+    return True
+
+
+def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
+    """Call ``callback(bitrate)`` whenever the remote peer sends a REMB for ``sender``."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        await original(packet)
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if sender._ssrc in ssrcs:
+                try:
+                    callback(bitrate)
+                except Exception:  # never break aiortc's RTCP handling
+                    logger.exception("REMB callback failed")
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+# -- the sending side -------------------------------------------------------------------
+
+
+class Outlet:
+    """One downstream sender, fed RTP packets with their headers rewritten.
+
+    ``started()`` says whether the sender runs (its track was first read: ICE and DTLS
+    are up). Video starts on a key frame (``on_need_keyframe`` asks upstream for one
+    meanwhile); a new upstream source (the participant re-connected: new SSRC) continues
+    the sequence numbers and timestamps where the old one stopped, from a key frame.
+    """
+
+    def __init__(self, sender: RTCRtpSender, kind: str, started: Callable[[], bool],
+                 on_need_keyframe: Callable[[], None] | None = None) -> None:
+        self.sender = sender
+        self.kind = kind
+        self._started = started
+        self._on_need_keyframe = on_need_keyframe
+        self._video = kind == "video"
+        self.waiting = self._video
+        self.payload_type: int | None = None
+        self.clock_rate = 90000 if self._video else 48000
+        self._extensions: Any = None
+        self._mid: str | None = None
+        self._history: dict[int, RtpPacket] = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+        self._source: int | None = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_seq: int | None = None
+        self._last_ts = 0
+        self._last_at = 0.0
+        self.sent = 0
+        self.dropped = 0
+        self._wrap_send()
+
+    def _wrap_send(self) -> None:
+        original = self.sender.send
+
+        async def send(parameters: Any) -> None:
+            self.payload_type = parameters.codecs[0].payloadType
+            self.clock_rate = parameters.codecs[0].clockRate or self.clock_rate
+            await original(parameters)
+            self._extensions = self.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+            self._mid = self.sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+
+        self.sender.send = send  # type: ignore[method-assign]
+
+    def _rebase(self, packet: RtpPacket) -> None:
+        if self._last_seq is None:
+            self._seq_offset = random.randint(0, 0xFFFF) - packet.sequence_number
+            self._ts_offset = random.randint(0, 0xFFFFFFFF) - packet.timestamp
+        else:
+            gap = int((time.monotonic() - self._last_at) * self.clock_rate) or 1
+            self._seq_offset = self._last_seq + 1 - packet.sequence_number
+            self._ts_offset = self._last_ts + gap - packet.timestamp
+            self.waiting = self._video
+        self._source = packet.ssrc
+
+    async def send(self, packet: RtpPacket) -> bool:
+        """Pass ``packet`` on; False when it was not sent (not started, waiting for a key
+        frame, the transport gone)."""
+        if self._extensions is None or not self._started():
+            return False
+        if packet.ssrc != self._source:
+            self._rebase(packet)
+        if self.waiting:
+            if not is_keyframe_start(packet.payload):
+                self.dropped += 1
+                if self._on_need_keyframe is not None:
+                    self._on_need_keyframe()
+                return False
+            self.waiting = False
+        seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        out = RtpPacket(payload_type=self.payload_type or 0, marker=packet.marker,
+                        sequence_number=seq, timestamp=ts, ssrc=self.sender._ssrc,
+                        payload=packet.payload)
+        out.extensions.mid = self._mid
+        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        out.extensions.audio_level = packet.extensions.audio_level
+        self._history[seq % RTP_HISTORY_SIZE] = out
+        try:
+            await self.sender.transport._send_rtp(out.serialize(self._extensions))
+        except ConnectionError:
+            return False
+        now = time.monotonic()
+        if self._last_seq is None or (seq - self._last_seq) & 0xFFFF < 0x8000:
+            self._last_seq, self._last_ts, self._last_at = seq, ts, now
+        sender = self.sender
+        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        self.sent += 1
+        return True
+
+
+# -- the consumers: recorder and tap, off the loop ------------------------------------------
+
+
+class FrameAssembler:
+    """VP8 RTP packets (in order) → whole frames; a frame with a missing packet is dropped,
+    and what follows it until the next key frame (it would not decode)."""
+
+    def __init__(self) -> None:
+        self._ts: int | None = None
+        self._parts: list[bytes] = []
+        self._next_seq: int | None = None
+        self._ok = False
+        self.broken = True  # until the first key frame
+        self.dropped = 0
+
+    def lost(self) -> None:
+        """Packets were lost before they reached the assembler (a full queue)."""
+        self._ts = None
+        self._parts = []
+        self.broken = True
+
+    def add(self, seq: int, ts: int, marker: bool, payload: bytes) -> bytes | None:
+        """A whole frame when ``payload`` completes one, else None."""
+        if not payload:
+            return None
+        if ts != self._ts:
+            if self._parts:
+                self.dropped += 1
+                self.broken = True  # the frame before never ended
+            self._ts, self._parts = ts, []
+            self._ok = is_frame_start(payload) and (
+                self._next_seq is None or seq == self._next_seq or is_keyframe_start(payload))
+        elif seq != self._next_seq:
+            self._ok = False
+        self._next_seq = (seq + 1) & 0xFFFF
+        self._parts.append(payload[vp8_descriptor_size(payload):])
+        if not marker:
+            return None
+        parts, self._parts, self._ts = self._parts, [], None
+        data = b"".join(parts)
+        if not self._ok:
+            self.broken = True
+            self.dropped += 1
+            return None
+        if self.broken:
+            if not vp8.is_keyframe(data):
+                self.dropped += 1
+                return None
+            self.broken = False
+        return data
+
+
+class PacketConsumer:
+    """A thread that turns forwarded packets into frames for recorders and taps.
+
+    ``put`` (on the loop, never blocks) queues ``(role, kind, packet, arrival)``;
+    the thread depacketizes video (:class:`FrameAssembler`) and calls
+    ``deliver(role, kind, data, arrival, keyframe, pts)`` with each audio packet's
+    payload and each whole video frame. ``on_broken(role)`` runs on the loop when a
+    role's video lost a frame (ask for a key frame).
+    """
+
+    def __init__(self, deliver: Callable[[str, str, bytes, float, bool, int], None],
+                 on_broken: Callable[[str], None], maxsize: int = CONSUMER_QUEUE) -> None:
+        self._deliver = deliver
+        self._on_broken = on_broken
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.Queue[tuple[str, str, int, int, bool, bytes, float] | None] = (
+            queue.Queue(maxsize=maxsize))
+        self._lost: set[str] = set()
+        self._assemblers: dict[str, FrameAssembler] = {}
+        self._first_ts: dict[str, int] = {}
+        self.dropped = 0
+        self.frames = 0
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name="packet-consumer", daemon=True)
+        self._thread.start()
+
+    def put(self, role: str, kind: str, packet: RtpPacket, arrival: float) -> None:
+        if self._thread is None:
+            return
+        try:
+            self._queue.put_nowait((role, kind, packet.sequence_number, packet.timestamp,
+                                    bool(packet.marker), packet.payload, arrival))
+        except queue.Full:
+            self.dropped += 1
+            if kind == "video":
+                self._lost.add(role)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            role, kind, seq, ts, marker, payload, arrival = item
+            try:
+                if kind != "video":
+                    self._deliver(role, kind, payload, arrival, True, ts)
+                    continue
+                assembler = self._assemblers.get(role)
+                if assembler is None:
+                    assembler = self._assemblers[role] = FrameAssembler()
+                if role in self._lost:
+                    self._lost.discard(role)
+                    assembler.lost()
+                was_broken = assembler.broken
+                data = assembler.add(seq, ts, marker, payload)
+                if assembler.broken and not was_broken:
+                    self._loop.call_soon_threadsafe(self._on_broken, role)
+                if data is not None:
+                    first = self._first_ts.setdefault(role, ts)
+                    self.frames += 1
+                    self._deliver(role, kind, data, arrival, vp8.is_keyframe(data),
+                                  (ts - first) & 0xFFFFFFFF)
+            except Exception:
+                logger.exception("packet consumer failed on a %s packet", kind)
+
+    def drain_and_close(self, timeout: float = 10.0) -> None:
+        """Stop the thread once it has delivered what is queued (blocks: call it in a
+        thread); after ``timeout`` what is left is dropped."""
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        thread.join(timeout)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the thread (what is queued is dropped)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                break
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+        thread.join(5)
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise SeamBroken(
+            f"aiortc moved an internal cloudcounter.media.packets relies on: {what}. "
+            f"It was written for aiortc {seam.AIORTC_VERSION}; adapt packets.py.")
+
+
+def check() -> None:
+    """Raise :class:`SeamBroken` if an aiortc internal this module uses has moved."""
+    seam.check_seam()
+    init = inspect.getsource(RTCRtpReceiver.__init__)
+    for name in ("__codecs", "__rtx_ssrc", "__remote_streams", "__active_ssrc",
+                 "__nack_generator", "__rtcp_ssrc"):
+        _require(f"self.{name}" in init, f"RTCRtpReceiver.{name}")
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    _require("unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)" in handle
+             and "self.__nack_generator.add(packet)" in handle,
+             "RTCRtpReceiver._handle_rtp_packet unwraps RTX and feeds the NACK generator")
+    sender_init = inspect.getsource(RTCRtpSender.__init__)
+    for name in ("__rtp_history", "__rtp_header_extensions_map", "__mid", "__ntp_timestamp",
+                 "__rtp_timestamp", "__octet_count", "__packet_count"):
+        _require(f"self.{name}" in sender_init, f"RTCRtpSender.{name}")
+    _require("self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)"
+             in inspect.getsource(RTCRtpSender._retransmit),
+             "RTCRtpSender._retransmit answers NACKs from __rtp_history")
+    _require("self.__rtp_task = asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))"
+             in inspect.getsource(RTCRtpSender.send),
+             "RTCRtpSender.send(parameters) sends parameters.codecs[0]")
+    _require(_params(RTCRtpReceiver._send_rtcp_nack) == ["self", "media_ssrc", "lost"]
+             and _params(RTCRtpReceiver._send_rtcp) == ["self", "packet"],
+             "RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost) / _send_rtcp(packet)")
+
+
+def _params(func: Any) -> list[str]:
+    return list(inspect.signature(func).parameters)
