@@ -4,7 +4,8 @@
 
     customer ─SRTP─▶ leg's DTLS transport (decrypts, parses) ─▶ PacketReceiver
         ─▶ Outlet (agent leg's sender): SSRC, payload type, sequence number and timestamp
-           rewritten, header extensions the agent leg's (mid, abs-send-time, audio level),
+           rewritten, header extensions the agent leg's (mid; the customer's abs-send-time
+           and audio level passed on),
            kept in the sender's history (aiortc answers the agent's NACKs from it)
            ─▶ agent leg's DTLS transport (encrypts) ─SRTP─▶ agent
         └▶ PacketConsumer thread (bounded queue): VP8 depacketized into frames for the
@@ -249,7 +250,11 @@ class Outlet:
                         sequence_number=seq, timestamp=ts, ssrc=self.sender._ssrc,
                         payload=packet.payload)
         out.extensions.mid = self._mid
-        out.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        # the upstream sender's send time, passed through: the downstream peer's
+        # bandwidth estimate (its REMB, relayed upstream) then covers both links
+        send_time = packet.extensions.abs_send_time
+        out.extensions.abs_send_time = (send_time if send_time is not None else
+                                        (clock.current_ntp_time() >> 14) & 0x00FFFFFF)
         out.extensions.audio_level = packet.extensions.audio_level
         self._history[seq % RTP_HISTORY_SIZE] = out
         try:
@@ -271,53 +276,106 @@ class Outlet:
 # -- the consumers: recorder and tap, off the loop ------------------------------------------
 
 
-class FrameAssembler:
-    """VP8 RTP packets (in order) → whole frames; a frame with a missing packet is dropped,
-    and what follows it until the next key frame (it would not decode)."""
+class _Pending:
+    __slots__ = ("parts", "start", "end")
 
     def __init__(self) -> None:
-        self._ts: int | None = None
-        self._parts: list[bytes] = []
-        self._next_seq: int | None = None
-        self._ok = False
+        self.parts: dict[int, bytes] = {}  # sequence number → payload
+        self.start: int | None = None  # sequence number of the frame's first packet
+        self.end: int | None = None  # ... and of its last (marker)
+
+    def complete(self) -> bool:
+        return (self.start is not None and self.end is not None
+                and len(self.parts) == ((self.end - self.start) & 0xFFFF) + 1)
+
+    def data(self) -> bytes:
+        assert self.start is not None
+        seqs = [(self.start + i) & 0xFFFF for i in range(len(self.parts))]
+        return b"".join(p[vp8_descriptor_size(p):] for p in (self.parts[s] for s in seqs))
+
+
+def _newer(a: int, b: int) -> bool:
+    """RTP timestamp ``a`` is after ``b`` (modulo 2**32)."""
+    return a != b and (a - b) & 0xFFFFFFFF < 0x80000000
+
+
+class FrameAssembler:
+    """VP8 RTP packets → whole frames, in order, for the recorder and the tap.
+
+    Packets may come out of order (a retransmission answers a NACK late): a frame is
+    handed over once all its packets are in and it follows the last one handed over
+    (or is a key frame). A frame still incomplete, or a gap before it, when frames
+    ``window`` RTP ticks newer have arrived is given up: it is dropped, and so is what
+    follows it until the next key frame (it would not decode).
+    """
+
+    def __init__(self, window: int = 45000) -> None:  # 0.5 s at 90 kHz
+        self._window = window
+        self._pending: dict[int, _Pending] = {}  # RTP timestamp → frame
+        self._next_seq: int | None = None  # where the next frame must start
+        self._last_ts: int | None = None  # the last frame handed over or given up
+        self._newest: int | None = None
         self.broken = True  # until the first key frame
         self.dropped = 0
 
     def lost(self) -> None:
         """Packets were lost before they reached the assembler (a full queue)."""
-        self._ts = None
-        self._parts = []
+        self._pending.clear()
+        self._next_seq = None
         self.broken = True
 
-    def add(self, seq: int, ts: int, marker: bool, payload: bytes) -> bytes | None:
-        """A whole frame when ``payload`` completes one, else None."""
-        if not payload:
-            return None
-        if ts != self._ts:
-            if self._parts:
+    def add(self, seq: int, ts: int, marker: bool, payload: bytes) -> list[tuple[int, bytes]]:
+        """The frames (RTP timestamp, data) that ``payload`` completes, oldest first."""
+        if not payload or (self._last_ts is not None and not _newer(ts, self._last_ts)):
+            return []  # late: its frame was handed over or given up
+        frame = self._pending.get(ts)
+        if frame is None:
+            frame = self._pending[ts] = _Pending()
+        frame.parts[seq] = payload
+        if is_frame_start(payload):
+            frame.start = seq
+        if marker:
+            frame.end = seq
+        if self._newest is None or _newer(ts, self._newest):
+            self._newest = ts
+        return self._ready()
+
+    def _ready(self) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        while self._pending:
+            newest = self._newest if self._newest is not None else 0
+            ts = max(self._pending, key=lambda t: (newest - t) & 0xFFFFFFFF)  # the oldest
+            frame = self._pending[ts]
+            stale = (newest - ts) & 0xFFFFFFFF > self._window
+            if frame.complete():
+                data = frame.data()
+                keyframe = vp8.is_keyframe(data)
+                follows = self._next_seq is None or frame.start == self._next_seq
+                if not (follows or keyframe or stale):
+                    break  # a frame before it may still come
+                if not follows and not keyframe:
+                    self.broken = True  # a whole frame never came
+                self._take(ts, frame)
+                if self.broken and not keyframe:
+                    self.dropped += 1
+                    continue
+                self.broken = False
+                out.append((ts, data))
+            elif stale:
+                self._take(ts, frame)
+                self.broken = True
                 self.dropped += 1
-                self.broken = True  # the frame before never ended
-            self._ts, self._parts = ts, []
-            self._ok = is_frame_start(payload) and (
-                self._next_seq is None or seq == self._next_seq or is_keyframe_start(payload))
-        elif seq != self._next_seq:
-            self._ok = False
-        self._next_seq = (seq + 1) & 0xFFFF
-        self._parts.append(payload[vp8_descriptor_size(payload):])
-        if not marker:
-            return None
-        parts, self._parts, self._ts = self._parts, [], None
-        data = b"".join(parts)
-        if not self._ok:
-            self.broken = True
-            self.dropped += 1
-            return None
-        if self.broken:
-            if not vp8.is_keyframe(data):
-                self.dropped += 1
-                return None
-            self.broken = False
-        return data
+            else:
+                break
+        return out
+
+    def _take(self, ts: int, frame: _Pending) -> None:
+        del self._pending[ts]
+        self._last_ts = ts
+        if frame.end is not None:
+            self._next_seq = (frame.end + 1) & 0xFFFF
+        else:
+            self._next_seq = None
 
 
 class PacketConsumer:
@@ -374,14 +432,14 @@ class PacketConsumer:
                     self._lost.discard(role)
                     assembler.lost()
                 was_broken = assembler.broken
-                data = assembler.add(seq, ts, marker, payload)
+                frames = assembler.add(seq, ts, marker, payload)
                 if assembler.broken and not was_broken:
                     self._loop.call_soon_threadsafe(self._on_broken, role)
-                if data is not None:
-                    first = self._first_ts.setdefault(role, ts)
+                for frame_ts, data in frames:
+                    first = self._first_ts.setdefault(role, frame_ts)
                     self.frames += 1
                     self._deliver(role, kind, data, arrival, vp8.is_keyframe(data),
-                                  (ts - first) & 0xFFFFFFFF)
+                                  (frame_ts - first) & 0xFFFFFFFF)
             except Exception:
                 logger.exception("packet consumer failed on a %s packet", kind)
 
