@@ -424,6 +424,7 @@ class CallMedia:
         is_video = kind == "video"
         tap_source = is_video and role == "customer"
         monitored = (role, kind)
+        newest: list[int | None] = [None]  # the newest RTP timestamp seen (video)
 
         async def forward(packet: packets.RtpPacket) -> None:
             if self._closed:
@@ -432,8 +433,11 @@ class CallMedia:
             if stats.first_packet_at is None:
                 stats.first_packet_at = now
             stats.last_packet_at = now
-            frame_end = bool(packet.marker)
+            # a frame counts once, at its first packet in order (not a retransmission)
+            frame_end = is_video and packets.newer_frame(packet.timestamp, newest)
             if is_video:
+                if frame_end:
+                    newest[0] = packet.timestamp
                 stats.last_video_at = now
                 stats.video_frames += frame_end
                 if packets.is_keyframe_start(packet.payload):

@@ -299,6 +299,11 @@ def _newer(a: int, b: int) -> bool:
     return a != b and (a - b) & 0xFFFFFFFF < 0x80000000
 
 
+def newer_frame(ts: int, newest: list[int | None]) -> bool:
+    """Whether RTP timestamp ``ts`` is a frame after ``newest[0]`` (None: the first)."""
+    return newest[0] is None or _newer(ts, newest[0])
+
+
 class FrameAssembler:
     """VP8 RTP packets → whole frames, in order, for the recorder and the tap.
 
@@ -309,7 +314,7 @@ class FrameAssembler:
     follows it until the next key frame (it would not decode).
     """
 
-    def __init__(self, window: int = 45000) -> None:  # 0.5 s at 90 kHz
+    def __init__(self, window: int = 180000) -> None:  # 2 s at 90 kHz: NACK round trips
         self._window = window
         self._pending: dict[int, _Pending] = {}  # RTP timestamp → frame
         self._next_seq: int | None = None  # where the next frame must start
