@@ -329,6 +329,11 @@ class FrameAssembler:
         self._next_seq = None
         self.broken = True
 
+    def restart(self) -> None:
+        """A new source (the participant re-connected): new sequence and timestamps."""
+        self.lost()
+        self._last_ts = self._newest = None
+
     def add(self, seq: int, ts: int, marker: bool, payload: bytes) -> list[tuple[int, bytes]]:
         """The frames (RTP timestamp, data) that ``payload`` completes, oldest first."""
         if not payload or (self._last_ts is not None and not _newer(ts, self._last_ts)):
@@ -398,8 +403,9 @@ class PacketConsumer:
         self._deliver = deliver
         self._on_broken = on_broken
         self._loop = asyncio.get_running_loop()
-        self._queue: queue.Queue[tuple[str, str, int, int, bool, bytes, float] | None] = (
-            queue.Queue(maxsize=maxsize))
+        self._queue: queue.Queue[
+            tuple[str, str, int, int, int, bool, bytes, float] | None] = queue.Queue(maxsize)
+        self._sources: dict[str, int] = {}  # role → SSRC of its video
         self._lost: set[str] = set()
         self._assemblers: dict[str, FrameAssembler] = {}
         self._first_ts: dict[str, int] = {}
@@ -413,8 +419,9 @@ class PacketConsumer:
         if self._thread is None:
             return
         try:
-            self._queue.put_nowait((role, kind, packet.sequence_number, packet.timestamp,
-                                    bool(packet.marker), packet.payload, arrival))
+            self._queue.put_nowait((role, kind, packet.ssrc, packet.sequence_number,
+                                    packet.timestamp, bool(packet.marker), packet.payload,
+                                    arrival))
         except queue.Full:
             self.dropped += 1
             if kind == "video":
@@ -425,7 +432,7 @@ class PacketConsumer:
             item = self._queue.get()
             if item is None:
                 return
-            role, kind, seq, ts, marker, payload, arrival = item
+            role, kind, ssrc, seq, ts, marker, payload, arrival = item
             try:
                 if kind != "video":
                     self._deliver(role, kind, payload, arrival, True, ts)
@@ -433,6 +440,9 @@ class PacketConsumer:
                 assembler = self._assemblers.get(role)
                 if assembler is None:
                     assembler = self._assemblers[role] = FrameAssembler()
+                if self._sources.get(role, ssrc) != ssrc:
+                    assembler.restart()
+                self._sources[role] = ssrc
                 if role in self._lost:
                     self._lost.discard(role)
                     assembler.lost()
