@@ -322,6 +322,8 @@ class FrameAssembler:
         self._newest: int | None = None
         self.broken = True  # until the first key frame
         self.dropped = 0
+        self.stalled = False  # a frame has waited a quarter of the window: ask for a key frame
+        self._stalled_ts: int | None = None
 
     def lost(self) -> None:
         """Packets were lost before they reached the assembler (a full queue)."""
@@ -362,6 +364,7 @@ class FrameAssembler:
                 keyframe = vp8.is_keyframe(data)
                 follows = self._next_seq is None or frame.start == self._next_seq
                 if not (follows or keyframe or stale):
+                    self._stall(ts, newest)
                     break  # a frame before it may still come
                 if not follows and not keyframe:
                     self.broken = True  # a whole frame never came
@@ -376,8 +379,14 @@ class FrameAssembler:
                 self.broken = True
                 self.dropped += 1
             else:
+                self._stall(ts, newest)
                 break
         return out
+
+    def _stall(self, ts: int, newest: int) -> None:
+        if (newest - ts) & 0xFFFFFFFF > self._window // 4 and self._stalled_ts != ts:
+            self._stalled_ts = ts  # what it waits for may never come: ask for a key frame
+            self.stalled = True
 
     def _take(self, ts: int, frame: _Pending) -> None:
         del self._pending[ts]
@@ -448,7 +457,8 @@ class PacketConsumer:
                     assembler.lost()
                 was_broken = assembler.broken
                 frames = assembler.add(seq, ts, marker, payload)
-                if assembler.broken and not was_broken:
+                if (assembler.broken and not was_broken) or assembler.stalled:
+                    assembler.stalled = False
                     self._loop.call_soon_threadsafe(self._on_broken, role)
                 for frame_ts, data in frames:
                     first = self._first_ts.setdefault(role, frame_ts)
