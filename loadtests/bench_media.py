@@ -2,7 +2,8 @@
 and vs Janus.
 
     .venv/bin/python loadtests/bench_media.py [--calls 8] [--baseline-calls 2]
-        [--janus-calls 8] [--seconds 10] [--no-record] [--clip FILE.webm]
+        [--janus-calls 8] [--forwarding frame,packet] [--seconds 10] [--no-record]
+        [--clip FILE.webm]
 
 The hub side runs in this process (one ``CallMedia`` per call, recorded, or
 per call two plain peer connections joined by aiortc's ``MediaRelay``); the
@@ -630,6 +631,7 @@ async def run_mode(
     warmup: float,
     record_dir: Path | None,
     rcvbuf: int = 2 << 20,
+    forwarding: str = "frame",
 ) -> Result:
     seam.set_udp_receive_buffer(rcvbuf)
     ctx = multiprocessing.get_context("spawn")
@@ -641,8 +643,9 @@ async def run_mode(
         offers = await asyncio.to_thread(parent.recv)
         answers = []
         for i, (offer_c, offer_a) in enumerate(offers):
-            if mode == "forward":
-                call = CallMedia(call_id=f"bench{i}", ice_servers=[], host_addresses=LOOPBACK)
+            if mode != "relay":
+                call = CallMedia(call_id=f"bench{i}", ice_servers=[], host_addresses=LOOPBACK,
+                                 forwarding=forwarding)
                 if record_dir is not None:
                     call.start_recording(record_dir)
                 hubs.append(call)
@@ -661,7 +664,7 @@ async def run_mode(
             return cpu, await asyncio.to_thread(parent.recv)
 
         def hub_frames() -> int:
-            return sum(h.stats().from_customer.video_frames for h in hubs if mode == "forward")
+            return sum(h.stats().from_customer.video_frames for h in hubs if mode != "relay")
 
         lag = LoopLag()
         cpu0, snap0 = await snapshot()
@@ -789,6 +792,10 @@ async def main() -> None:
         help="concurrent calls through Janus (default: --calls; 0 skips Janus; skipped "
         "when Janus is not installed: make janus)",
     )
+    parser.add_argument(
+        "--forwarding", default="frame,packet",
+        help="the hub's forwarding modes to measure, in order (CLOUDCOUNTER_MEDIA_FORWARDING)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--no-record", action="store_true", help="forward without recording")
@@ -810,23 +817,29 @@ async def main() -> None:
             f"rcvbuf={args.rcvbuf}",
             flush=True,
         )
-        forward = await run_mode(
-            "forward", args.calls, clip, args.seconds, args.warmup, record_dir, args.rcvbuf
-        )
-        show(forward)
+        results = []
+        for forwarding in args.forwarding.split(","):
+            result = await run_mode(
+                forwarding, args.calls, clip, args.seconds, args.warmup, record_dir,
+                args.rcvbuf, forwarding=forwarding,
+            )
+            show(result)
+            results.append(result)
+        forward = results[0]
         janus_calls = args.calls if args.janus_calls is None else args.janus_calls
         if janus_calls and not janus_available():
             print("janus: not installed (make janus), no Janus baseline", flush=True)
         elif janus_calls:
             janus = await run_janus(janus_calls, clip, args.seconds, args.warmup, args.rcvbuf)
             show(janus)
-            ratio = per_stream(forward) / per_stream(janus)
-            print(
-                f"cores per forwarded video stream (at 30 fps): hub "
-                f"{per_stream(forward):.4f}, Janus {per_stream(janus):.4f}: the hub costs "
-                f"{ratio:.2f}x Janus (target <= 2)",
-                flush=True,
-            )
+            for result in results:
+                ratio = per_stream(result) / per_stream(janus)
+                print(
+                    f"cores per forwarded video stream (at 30 fps): hub ({result.mode} "
+                    f"forwarding) {per_stream(result):.4f}, Janus {per_stream(janus):.4f}: "
+                    f"the hub costs {ratio:.2f}x Janus (target <= 2)",
+                    flush=True,
+                )
         if args.baseline_calls == 0:
             return
         relay_calls = args.calls if args.baseline_calls is None else args.baseline_calls
