@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -249,12 +249,13 @@ class Outlet:
         out = RtpPacket(payload_type=self.payload_type or 0, marker=packet.marker,
                         sequence_number=seq, timestamp=ts, ssrc=self.sender._ssrc,
                         payload=packet.payload)
+        ntp = clock.current_ntp_time()
         out.extensions.mid = self._mid
         # the upstream sender's send time, passed through: the downstream peer's
         # bandwidth estimate (its REMB, relayed upstream) then covers both links
         send_time = packet.extensions.abs_send_time
         out.extensions.abs_send_time = (send_time if send_time is not None else
-                                        (clock.current_ntp_time() >> 14) & 0x00FFFFFF)
+                                        (ntp >> 14) & 0x00FFFFFF)
         out.extensions.audio_level = packet.extensions.audio_level
         self._history[seq % RTP_HISTORY_SIZE] = out
         try:
@@ -265,7 +266,7 @@ class Outlet:
         if self._last_seq is None or (seq - self._last_seq) & 0xFFFF < 0x8000:
             self._last_seq, self._last_ts, self._last_at = seq, ts, now
         sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
@@ -400,20 +401,25 @@ class FrameAssembler:
 class PacketConsumer:
     """A thread that turns forwarded packets into frames for recorders and taps.
 
-    ``put`` (on the loop, never blocks) queues ``(role, kind, packet, arrival)``;
-    the thread depacketizes video (:class:`FrameAssembler`) and calls
+    ``put`` (on the loop, never blocks, never wakes the thread) appends
+    ``(role, kind, packet, arrival)`` to a bounded deque; the thread drains it every
+    ``poll_s``, depacketizes video (:class:`FrameAssembler`) and calls
     ``deliver(role, kind, data, arrival, keyframe, pts)`` with each audio packet's
     payload and each whole video frame. ``on_broken(role)`` runs on the loop when a
-    role's video lost a frame (ask for a key frame).
+    role's video lost a frame or waits for one (ask for a key frame).
     """
 
     def __init__(self, deliver: Callable[[str, str, bytes, float, bool, int], None],
-                 on_broken: Callable[[str], None], maxsize: int = CONSUMER_QUEUE) -> None:
+                 on_broken: Callable[[str], None], maxsize: int = CONSUMER_QUEUE,
+                 poll_s: float = 0.02) -> None:
         self._deliver = deliver
         self._on_broken = on_broken
         self._loop = asyncio.get_running_loop()
-        self._queue: queue.Queue[
-            tuple[str, str, int, int, int, bool, bytes, float] | None] = queue.Queue(maxsize)
+        self._items: deque[tuple[str, str, int, int, int, bool, bytes, float]] = deque()
+        self._maxsize = maxsize
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._drain = True
         self._sources: dict[str, int] = {}  # role → SSRC of its video
         self._lost: set[str] = set()
         self._assemblers: dict[str, FrameAssembler] = {}
@@ -427,75 +433,69 @@ class PacketConsumer:
     def put(self, role: str, kind: str, packet: RtpPacket, arrival: float) -> None:
         if self._thread is None:
             return
-        try:
-            self._queue.put_nowait((role, kind, packet.ssrc, packet.sequence_number,
-                                    packet.timestamp, bool(packet.marker), packet.payload,
-                                    arrival))
-        except queue.Full:
+        if len(self._items) >= self._maxsize:  # the thread is behind
             self.dropped += 1
             if kind == "video":
                 self._lost.add(role)
+            return
+        self._items.append((role, kind, packet.ssrc, packet.sequence_number,
+                            packet.timestamp, bool(packet.marker), packet.payload, arrival))
 
     def _run(self) -> None:
+        items = self._items
         while True:
-            item = self._queue.get()
-            if item is None:
+            stopping = self._stop.wait(self._poll_s)
+            if stopping and not self._drain:
                 return
-            role, kind, ssrc, seq, ts, marker, payload, arrival = item
-            try:
-                if kind != "video":
-                    self._deliver(role, kind, payload, arrival, True, ts)
-                    continue
-                assembler = self._assemblers.get(role)
-                if assembler is None:
-                    assembler = self._assemblers[role] = FrameAssembler()
-                if self._sources.get(role, ssrc) != ssrc:
-                    assembler.restart()
-                self._sources[role] = ssrc
-                if role in self._lost:
-                    self._lost.discard(role)
-                    assembler.lost()
-                was_broken = assembler.broken
-                frames = assembler.add(seq, ts, marker, payload)
-                if (assembler.broken and not was_broken) or assembler.stalled:
-                    assembler.stalled = False
-                    self._loop.call_soon_threadsafe(self._on_broken, role)
-                for frame_ts, data in frames:
-                    first = self._first_ts.setdefault(role, frame_ts)
-                    self.frames += 1
-                    self._deliver(role, kind, data, arrival, vp8.is_keyframe(data),
-                                  (frame_ts - first) & 0xFFFFFFFF)
-            except Exception:
-                logger.exception("packet consumer failed on a %s packet", kind)
+            while items:
+                self._handle(*items.popleft())
+            if stopping:
+                return
+
+    def _handle(self, role: str, kind: str, ssrc: int, seq: int, ts: int, marker: bool,
+                payload: bytes, arrival: float) -> None:
+        try:
+            if kind != "video":
+                self._deliver(role, kind, payload, arrival, True, ts)
+                return
+            assembler = self._assemblers.get(role)
+            if assembler is None:
+                assembler = self._assemblers[role] = FrameAssembler()
+            if self._sources.get(role, ssrc) != ssrc:
+                assembler.restart()
+            self._sources[role] = ssrc
+            if role in self._lost:
+                self._lost.discard(role)
+                assembler.lost()
+            was_broken = assembler.broken
+            frames = assembler.add(seq, ts, marker, payload)
+            if (assembler.broken and not was_broken) or assembler.stalled:
+                assembler.stalled = False
+                self._loop.call_soon_threadsafe(self._on_broken, role)
+            for frame_ts, data in frames:
+                first = self._first_ts.setdefault(role, frame_ts)
+                self.frames += 1
+                self._deliver(role, kind, data, arrival, vp8.is_keyframe(data),
+                              (frame_ts - first) & 0xFFFFFFFF)
+        except Exception:
+            logger.exception("packet consumer failed on a %s packet", kind)
 
     def drain_and_close(self, timeout: float = 10.0) -> None:
         """Stop the thread once it has delivered what is queued (blocks: call it in a
-        thread); after ``timeout`` what is left is dropped."""
-        thread = self._thread
-        if thread is None:
-            return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
-        thread.join(timeout)
-        self.close()
+        thread)."""
+        self._stop_thread(drain=True, timeout=timeout)
 
     def close(self) -> None:
         """Stop the thread (what is queued is dropped)."""
+        self._stop_thread(drain=False, timeout=5.0)
+
+    def _stop_thread(self, drain: bool, timeout: float) -> None:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        while True:
-            try:
-                self._queue.put_nowait(None)
-                break
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-        thread.join(5)
+        self._drain = drain
+        self._stop.set()
+        thread.join(timeout)
 
 
 # -- checks -----------------------------------------------------------------------------
