@@ -323,7 +323,9 @@ class FrameAssembler:
         self._newest: int | None = None
         self.broken = True  # until the first key frame
         self.dropped = 0
-        self.stalled = False  # a frame has waited a quarter of the window: ask for a key frame
+        self.stalled = False  # a frame has waited half the window: ask for a key frame
+        self.give_ups = 0
+        self.stalls = 0
         self._stalled_ts: int | None = None
 
     def lost(self) -> None:
@@ -369,6 +371,7 @@ class FrameAssembler:
                     break  # a frame before it may still come
                 if not follows and not keyframe:
                     self.broken = True  # a whole frame never came
+                    self.give_ups += 1
                 self._take(ts, frame)
                 if self.broken and not keyframe:
                     self.dropped += 1
@@ -379,15 +382,17 @@ class FrameAssembler:
                 self._take(ts, frame)
                 self.broken = True
                 self.dropped += 1
+                self.give_ups += 1
             else:
                 self._stall(ts, newest)
                 break
         return out
 
     def _stall(self, ts: int, newest: int) -> None:
-        if (newest - ts) & 0xFFFFFFFF > self._window // 4 and self._stalled_ts != ts:
+        if (newest - ts) & 0xFFFFFFFF > self._window // 2 and self._stalled_ts != ts:
             self._stalled_ts = ts  # what it waits for may never come: ask for a key frame
             self.stalled = True
+            self.stalls += 1
 
     def _take(self, ts: int, frame: _Pending) -> None:
         del self._pending[ts]
@@ -484,6 +489,10 @@ class PacketConsumer:
         """Stop the thread once it has delivered what is queued (blocks: call it in a
         thread)."""
         self._stop_thread(drain=True, timeout=timeout)
+        for role, assembler in self._assemblers.items():
+            logger.debug("packet consumer: %s video: %d frames given up or dropped, "
+                        "%d give-ups, %d stalls", role, assembler.dropped,
+                        assembler.give_ups, assembler.stalls)
 
     def close(self) -> None:
         """Stop the thread (what is queued is dropped)."""
