@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 FORWARDING_MODES = ("packet", "frame")
 # Packets a consumer (recorder, tap) may fall behind by before it drops and resyncs.
 CONSUMER_QUEUE = 2000
+#: how long a packet may stay missing before its NACK is repeated (about a round trip)
+NACK_REPEAT_S = 0.3
 #: how often (packets) the receiver's "active source" time is refreshed (PLIs use it)
 _ACTIVE_EVERY = 32
 
@@ -98,8 +100,9 @@ def receive_packets(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
     parsed, retransmissions (RTX) unwrapped, instead of aiortc's jitter buffer and decoder.
 
     Call it in the ``pc.on("track")`` handler, before the receiver starts. Receiver
-    reports and NACKs for missing packets go on as in aiortc; the receive-side bitrate
-    estimator is skipped.
+    reports and NACKs for missing packets go on as in aiortc (a NACK is repeated every
+    :data:`NACK_REPEAT_S` while the packet is missing); the receive-side bitrate estimator
+    is skipped.
     """
     seam.passthrough(receiver, lambda packet: None)  # the decoder thread idles
     codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
@@ -109,6 +112,7 @@ def receive_packets(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
     active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
     nack = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
     counter = [0]
+    last_nack = [0.0]
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         if not receiver._enabled:
@@ -129,8 +133,13 @@ def receive_packets(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
         counter[0] += 1
         if counter[0] % _ACTIVE_EVERY == 1:
             active[packet.ssrc] = clock.current_datetime()
-        if nack is not None and nack.add(packet):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        if nack is not None:
+            # aiortc NACKs a packet once, when the gap appears; a NACK or its answer lost
+            # on the way loses the packet for good: still-missing ones are asked again
+            now = time.monotonic()
+            if nack.add(packet) or (nack.missing and now - last_nack[0] > NACK_REPEAT_S):
+                last_nack[0] = now
+                await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
         try:
             await sink(packet)
         except Exception:  # never break aiortc's RTP handling
