@@ -423,10 +423,11 @@ def _convert(name: str, type_: Any, raw: str) -> Any:
 
 
 # -- media forwarding (cloudcounter.media.call, docs/media.md) ----------------------------
-#: ``frame``: aiortc re-assembles each incoming frame and the hub forwards frames (today's);
-#: ``packet``: RTP packets forwarded with rewritten headers (cloudcounter.media.packets).
+#: ``packet`` (the default): RTP packets forwarded with rewritten headers
+#: (cloudcounter.media.packets); ``frame``: aiortc re-assembles each incoming frame and the
+#: hub forwards frames (the earlier path, kept as a fallback).
 MEDIA_FORWARDING_MODES = ("frame", "packet")
-MEDIA_FORWARDING_DEFAULT = "frame"
+MEDIA_FORWARDING_DEFAULT = "packet"
 
 
 def media_forwarding(env: Mapping[str, str] | None = None) -> str:

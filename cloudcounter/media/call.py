@@ -14,9 +14,10 @@ track passes each packet to the other leg's :class:`PacketTrack`, to the
 participant's recorder and, for the customer's video, to the tap decoder.
 Nothing decodes or encodes on the forwarding path.
 
-With ``forwarding="packet"`` (``CLOUDCOUNTER_MEDIA_FORWARDING=packet``) the legs pass
-RTP packets instead, headers rewritten, without re-assembling frames; the recorders and
-the tap get frames depacketized on a thread of their own (:mod:`cloudcounter.media.packets`).
+That is ``forwarding="frame"`` (``CLOUDCOUNTER_MEDIA_FORWARDING=frame``). The default,
+``packet``, passes RTP packets instead, headers rewritten, without re-assembling frames;
+the recorders and the tap get frames depacketized on a thread of their own
+(:mod:`cloudcounter.media.packets`).
 """
 
 from __future__ import annotations

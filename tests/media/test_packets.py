@@ -69,9 +69,9 @@ class SeenRemb:
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-def test_the_setting_defaults_to_frame_and_refuses_anything_else() -> None:
-    assert media_forwarding({}) == "frame"
-    assert media_forwarding({"CLOUDCOUNTER_MEDIA_FORWARDING": "Packet"}) == "packet"
+def test_the_setting_defaults_to_packet_and_refuses_anything_else() -> None:
+    assert media_forwarding({}) == "packet"
+    assert media_forwarding({"CLOUDCOUNTER_MEDIA_FORWARDING": "Frame"}) == "frame"
     with pytest.raises(SettingsError):
         media_forwarding({"CLOUDCOUNTER_MEDIA_FORWARDING": "sfu"})
 
