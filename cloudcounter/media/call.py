@@ -698,6 +698,8 @@ class CallMedia:
 
     async def stop_recording(self) -> dict[Role, RecordingInfo]:
         """Finish the files; returns what was recorded per participant (none if failed/empty)."""
+        if self._consumer is not None and self._recorders:  # what is queued goes in first
+            await asyncio.to_thread(self._consumer.flush)
         recorders, self._recorders = self._recorders, {}
         for role, recorder in recorders.items():
             info = await recorder.close()

@@ -494,6 +494,13 @@ class PacketConsumer:
         except Exception:
             logger.exception("packet consumer failed on a %s packet", kind)
 
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait (blocking: call it in a thread) until what is queued has been delivered."""
+        deadline = time.monotonic() + timeout
+        while self._thread is not None and self._items and time.monotonic() < deadline:
+            time.sleep(self._poll_s / 2)
+        time.sleep(self._poll_s)  # the item being handled
+
     def drain_and_close(self, timeout: float = 10.0) -> None:
         """Stop the thread once it has delivered what is queued (blocks: call it in a
         thread)."""
