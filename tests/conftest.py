@@ -119,7 +119,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         ice_servers=[], media_host_addresses=["127.0.0.1"],
         offer_timeout_s=5.0, wrap_up_s=5.0, customer_grace_s=3.0, position_interval_s=0.2,
         vision_prestart=False,  # most tests need no vision worker: it starts with a call
-        media_workers=0,  # media in the test's hub process (tests/test_media_workers*.py: on workers)
+        media_workers=0,  # media in the test hub process (test_media_workers*.py: workers)
         faces_dir=FACES_DIR, web_dir=ROOT / "clients/web", node_modules_dir=ROOT / "node_modules")
     base.update(overrides)
     return Settings(**base).checked()

@@ -194,6 +194,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read the environment; raise :class:`SettingsError` with a clear message."""
         env = os.environ if env is None else env
+        media_forwarding(env)  # read where calls are created; a bad value refused now
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             key = PREFIX + f.name.upper()
@@ -447,3 +448,14 @@ def _convert(name: str, type_: Any, raw: str) -> Any:
     if t == "Path":
         return Path(raw)
     return raw
+
+
+# -- media forwarding (cloudcounter.media.modes, docs/media.md) ---------------------------
+def media_forwarding(env: Mapping[str, str] | None = None) -> str:
+    """``CLOUDCOUNTER_MEDIA_FORWARDING`` (``frame`` | ``packet``); :class:`SettingsError`
+    for anything else."""
+    from cloudcounter.media import modes
+    try:
+        return modes.media_forwarding(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None

@@ -13,6 +13,11 @@ Each leg is an aiortc ``RTCPeerConnection`` whose receivers yield encoded
 track passes each packet to the other leg's :class:`PacketTrack`, to the
 participant's recorder and, for the customer's video, to the tap decoder.
 Nothing decodes or encodes on the forwarding path.
+
+That is ``forwarding="frame"`` (``CLOUDCOUNTER_MEDIA_FORWARDING=frame``, the default).
+``packet`` passes RTP packets instead, headers rewritten, without re-assembling frames;
+the recorders and the tap get frames depacketized on a thread of their own
+(:mod:`cloudcounter.media.packets`).
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
+from cloudcounter.media.modes import MEDIA_FORWARDING_MODES, media_forwarding
 from cloudcounter.recordings.writer import RecordingInfo, RecordingWriter
 
-from . import seam, vp8
+from . import packets, seam, vp8
 from .errors import InvalidOffer, MediaStateError, RecordingFailed, UnsupportedCodec
 from .health import LegFlow
 from .keyframes import KeyframeThrottle
@@ -100,6 +106,8 @@ class CallMediaStats:
     from_agent: DirectionStats = field(default_factory=DirectionStats)
     keyframe_requests: dict[str, int] = field(default_factory=dict)
     tap_frames_decoded: int = 0
+    remb_relayed: dict[str, int] = field(default_factory=dict)  # packet forwarding
+    last_remb_bps: dict[str, int] = field(default_factory=dict)  # relayed, per upstream
 
 
 def ice_configuration(ice_servers: IceServers, relay_only: bool = False) -> RTCConfiguration:
@@ -150,6 +158,11 @@ def check_offer(offer_sdp: str) -> set[str]:
     return kinds
 
 
+def _started(track: PacketTrack) -> Callable[[], bool]:
+    """Whether the sender of ``track`` runs (it read the track once)."""
+    return lambda: track.started
+
+
 class _Leg:
     def __init__(self, role: Role, pc: RTCPeerConnection, kinds: set[str]) -> None:
         self.role = role
@@ -158,6 +171,7 @@ class _Leg:
         self.answered_at = time.monotonic()
         self.state = LegState.NEW
         self.outgoing: dict[str, PacketTrack] = {}
+        self.outlets: dict[str, packets.Outlet] = {}  # packet forwarding
         self.receivers: dict[str, RTCRtpReceiver] = {}
         self.throttle = KeyframeThrottle()
         self.ended_reason: EndReason | None = None
@@ -172,6 +186,7 @@ class _Monitor:
         self.role = role
         self.pc = pc
         self.outgoing: dict[tuple[Role, str], PacketTrack] = {}
+        self.outlets: dict[tuple[Role, str], packets.Outlet] = {}  # packet forwarding
 
 
 #: the sections of a monitor's offer, in order
@@ -191,6 +206,8 @@ class CallMedia:
         (ICE failure, consent expiry, the peer closing); the hub then ends the
         call and calls ``close()``. Called at most once per leg, never after ``close()``.
     :param origin: ``time.monotonic()`` at the call's start, the recordings' time origin.
+    :param forwarding: ``"frame"`` or ``"packet"``; ``None`` reads
+        ``CLOUDCOUNTER_MEDIA_FORWARDING`` (:func:`cloudcounter.media.modes.media_forwarding`).
     """
 
     def __init__(
@@ -202,8 +219,14 @@ class CallMedia:
         on_ended: Callable[[Role, EndReason], None] | None = None,
         origin: float | None = None,
         queue_size: int = 30,  # per outgoing track: ~1 s of video; beyond, drop and resync
+        forwarding: str | None = None,
     ) -> None:
         seam.install()
+        self.forwarding = media_forwarding() if forwarding is None else forwarding
+        if self.forwarding not in MEDIA_FORWARDING_MODES:
+            raise ValueError(f"forwarding must be one of {MEDIA_FORWARDING_MODES}")
+        self._packet_mode = self.forwarding == "packet"
+        self._consumer: packets.PacketConsumer | None = None
         self.call_id = call_id
         self.origin = time.monotonic() if origin is None else origin
         self._config_servers = list(ice_servers)
@@ -259,10 +282,16 @@ class CallMedia:
                 )
                 sender = pc.addTrack(track)
                 leg.outgoing[kind] = track
+                if self._packet_mode:
+                    leg.outlets[kind] = packets.Outlet(
+                        sender, kind, _started(track),
+                        on_need_keyframe=lambda: self.request_keyframe(OTHER[role]))
                 if kind == "video":
                     seam.on_keyframe_request(
                         sender, lambda: self._relay_keyframe_request(role)
                     )
+                    if self._packet_mode:
+                        packets.on_remb(sender, lambda bitrate: self._relay_remb(role, bitrate))
             with seam.host_addresses(self._host_addresses):
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
@@ -332,8 +361,12 @@ class CallMedia:
                 track = PacketTrack(kind, maxsize=self._queue_size,
                                     on_start=keyframe if kind == "video" else None,
                                     on_need_keyframe=keyframe)
-                pc.addTrack(track)
+                sender = pc.addTrack(track)
                 mon.outgoing[(role, kind)] = track
+                if self._packet_mode:
+                    mon.outlets[(role, kind)] = packets.Outlet(
+                        sender, kind, _started(track),
+                        on_need_keyframe=keyframe)
             with seam.host_addresses(self._host_addresses):
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
@@ -360,7 +393,11 @@ class CallMedia:
     def monitor_sent(self, monitor_id: str) -> dict[str, int]:
         """Packets sent to a monitor per ``role/kind`` (tests, stats)."""
         mon = self._monitors.get(monitor_id)
-        return {k: t.sent for (_, k), t in mon.outgoing.items()} if mon else {}
+        if mon is None:
+            return {}
+        if self._packet_mode:
+            return {k: o.sent for (_, k), o in mon.outlets.items()}
+        return {k: t.sent for (_, k), t in mon.outgoing.items()}
 
     async def _close_monitor(self, mon: _Monitor) -> None:
         for track in mon.outgoing.values():
@@ -373,9 +410,94 @@ class CallMedia:
         for transceiver in leg.pc.getTransceivers():
             if transceiver.receiver.track is track:
                 leg.receivers[track.kind] = transceiver.receiver
-                seam.passthrough(
-                    transceiver.receiver, self._forwarder(leg.role, track.kind)
-                )
+                if self._packet_mode:
+                    packets.receive_packets(
+                        transceiver.receiver, self._packet_forwarder(leg.role, track.kind))
+                else:
+                    seam.passthrough(
+                        transceiver.receiver, self._forwarder(leg.role, track.kind)
+                    )
+
+    def _packet_forwarder(self, role: Role, kind: str) -> packets.PacketSink:
+        """The sink for one incoming stream in packet mode: each RTP packet, on the loop."""
+        stats = self._direction(role)
+        other = OTHER[role]
+        is_video = kind == "video"
+        tap_source = is_video and role == "customer"
+        monitored = (role, kind)
+        newest: list[int | None] = [None]  # the newest RTP timestamp seen (video)
+
+        async def forward(packet: packets.RtpPacket) -> None:
+            if self._closed:
+                return
+            now = time.monotonic()
+            if stats.first_packet_at is None:
+                stats.first_packet_at = now
+            stats.last_packet_at = now
+            # a frame counts once, at its first packet in order (not a retransmission)
+            frame_end = is_video and packets.newer_frame(packet.timestamp, newest)
+            if is_video:
+                if frame_end:
+                    newest[0] = packet.timestamp
+                stats.last_video_at = now
+                stats.video_frames += frame_end
+                if packets.is_keyframe_start(packet.payload):
+                    stats.video_keyframes += 1
+            else:
+                stats.audio_packets += 1
+            other_leg = self._legs.get(other)
+            outlet = other_leg.outlets.get(kind) if other_leg is not None else None
+            if outlet is not None:
+                if await outlet.send(packet):
+                    if not is_video:
+                        stats.forwarded_audio += 1
+                    elif frame_end:
+                        stats.forwarded_video += 1
+                elif is_video and frame_end and outlet.waiting:
+                    stats.dropped_video += 1
+            if self._monitors:
+                for mon in list(self._monitors.values()):  # silent monitoring
+                    watched = mon.outlets.get(monitored)
+                    if watched is not None:
+                        await watched.send(packet)
+            consumer = self._consumer
+            if consumer is not None and (role in self._recorders
+                                         or (tap_source and self._tap_decoder is not None)):
+                consumer.put(role, kind, packet, now)
+
+        return forward
+
+    def _consumer_started(self) -> packets.PacketConsumer:
+        """The thread that depacketizes for the recorders and the tap (packet mode)."""
+        if self._consumer is None:
+            self._consumer = packets.PacketConsumer(self._deliver, self._consumer_broken)
+        return self._consumer
+
+    def _deliver(self, role: str, kind: str, data: bytes, arrival: float, keyframe: bool,
+                 pts: int) -> None:
+        """A whole frame (audio packet) from the consumer thread: to the recorder and tap."""
+        recorder = self._recorders.get(role)  # type: ignore[call-overload]
+        if recorder is not None:
+            recorder.write(kind, data, arrival, keyframe)
+        tap = self._tap_decoder
+        if tap is not None and kind == "video" and role == "customer":
+            tap.feed(data, keyframe, pts)
+
+    def _consumer_broken(self, role: str) -> None:
+        if role in ROLES:
+            self.request_keyframe(role)  # type: ignore[arg-type]
+
+    def _relay_remb(self, downstream: Role, bitrate: int) -> None:
+        """The ``downstream`` participant's bandwidth estimate (REMB): to the upstream
+        sender, so that a participant on a slow link gets a lower bitrate."""
+        upstream = self._legs.get(OTHER[downstream])
+        if upstream is None or self._closed or "video" not in upstream.receivers:
+            return
+        key = f"remb_to_{OTHER[downstream]}"
+        self._stats.remb_relayed[key] = self._stats.remb_relayed.get(key, 0) + 1
+        self._stats.last_remb_bps[OTHER[downstream]] = bitrate
+        self._spawn(packets.send_remb(upstream.receivers["video"], bitrate),
+                    f"remb-{OTHER[downstream]}")
 
     def _direction(self, role: Role) -> DirectionStats:
         return self._stats.from_customer if role == "customer" else self._stats.from_agent
@@ -522,7 +644,16 @@ class CallMedia:
         if self._closed:
             raise MediaStateError("the call's media is closed")
         if self._tap_decoder is None:
-            self._tap_decoder = TapDecoder(lambda: self.request_keyframe("customer"))
+            if self._packet_mode:  # fed on the consumer thread
+                loop = asyncio.get_running_loop()
+
+                def need_keyframe() -> None:
+                    loop.call_soon_threadsafe(self.request_keyframe, "customer")
+
+                self._tap_decoder = TapDecoder(need_keyframe)
+                self._consumer_started()
+            else:
+                self._tap_decoder = TapDecoder(lambda: self.request_keyframe("customer"))
         return self._tap_decoder.add_tap(maxsize, max_fps)
 
     # -- recording -----------------------------------------------------------------
@@ -553,6 +684,8 @@ class CallMedia:
                 path, origin=self.origin, on_failed=self._recording_failed_cb(role), key=key
             )
             paths[role] = path
+        if self._packet_mode:
+            self._consumer_started()
         return paths
 
     def _recording_failed_cb(self, role: Role) -> Callable[[Exception], None]:
@@ -565,6 +698,8 @@ class CallMedia:
 
     async def stop_recording(self) -> dict[Role, RecordingInfo]:
         """Finish the files; returns what was recorded per participant (none if failed/empty)."""
+        if self._consumer is not None and self._recorders:  # what is queued goes in first
+            await asyncio.to_thread(self._consumer.flush)
         recorders, self._recorders = self._recorders, {}
         for role, recorder in recorders.items():
             info = await recorder.close()
@@ -619,4 +754,7 @@ class CallMedia:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._consumer is not None:  # what it holds goes into the files first
+            await asyncio.to_thread(self._consumer.drain_and_close)
+            self._consumer = None
         return await self.stop_recording()
