@@ -4,6 +4,8 @@ and vs Janus.
     .venv/bin/python loadtests/bench_media.py [--calls 8] [--baseline-calls 2]
         [--janus-calls 8] [--forwarding frame,packet] [--seconds 10] [--no-record]
         [--clip FILE.webm]
+    .venv/bin/python loadtests/bench_media.py --workers 1|2 [--calls 6] [--seconds 15]
+        (the media workers' hop: runs loadtests/bench_workers.py, see its docstring)
 
 The hub side runs in this process (one ``CallMedia`` per call, recorded, or
 per call two plain peer connections joined by aiortc's ``MediaRelay``); the
@@ -858,9 +860,13 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    entry = main
+    if any(a == "--workers" or a.startswith("--workers=") for a in sys.argv):
+        # the media workers' hop (issue 16): loadtests/bench_workers.py, same arguments
+        from bench_workers import main as entry  # type: ignore[no-redef]  # this folder
     if "--uvloop" in sys.argv:  # the hub's production loop (cloudcounter serve uses it)
         sys.argv.remove("--uvloop")
         import uvloop
-        uvloop.run(main())
+        uvloop.run(entry())
     else:
-        asyncio.run(main())
+        asyncio.run(entry())
