@@ -141,6 +141,8 @@ async def start_hub(workdir: Path) -> tuple[web.AppRunner, Any, str, Settings]:
         database_url=f"sqlite+aiosqlite:///{workdir}/hub.db", demo=True, port=0,
         recordings_dir=workdir / "recordings", customer_photos_dir=workdir / "photos",
         ice_servers=[], media_host_addresses=["127.0.0.1", OUTER], vision_workers=0,
+        # media stays in the hub process: the figures read the hub receiver's NACK counters
+        media_workers=0,
         vision_prestart=False, faces_dir=faces_dir(), web_dir=ROOT / "clients/web",
         node_modules_dir=ROOT / "node_modules", log_level="WARNING").checked()
     engine = make_engine(settings.database_url)
