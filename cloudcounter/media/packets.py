@@ -191,6 +191,7 @@ class Outlet:
     are up). Video starts on a key frame (``on_need_keyframe`` asks upstream for one
     meanwhile); a new upstream source (the participant re-connected: new SSRC) continues
     the sequence numbers and timestamps where the old one stopped, from a key frame.
+    Audio goes out numbered without gaps (it is never retransmitted, see :meth:`send`).
     """
 
     def __init__(self, sender: RTCRtpSender, kind: str, started: Callable[[], bool],
@@ -210,10 +211,12 @@ class Outlet:
         self._seq_offset = 0
         self._ts_offset = 0
         self._last_seq: int | None = None
+        self._upstream_seq: int | None = None  # audio: the last upstream number passed on
         self._last_ts = 0
         self._last_at = 0.0
         self.sent = 0
         self.dropped = 0
+        self.late = 0  # audio packets that came after a later one (not passed on)
         self._wrap_send()
 
     def _wrap_send(self) -> None:
@@ -238,6 +241,7 @@ class Outlet:
             self._ts_offset = self._last_ts + gap - packet.timestamp
             self.waiting = self._video
         self._source = packet.ssrc
+        self._upstream_seq = None
 
     async def send(self, packet: RtpPacket) -> bool:
         """Pass ``packet`` on; False when it was not sent (not started, waiting for a key
@@ -253,7 +257,22 @@ class Outlet:
                     self._on_need_keyframe()
                 return False
             self.waiting = False
-        seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        if self._video:  # numbers kept: a retransmission fills its own gap downstream
+            seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        else:
+            # Audio is not retransmitted: a packet lost upstream would stay a gap in the
+            # numbers for good, and a receiver's jitter buffer may hold the packets behind a
+            # gap (aiortc's does, until its 16 places are full). The hub closes the gap; the
+            # timestamps still show it, for the decoder to conceal. A packet that comes after
+            # a later one is too late to play: dropped.
+            last = self._upstream_seq
+            if last is not None and not 0 < (packet.sequence_number - last) & 0xFFFF < 0x8000:
+                self.late += 1
+                return False
+            if self._last_seq is None:
+                seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
+            else:
+                seq = (self._last_seq + 1) & 0xFFFF
         ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         out = RtpPacket(payload_type=self.payload_type or 0, marker=packet.marker,
                         sequence_number=seq, timestamp=ts, ssrc=self.sender._ssrc,
@@ -271,6 +290,8 @@ class Outlet:
             await self.sender.transport._send_rtp(out.serialize(self._extensions))
         except ConnectionError:
             return False
+        if not self._video:
+            self._upstream_seq = packet.sequence_number
         now = time.monotonic()
         if self._last_seq is None or (seq - self._last_seq) & 0xFFFF < 0x8000:
             self._last_seq, self._last_ts, self._last_at = seq, ts, now

@@ -27,11 +27,15 @@ from conftest import connect, wait_for
 pytestmark = pytest.mark.integration
 
 
-def _video(pc: Any) -> tuple[RTCRtpSender, RTCRtpReceiver]:
+def _transceiver(pc: Any, kind: str) -> tuple[RTCRtpSender, RTCRtpReceiver]:
     for transceiver in pc.getTransceivers():
-        if transceiver.kind == "video":
+        if transceiver.kind == kind:
             return transceiver.sender, transceiver.receiver
-    raise AssertionError("no video transceiver")
+    raise AssertionError(f"no {kind} transceiver")
+
+
+def _video(pc: Any) -> tuple[RTCRtpSender, RTCRtpReceiver]:
+    return _transceiver(pc, "video")
 
 
 class SeenRtp:
@@ -69,7 +73,7 @@ class SeenRemb:
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-def test_the_setting_defaults_to_packet_and_refuses_anything_else() -> None:
+def test_the_setting_defaults_to_frame_and_refuses_anything_else() -> None:
     assert media_forwarding({}) == "frame"  # until the soak and capacity runs (docs)
     assert media_forwarding({"CLOUDCOUNTER_MEDIA_FORWARDING": "Frame"}) == "frame"
     with pytest.raises(SettingsError):
@@ -152,6 +156,45 @@ async def test_a_nack_is_answered_from_the_sent_history(
     lost = seen.packets[-3][2]
     await agent_receiver._send_rtcp_nack(hub_sender._ssrc, [lost])
     await wait_for(lambda: lost in seen.rtx_of, 10, "the retransmission of the NACKed packet")
+
+
+async def test_audio_lost_on_the_customers_link_reaches_the_agent_without_a_gap(
+    make_call: Callable[..., CallMedia], make_peer: Callable[..., ClientPeer]
+) -> None:
+    """Audio is never retransmitted: the hub closes the gap a packet lost upstream leaves in
+    the numbers (the timestamps keep it, for the decoder to conceal), so the agent's jitter
+    buffer does not hold back the packets behind it."""
+    call = make_call(forwarding="packet")
+    customer = make_peer(audio=ToneAudioTrack(), video=PatternVideoTrack())
+    agent = make_peer(audio=ToneAudioTrack(), video=PatternVideoTrack(320, 240))
+    seen = SeenRtp(_transceiver(agent.pc, "audio")[1])
+    await connect(call, "customer", customer)
+    await connect(call, "agent", agent)
+    await wait_for(lambda: agent.received.frames["audio"] >= 10, 20, "audio at the agent")
+    _, hub_receiver = _transceiver(call._legs["customer"].pc, "audio")
+    handle = hub_receiver._handle_rtp_packet
+    arrived = [0]
+
+    async def lossy(packet: Any, arrival_time_ms: int) -> None:
+        arrived[0] += 1
+        if arrived[0] % 7:  # every 7th packet lost on the customer's link
+            await handle(packet, arrival_time_ms)
+
+    hub_receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+    start = len(seen.packets)
+    frames0 = agent.received.frames["audio"]
+    forwarded0 = call.stats().from_customer.forwarded_audio
+    await wait_for(lambda: arrived[0] >= 140, 20, "140 audio packets over the lossy link")
+    forwarded = call.stats().from_customer.forwarded_audio - forwarded0
+    await wait_for(lambda: agent.received.frames["audio"] - frames0 >= 0.9 * forwarded, 20,
+                   "the agent playing what the hub forwarded")
+    after = seen.packets[start:]
+    seqs = [seq for _, _, seq, _ in after]
+    steps = [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:], strict=False)]
+    assert steps and steps.count(1) >= 0.99 * len(steps), steps  # no gap in the numbers
+    ts_steps = {(b[3] - a[3]) & 0xFFFFFFFF for a, b in zip(after, after[1:], strict=False)}
+    assert 2 * 960 in ts_steps  # ... but the lost 20 ms are in the timestamps
+    assert call._legs["agent"].outlets["audio"].late == 0
 
 
 async def test_the_agents_remb_reaches_the_customers_sender(
