@@ -66,6 +66,7 @@ class Config:
     hub_wrapper: str = ""  # a script that runs the hub's CLI (investigation: probes, patches)
     profile: str = ""  # py-spy output (collapsed stacks) of the hub during the load
     keep_hub_log: str = ""
+    socketio_manager: str = "local"  # "redis": the hub's emits through a private Redis
 
 
 # ------------------------------------------------------------------------ figures
@@ -87,6 +88,54 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of the benchmark's own on a free loopback port (never the machine's)."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("--socketio-manager redis needs redis-server "
+                             "(make system-packages installs it)")
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly",
+             "no", "--dir", str(directory)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        import redis
+        self.client = redis.Redis(host=HOST, port=self.port, socket_timeout=5,
+                                  socket_connect_timeout=5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError as exc:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"redis-server did not start on port {self.port}") from exc
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def reset(self) -> None:
+        self.client.config_resetstat()
+
+    def counts(self) -> dict[str, Any]:
+        """Commands served since :meth:`reset`, by name, and the bytes in and out."""
+        stats = self.client.info("commandstats")
+        net = self.client.info("stats")
+        return {"commands": {k.removeprefix("cmdstat_"): int(v["calls"])
+                             for k, v in stats.items()},
+                "bytes_in": int(net["total_net_input_bytes"]),
+                "bytes_out": int(net["total_net_output_bytes"])}
+
+    def stop(self) -> None:
+        self.client.close()
+        stop_process(self.proc)
 
 
 def hub_env(tmp: Path) -> dict[str, str]:
@@ -651,11 +700,16 @@ def run(cfg: Config) -> dict[str, Any]:
     env = hub_env(tmp)
     procs: list[subprocess.Popen[bytes]] = []
     pool: Pool | None = None
+    private_redis: PrivateRedis | None = None
     out: dict[str, Any] = {"config": asdict(cfg), "cpus": os.cpu_count(),
                            "loadavg_before": os.getloadavg()[0],
                            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     try:
         t = time.time()
+        if cfg.socketio_manager == "redis":
+            private_redis = PrivateRedis(tmp / "redis")
+            env.update({"CLOUDCOUNTER_SOCKETIO_MANAGER": "redis",
+                        "CLOUDCOUNTER_REDIS_URL": private_redis.url})
         cli = str(VENV_BIN / "cloudcounter")
         subprocess.run([cli, "db", "upgrade"], env=env, cwd=ROOT, check=True,
                        capture_output=True)
@@ -718,6 +772,8 @@ def run(cfg: Config) -> dict[str, Any]:
                          "clients": clients,
                          "per_client_kb": (rss1 - rss0) / max(1, clients) / 1024}
 
+        if private_redis is not None:
+            private_redis.reset()  # count what the calls cost, not the connects
         sampler = HubSampler(hub)
         sampler.start()
         cpu0 = hub.cpu_times()
@@ -738,6 +794,15 @@ def run(cfg: Config) -> dict[str, Any]:
         sampler.stopped.set()
         out["loadavg_after"] = os.getloadavg()[0]
         out["load"] = analyse(cfg, t0, t_end, res)
+        if private_redis is not None:
+            counts = private_redis.counts()
+            calls = max(1, out["load"]["setups_total"])
+            out["redis"] = counts | {
+                "calls": out["load"]["setups_total"],
+                "commands_per_call": round(sum(counts["commands"].values()) / calls, 2),
+                "publish_per_call": round(counts["commands"].get("publish", 0) / calls, 2),
+                "bytes_in_per_call": round(counts["bytes_in"] / calls),
+                "bytes_out_per_call": round(counts["bytes_out"] / calls)}
         busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         out["load"]["hub_cpu_pct"] = 100 * busy / (time.time() - t0)
         out["load"]["hub_cpu_ms_per_call"] = 1000 * busy / max(1, out["load"]["setups_total"])
@@ -757,6 +822,8 @@ def run(cfg: Config) -> dict[str, Any]:
             pool.close()
         for p in procs:
             stop_process(p)
+        if private_redis is not None:
+            private_redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -802,6 +869,16 @@ def report(r: dict[str, Any]) -> str:
                            + lat(echo["closed"]["rtt_ms"])),
         ("echo server CPU", f"{echo['server_cpu_us_per_echo']:.0f} us per echo"),
     ]
+    if r.get("redis"):
+        red = r["redis"]
+        top = sorted(red["commands"].items(), key=lambda kv: -kv[1])[:6]
+        rows += [("", ""), ("REDIS (emits across nodes)", ""),
+                 ("per call", f"{red['commands_per_call']:g} commands "
+                              f"({red['publish_per_call']:g} PUBLISH), "
+                              f"{red['bytes_in_per_call']} bytes in, "
+                              f"{red['bytes_out_per_call']} bytes out "
+                              f"(over {red['calls']} calls set up and ended)"),
+                 ("commands", ", ".join(f"{k} {v}" for k, v in top))]
     if r.get("hub_log_problems"):
         rows.append(("hub log", r["hub_log_problems"][-1][:100]))
     width = max(len(k) for k, _ in rows)
@@ -830,6 +907,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hub-wrapper", default="", help="run the hub as `python SCRIPT serve ...` "
                    "instead of `cloudcounter serve` (to try a patched or instrumented hub)")
     p.add_argument("--keep-hub-log", type=Path, help="copy the hub's log here")
+    p.add_argument("--socketio-manager", choices=("local", "redis"), default="local",
+                   help="redis: the hub's emits go through a private redis-server, and "
+                   "Redis commands and bytes per call are counted")
     p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.echo_server:
@@ -839,7 +919,8 @@ def main(argv: list[str] | None = None) -> int:
                  duration=args.duration, hold=args.hold, workers=args.workers,
                  echo_clients=args.echo_clients, echo_seconds=args.echo_seconds,
                  profile=args.profile, hub_wrapper=args.hub_wrapper,
-                 keep_hub_log=str(args.keep_hub_log or ""))
+                 keep_hub_log=str(args.keep_hub_log or ""),
+                 socketio_manager=args.socketio_manager)
     result = run(cfg)
     print()
     print(report(result), flush=True)
