@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,18 +19,12 @@ from cloudcounter.signaling.fanout import HubRedisManager
 from cloudcounter.signaling.namespaces import agent_room, customer_room
 from cloudcounter.sim.client import Connection
 from tests.conftest import Hub, wait_until
+from tests import redislab
 from tests.redislab import RedisServer, free_port
 
+redis_server = redislab.redis_server  # a private Redis per test (the fixture)
+
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def two_nodes(hub_factory: Any, redis_server: RedisServer, tmp_path: Path

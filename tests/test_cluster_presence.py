@@ -5,26 +5,19 @@ period, without taking an entry another node wrote since (issue 11)."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
 from cloudcounter.cluster.presence import RedisPresence
 from cloudcounter.sim.client import Connection
 from tests.conftest import wait_until
+from tests import redislab
 from tests.redislab import RedisServer
 
+redis_server = redislab.redis_server  # a private Redis per test (the fixture)
+
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_presence_is_written_back_after_redis_loses_it(

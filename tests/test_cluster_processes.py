@@ -23,7 +23,10 @@ import pytest
 
 from cloudcounter.sim.client import Connection, demo_customer_token, login
 from tests.conftest import FACES_DIR, wait_until
+from tests import redislab
 from tests.redislab import RedisServer, free_port
+
+redis_server = redislab.redis_server  # a private Redis per test (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,15 +82,6 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
