@@ -313,6 +313,10 @@ def page_of(ctx: Any) -> Any:
 
 def sign_in(page: Any, url: str, username: str, password: str) -> None:
     page.goto(url)
+    # the form shows once the page has asked the hub for a session (/api/me): on a machine
+    # saturated by other work that took longer than the default 15 s once (CI run of
+    # 2026-12-07, 15:23); a bound, not a figure: the form must still appear
+    page.get_by_test_id("login-username").wait_for(state="visible", timeout=60_000)
     page.get_by_test_id("login-username").fill(username)
     page.get_by_test_id("login-password").fill(password)
     page.get_by_test_id("login-submit").click()
