@@ -148,6 +148,12 @@ def hub_env(tmp: Path) -> dict[str, str]:
         "CLOUDCOUNTER_ICE_SERVERS": "[]",
         "CLOUDCOUNTER_MEDIA_HOST_ADDRESSES": HOST,
         "CLOUDCOUNTER_RECORDINGS_DIR": str(tmp / "recordings"),
+        # every simulated client comes from 127.0.0.1, as if behind one balancer: the
+        # per-address limits (docs/security.md) would refuse all but the first 50
+        "CLOUDCOUNTER_MAX_CONNECTIONS_PER_ADDRESS": "100000",
+        "CLOUDCOUNTER_MAX_REQUESTS_IN_FLIGHT_PER_ADDRESS": "100000",
+        "CLOUDCOUNTER_CALL_REQUESTS_PER_ADDRESS_PER_MIN": "10000000",
+        "CLOUDCOUNTER_CALL_REQUESTS_PER_CUSTOMER_PER_MIN": "100000",
     })
     return env
 
@@ -372,6 +378,10 @@ class Worker:
             self.customers = [r for r in res if isinstance(r, Customer)]
             out["errors"] += [repr(r) for r in res if isinstance(r, BaseException)][:3]
             self.idle = collections.deque(self.customers)
+        for kind, wanted, got in (("agents", len(agents), len(self.agents)),
+                                  ("customers", len(tokens), len(self.customers))):
+            if got < wanted:  # a refused connection is an error of the run, never silent
+                out["errors"].append(f"{wanted - got} of {wanted} {kind} did not connect")
         out.update(agents=len(self.agents), customers=len(self.customers),
                    seconds=time.time() - t)
         return out
