@@ -121,9 +121,8 @@ class FlowService:
         leaves the offer as it was). None when the call already has its flow."""
         if call_id in self.calls:
             return None
-        script = await self.store.current_script(service)
-        rules = await self.store.current_rules()
-        changes = await self.store.account_changes(customer_id, self.clock())
+        script, rules, changes = await self.store.answer_inputs(service, customer_id,
+                                                                self.clock())
         return Prepared(script, rules, tuple(changes))
 
     async def answered(self, call_id: str, customer_id: str, service: str,

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudcounter.business.flow import Approval, Prompt, StepChange
 from cloudcounter.business.risk import RuleSet, parse_rules
@@ -51,18 +51,29 @@ class BusinessStore:
     # -- scripts ---------------------------------------------------------------------------
     async def current_script(self, service: str) -> Script | None:
         async with self.sm() as s:
-            row = (await s.execute(
-                select(ServiceScript.id, ServiceScript.version)
-                .where(ServiceScript.service_code == service)
-                .order_by(ServiceScript.version.desc()).limit(1))).first()
-            if row is None:
-                return None
-            if row.id not in self._scripts:
-                full = await s.get(ServiceScript, row.id)
-                assert full is not None
-                self._scripts[row.id] = script_from_row(service, full.title, full.steps,
-                                                        full.version, full.id)
+            return await self._current_script(s, service)
+
+    async def _current_script(self, s: AsyncSession, service: str) -> Script | None:
+        row = (await s.execute(
+            select(ServiceScript.id, ServiceScript.version)
+            .where(ServiceScript.service_code == service)
+            .order_by(ServiceScript.version.desc()).limit(1))).first()
+        if row is None:
+            return None
+        if row.id not in self._scripts:
+            full = await s.get(ServiceScript, row.id)
+            assert full is not None
+            self._scripts[row.id] = script_from_row(service, full.title, full.steps,
+                                                    full.version, full.id)
         return self._scripts[row.id]
+
+    async def answer_inputs(self, service: str, customer_id: str, now: float
+                            ) -> tuple[Script | None, RuleSet, list[AccountChange]]:
+        """What answering a call reads (the current script and risk rules, the customer's
+        recent account changes), in one session: the answer's path reads it per call."""
+        async with self.sm() as s:
+            return (await self._current_script(s, service), await self._current_rules(s),
+                    await self._account_changes(s, customer_id, now))
 
     async def script(self, service: str, version: int | None = None) -> Script:
         if version is None:
@@ -115,14 +126,17 @@ class BusinessStore:
     # -- risk rules ------------------------------------------------------------------------
     async def current_rules(self) -> RuleSet:
         async with self.sm() as s:
-            version = await s.scalar(select(func.max(RiskRuleSet.version)))
-            if version is None:
-                raise InvalidState("no risk rule set in the database (run `cloudcounter db "
-                                   "upgrade`)", code="no_rules")
-            if version not in self._rules:
-                row = await s.get(RiskRuleSet, version)
-                assert row is not None
-                self._rules[version] = parse_rules(row.rules, version)
+            return await self._current_rules(s)
+
+    async def _current_rules(self, s: AsyncSession) -> RuleSet:
+        version = await s.scalar(select(func.max(RiskRuleSet.version)))
+        if version is None:
+            raise InvalidState("no risk rule set in the database (run `cloudcounter db "
+                               "upgrade`)", code="no_rules")
+        if version not in self._rules:
+            row = await s.get(RiskRuleSet, version)
+            assert row is not None
+            self._rules[version] = parse_rules(row.rules, version)
         return self._rules[version]
 
     async def rules(self, version: int | None = None) -> RuleSet:
@@ -153,12 +167,17 @@ class BusinessStore:
 
     # -- customers' account changes ------------------------------------------------------------
     async def account_changes(self, customer_id: str, now: float) -> list[AccountChange]:
-        since = utc(now) - timedelta(days=CHANGES_WINDOW_DAYS)
         async with self.sm() as s:
-            rows = (await s.scalars(select(CustomerAccountChange).where(
-                CustomerAccountChange.customer_id == customer_id,
-                CustomerAccountChange.changed_at >= since)
-                .order_by(CustomerAccountChange.changed_at.desc()).limit(50))).all()
+            return await self._account_changes(s, customer_id, now)
+
+    @staticmethod
+    async def _account_changes(s: AsyncSession, customer_id: str, now: float
+                               ) -> list[AccountChange]:
+        since = utc(now) - timedelta(days=CHANGES_WINDOW_DAYS)
+        rows = (await s.scalars(select(CustomerAccountChange).where(
+            CustomerAccountChange.customer_id == customer_id,
+            CustomerAccountChange.changed_at >= since)
+            .order_by(CustomerAccountChange.changed_at.desc()).limit(50))).all()
         return [AccountChange(r.kind, aware(r.changed_at).timestamp(), r.channel) for r in rows]
 
     async def add_account_change(self, customer_id: str, kind: str, changed_at: float,
