@@ -644,7 +644,7 @@ async def analyse(engine: AsyncEngine, marks: dict[str, Any], a: argparse.Namesp
             "kills": len(marks["kills"]),
             "leader_kills": sum(1 for k in marks["kills"] if k["leader"]),
             "freeze": marks["stop"], "restarts": marks["restarts"],
-            "leader_changes": len(leaders), "fenced_writes_refused": router["fenced"],
+            "leader_elections": len(leaders), "fenced_writes_refused": router["fenced"],
             "lapses_failed_over": node_stats.get("lapses_claimed", 0),
             "routing_gaps_after_leader_loss_s": gaps, "lease_s": a.lease,
             "max_routing_gap_s": round(max_gap, 2), "order": order,
@@ -689,24 +689,31 @@ def order_check(calls: dict[str, list[Any]], offer_rows: list[tuple[Any, ...]],
             if calls[cid][0][5]["skill"] != skill:
                 continue
             agent = row["agent_id"]
+            older_waiting = False
             for _, ycid in items[:rank[cid]]:
                 yh = calls[ycid]
                 before = [x for x in yh if x[2] <= t]
-                if not before or before[-1][2] > t - slack or before[-1][1] == "DELETE":
+                if not before or before[-1][1] == "DELETE":
                     continue
                 y = before[-1][5]
+                older_waiting = older_waiting or y["state"] == "queued"
+                if before[-1][2] > t - slack:
+                    continue
                 if y["state"] != "queued" or y["held"] or ycid in firsts and \
                         firsts[ycid][0] < t:
                     continue
                 if any(int(e[0]) == agent and float(e[1]) > t for e in y["excluded"]):
                     continue
-                checked += 1
                 inversions += 1
                 if not any(e - 1 <= t <= e + lease + slack + 3 for e in events):
                     unexplained += 1
+            checked += older_waiting
     return {"inversions": inversions, "explained_near_a_kill_or_freeze":
             inversions - unexplained, "unexplained": unexplained,
-            "first_offers": len(firsts)}
+            "first_offers": len(firsts),
+            # first offers made while an older call of the same skill was still queued
+            # (re-queued, excluding, held or just arrived): where order was at stake
+            "first_offers_with_an_older_call_queued": checked}
 
 
 def main() -> int:
@@ -741,7 +748,8 @@ def main() -> int:
     v, f = out["verdicts"], out["figures"]
     print(f"queue soak: {f['offers']} offers in {f['run_s']} s ({f['offers_per_s']}/s), "
           f"{f['calls']} calls; {f['kills']} kills ({f['leader_kills']} of the leader), "
-          f"1 freeze of the leader for {a.stop_s} s; {f['leader_changes']} leader changes; "
+          f"1 freeze of the leader for {a.stop_s} s; {f['leader_elections']} leader elections "
+          "(the first included); "
           f"{f['fenced_writes_refused']} fenced writes refused; {f['lapses_failed_over']} "
           "lapsed nodes failed over")
     print(f"routing gaps after a leader loss (s): {f['routing_gaps_after_leader_loss_s']} "
