@@ -4,7 +4,6 @@ call with media, starts it again, and checks the call, the recordings and the si
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -83,40 +82,71 @@ def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     assert path.read_bytes() == b"not a recording"  # untouched
 
 
+def seeded_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    """A hub's environment (``extra`` added) on a migrated database with the demo data."""
+    env = hub_env(tmp_path, port) | extra
+    for cmd in (["db", "upgrade"], ["demo", "seed"]):
+        done = subprocess.run([str(CLI), *cmd], cwd=ROOT, env=env, capture_output=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+    return env
+
+
+async def recorded_call(url: str, env: dict[str, str], db: Path,
+                        logs: Path) -> list[subprocess.Popen[bytes]]:
+    """An agent and a customer simulator in a call, both recordings growing; their output
+    in ``logs``/agent.log and customer.log."""
+    sim = [sys.executable, "-m", "cloudcounter", "sim"]
+    sims: list[subprocess.Popen[bytes]] = []
+    for name, args in (("agent", ["--username", "alice", "--password", "alice-demo-1",
+                                  "--steps", "none"]),
+                       ("customer", ["--customer", "cus_demo_joe", "--service", "card_loss",
+                                     "--seconds", "600"])):
+        with (logs / f"{name}.log").open("wb") as out:
+            sims.append(subprocess.Popen([*sim, name, "--url", url, *args], cwd=ROOT, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT))
+
+    def recorded_bytes() -> int:
+        with sqlite3.connect(db) as conn:
+            paths = [r[0] for r in conn.execute("SELECT path FROM recordings")]
+        return min((Path(p).stat().st_size if Path(p).exists() else 0 for p in paths),
+                   default=0) if len(paths) == 2 else 0
+    try:
+        await wait_until(lambda: recorded_bytes() > 50_000, 90, "both recordings growing")
+    except BaseException:
+        for p in sims:
+            p.kill()
+        raise
+    return sims
+
+
+async def restarted_and_recovered(env: dict[str, str], log: Path, db: Path) -> None:
+    """The hub started again on the same database until it has recovered both recordings
+    (finalized, on the timeline), then stopped."""
+    proc = await start_hub(env, log)
+    try:
+        def recovered() -> bool:
+            with sqlite3.connect(db) as conn:
+                return conn.execute("SELECT COUNT(*) FROM recordings WHERE finished_at IS "
+                                    "NOT NULL").fetchone()[0] == 2
+        await wait_until(recovered, 60, "the recordings finalized")
+        await wait_until(lambda: kinds(db).count("recording.recovered") == 2, 30,
+                         "the timeline")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 async def test_a_hub_killed_mid_call_ends_it_and_finalizes_its_recordings(
         tmp_path: Path) -> None:
     port = free_port()
-    env = hub_env(tmp_path, port)
-    for cmd in (["db", "upgrade"], ["demo", "seed"]):
-        done = subprocess.run([str(CLI), *cmd], cwd=ROOT, env=env, capture_output=True,
-                              timeout=120)
-        assert done.returncode == 0, done.stderr
+    env = seeded_env(tmp_path, port)
     url, db, log = f"http://127.0.0.1:{port}", tmp_path / "hub.db", tmp_path / "hub.log"
     proc = await start_hub(env, log)
-    sims: list[subprocess.Popen[bytes]] = []
     try:
-        sim = [sys.executable, "-m", "cloudcounter", "sim"]
-        with (tmp_path / "agent.log").open("wb") as out:
-            sims.append(subprocess.Popen([*sim, "agent", "--url", url, "--username", "alice",
-                                          "--password", "alice-demo-1", "--steps", "none"],
-                                         cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT))
-        await asyncio.sleep(0)
-        with (tmp_path / "customer.log").open("wb") as out:
-            sims.append(subprocess.Popen([*sim, "customer", "--url", url, "--customer",
-                                          "cus_demo_joe", "--service", "card_loss",
-                                          "--seconds", "600"],
-                                         cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT))
-
-        def recorded_bytes() -> int:
-            with sqlite3.connect(db) as conn:
-                paths = [r[0] for r in conn.execute("SELECT path FROM recordings")]
-            return min((Path(p).stat().st_size if Path(p).exists() else 0 for p in paths),
-                       default=0) if len(paths) == 2 else 0
-        await wait_until(lambda: recorded_bytes() > 50_000, 90, "both recordings growing")
+        sims = await recorded_call(url, env, db, tmp_path)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -129,17 +159,7 @@ async def test_a_hub_killed_mid_call_ends_it_and_finalizes_its_recordings(
         assert conn.execute("SELECT COUNT(*) FROM recordings WHERE sha256 IS NULL"
                             ).fetchone()[0] == 2
 
-    proc = await start_hub(env, log)  # the same database: recovery at start-up
-    try:
-        def recovered() -> bool:
-            with sqlite3.connect(db) as conn:
-                return conn.execute("SELECT COUNT(*) FROM recordings WHERE finished_at IS "
-                                    "NOT NULL").fetchone()[0] == 2
-        await wait_until(recovered, 60, "the recordings finalized")
-        await wait_until(lambda: "recording.recovered" in kinds(db), 30, "the timeline")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    await restarted_and_recovered(env, log, db)  # the same database: recovery at start-up
     with sqlite3.connect(db) as conn:
         state, reason = conn.execute("SELECT state, end_reason FROM call_sessions").fetchone()
         rows = conn.execute("SELECT path, sha256, size_bytes, duration_s, error "

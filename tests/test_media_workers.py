@@ -262,26 +262,18 @@ async def test_a_hub_killed_mid_call_leaves_no_worker_and_recovers_the_call(
     closes), and started again on the same database it ends the call ``failed``
     (``hub_restarted``) with both recordings finalized and verified."""
     import sqlite3
-    import subprocess
-    import sys
 
     import psutil
 
-    from tests.conftest import ROOT
-    from tests.test_crash_recovery import frames_and_duration, kinds
-    from tests.test_webhook_crash import CLI, hub_env, start_hub
+    from tests.test_crash_recovery import (frames_and_duration, recorded_call,
+                                           restarted_and_recovered, seeded_env)
+    from tests.test_webhook_crash import start_hub
     from tests.webhook_receiver import free_port
 
     port = free_port()
-    env = hub_env(tmp_path, port)
-    env["CLOUDCOUNTER_MEDIA_WORKERS"] = "2"
-    for cmd in (["db", "upgrade"], ["demo", "seed"]):
-        done = subprocess.run([str(CLI), *cmd], cwd=ROOT, env=env, capture_output=True,
-                              timeout=120)
-        assert done.returncode == 0, done.stderr
+    env = seeded_env(tmp_path, port, CLOUDCOUNTER_MEDIA_WORKERS="2")
     url, db, log = f"http://127.0.0.1:{port}", tmp_path / "hub.db", tmp_path / "hub.log"
     proc = await start_hub(env, log)
-    sims: list[subprocess.Popen[bytes]] = []
     try:
         hub = psutil.Process(proc.pid)
 
@@ -289,24 +281,7 @@ async def test_a_hub_killed_mid_call_leaves_no_worker_and_recovers_the_call(
             return [c for c in hub.children() if "media-worker" in " ".join(c.cmdline())]
         await wait_until(lambda: len(workers()) == 2, 30, "2 worker processes")
         pids = [w.pid for w in workers()]
-        sim = [sys.executable, "-m", "cloudcounter", "sim"]
-        with (tmp_path / "agent.log").open("wb") as out:
-            sims.append(subprocess.Popen([*sim, "agent", "--url", url, "--username", "alice",
-                                          "--password", "alice-demo-1", "--steps", "none"],
-                                         cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT))
-        with (tmp_path / "customer.log").open("wb") as out:
-            sims.append(subprocess.Popen([*sim, "customer", "--url", url, "--customer",
-                                          "cus_demo_joe", "--service", "card_loss",
-                                          "--seconds", "600"], cwd=ROOT, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT))
-
-        def recorded_bytes() -> int:
-            with sqlite3.connect(db) as conn:
-                paths = [r[0] for r in conn.execute("SELECT path FROM recordings")]
-            return min((Path(p).stat().st_size if Path(p).exists() else 0 for p in paths),
-                       default=0) if len(paths) == 2 else 0
-        await wait_until(lambda: recorded_bytes() > 50_000, 90, "both recordings growing")
+        sims = await recorded_call(url, env, db, tmp_path)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -317,18 +292,7 @@ async def test_a_hub_killed_mid_call_leaves_no_worker_and_recovers_the_call(
     await wait_until(gone, 30, "the workers to exit after the hub")
     for p, name in zip(sims, ("agent", "customer")):
         await wait_until(lambda p=p: p.poll() is not None, 60, f"the {name} simulator to exit")  # type: ignore[misc]
-    proc = await start_hub(env, log)  # the same database: recovery at start-up
-    try:
-        def recovered() -> bool:
-            with sqlite3.connect(db) as conn:
-                return conn.execute("SELECT COUNT(*) FROM recordings WHERE finished_at IS "
-                                    "NOT NULL").fetchone()[0] == 2
-        await wait_until(recovered, 60, "the recordings finalized")
-        await wait_until(lambda: kinds(db).count("recording.recovered") == 2, 30,
-                         "the timeline")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    await restarted_and_recovered(env, log, db)  # the same database: recovery at start-up
     with sqlite3.connect(db) as conn:
         state, reason = conn.execute("SELECT state, end_reason FROM call_sessions").fetchone()
         rows = conn.execute("SELECT path, sha256, size_bytes, error FROM recordings").fetchall()
