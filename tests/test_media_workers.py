@@ -102,8 +102,10 @@ async def test_calls_spread_over_two_workers(hub_factory: Any) -> None:
     assert got[("cloudcounter_media_workers_lost_total", ())] == 0
     for rig in (first, second):
         assert (await rig.agent.call("call:hangup", {"call_id": rig.call_id}))["ok"]
+        await rig.cust.expect("call:ended", timeout=10)
         await rig.close()
-    assert hub.ctx.media.segments == {}
+    # the hub closes a call's media after it has told both sides (a task of its own)
+    await wait_until(lambda: hub.ctx.media.segments == {}, 15, "every call's media closed")
     status, body, _ = await hub.get("/api/admin/media-workers", user="admin")
     assert status == 200 and len(body["workers"]) == 2, body
     assert all(w["alive"] and w["calls"] == 0 for w in body["workers"]), body
