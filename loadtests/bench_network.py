@@ -259,6 +259,8 @@ async def scenario(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "hub_keyframes_from_customer": hub_stats.from_customer.video_keyframes,
             "hub_broken_video_dropped": hub_stats.from_customer.broken_video,
             "keyframe_requests": dict(hub_stats.keyframe_requests),
+            "remb_relayed": dict(hub_stats.remb_relayed),
+            "remb_coalesced": dict(hub_stats.remb_coalesced),
             "recording_frames": recorded,
         }
     finally:

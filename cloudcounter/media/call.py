@@ -108,6 +108,7 @@ class CallMediaStats:
     tap_frames_decoded: int = 0
     remb_relayed: dict[str, int] = field(default_factory=dict)  # packet forwarding
     last_remb_bps: dict[str, int] = field(default_factory=dict)  # relayed, per upstream
+    remb_coalesced: dict[str, int] = field(default_factory=dict)  # heard, not relayed
 
 
 def ice_configuration(ice_servers: IceServers, relay_only: bool = False) -> RTCConfiguration:
@@ -235,6 +236,7 @@ class CallMedia:
         self._queue_size = queue_size
         self._legs: dict[Role, _Leg] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._remb_relays: dict[str, packets.RembRelay] = {}  # per upstream (packet mode)
         self._recorders: dict[Role, RecordingWriter] = {}
         self._recording_infos: dict[Role, RecordingInfo] = {}
         self._on_recording_failed: Callable[[Role, RecordingFailed], None] | None = None
@@ -494,7 +496,13 @@ class CallMedia:
         if upstream is None or self._closed or "video" not in upstream.receivers:
             return
         key = f"remb_to_{OTHER[downstream]}"
-        self._stats.remb_relayed[key] = self._stats.remb_relayed.get(key, 0) + 1
+        relay = self._remb_relays.get(key)
+        if relay is None:
+            relay = self._remb_relays[key] = packets.RembRelay()
+        if not relay.offer(bitrate, time.monotonic()):
+            self._stats.remb_coalesced[key] = relay.coalesced
+            return
+        self._stats.remb_relayed[key] = relay.relayed
         self._stats.last_remb_bps[OTHER[downstream]] = bitrate
         self._spawn(packets.send_remb(upstream.receivers["video"], bitrate),
                     f"remb-{OTHER[downstream]}")

@@ -161,6 +161,46 @@ async def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
     return True
 
 
+REMB_RELAY_INTERVAL_S = 0.25  # at most one relayed REMB per upstream in this time ...
+REMB_RELAY_DROP = 0.9  # ... unless the estimate fell below this share of the last relayed
+
+
+class RembRelay:
+    """Which of a downstream peer's REMBs go upstream. A receiver's estimator sends one at
+    every feedback interval and, while it sees its link overused, one with every packet:
+    relayed one by one they cost the hub a task and an SRTCP packet each, most when it is
+    busiest. A fall in the estimate goes on at once; anything else at most every
+    :data:`REMB_RELAY_INTERVAL_S` (the next REMB carries the newest estimate)."""
+
+    def __init__(self, interval_s: float = REMB_RELAY_INTERVAL_S,
+                 drop: float = REMB_RELAY_DROP) -> None:
+        self._interval_s = interval_s
+        self._drop = drop
+        self._last: tuple[float, int] | None = None  # (when, bitrate) last relayed
+        self.relayed = 0
+        self.coalesced = 0
+
+    def offer(self, bitrate: int, now: float) -> bool:
+        """True when ``bitrate``, heard at ``now``, is to be relayed."""
+        last = self._last
+        if (last is None or now - last[0] >= self._interval_s
+                or bitrate < last[1] * self._drop):
+            self._last = (now, bitrate)
+            self.relayed += 1
+            return True
+        self.coalesced += 1
+        return False
+
+
+def ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp (aiortc's ``clock.current_ntp_time``
+    without its datetime objects: it runs once per forwarded packet)."""
+    return int((time.time() + _NTP_EPOCH_OFFSET) * 4294967296.0)
+
+
+_NTP_EPOCH_OFFSET = 2208988800  # 1900-01-01 to 1970-01-01, in seconds
+
+
 def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
     """Call ``callback(bitrate)`` whenever the remote peer sends a REMB for ``sender``."""
     original = sender._handle_rtcp_packet
@@ -277,7 +317,7 @@ class Outlet:
         out = RtpPacket(payload_type=self.payload_type or 0, marker=packet.marker,
                         sequence_number=seq, timestamp=ts, ssrc=self.sender._ssrc,
                         payload=packet.payload)
-        ntp = clock.current_ntp_time()
+        ntp = ntp_now()
         out.extensions.mid = self._mid
         # the upstream sender's send time, passed through: the downstream peer's
         # bandwidth estimate (its REMB, relayed upstream) then covers both links

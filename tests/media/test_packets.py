@@ -84,6 +84,26 @@ def test_the_aiortc_internals_are_where_packets_expects_them() -> None:
     packets.check()
 
 
+def test_rembs_are_coalesced_but_a_fall_goes_at_once() -> None:
+    relay = packets.RembRelay(interval_s=0.25, drop=0.9)
+    assert relay.offer(1_000_000, 0.0)  # the first
+    # an overused link's receiver sends one with every packet: held back ...
+    assert not any(relay.offer(1_000_000 - i, 0.01 * i) for i in range(1, 20))
+    assert relay.offer(950_000, 0.25)  # ... until the interval has passed
+    assert relay.offer(800_000, 0.26)  # a fall of more than 10 %: at once
+    assert not relay.offer(2_000_000, 0.30)  # a rise waits
+    assert relay.offer(2_000_000, 0.51)
+    assert (relay.relayed, relay.coalesced) == (4, 20)
+
+
+def test_ntp_now_is_aiortcs_clock() -> None:
+    from aiortc import clock
+    before = clock.current_ntp_time()
+    now = packets.ntp_now()
+    after = clock.current_ntp_time()
+    assert before - 2**22 <= now <= after + 2**22  # within a millisecond
+
+
 def test_vp8_descriptors_and_frame_assembly() -> None:
     # descriptor: X=1, I=1 with a 15-bit picture id, S=1 PID=0 → 4 bytes
     key = bytes([0x90, 0x80, 0x80, 0x01]) + bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + b"k" * 4
