@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import secrets
 from typing import Any
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,34 +21,13 @@ from cloudcounter.db.security_models import JournalDeadLetter
 from cloudcounter.errors import Conflict, InvalidMessage
 from cloudcounter.hub.auth import hash_password
 from cloudcounter.queue.model import Call
-from tests.conftest import CI
-
-PG_ADMIN_URL = os.environ.get("CLOUDCOUNTER_TEST_PG_URL",
-                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
+from tests.pglab import private_database
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    import asyncpg
-
-    admin = PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://")
-    name = "cc_test_" + secrets.token_hex(4)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-    try:
-        asyncio.run(run(f"CREATE DATABASE {name}"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        if CI:
-            pytest.fail(f"PostgreSQL is required in CI ({PG_ADMIN_URL}): {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with private_database("cc_test_") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -5,7 +5,6 @@ on timings. About 4-5 minutes; it makes and drops its own database."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -16,33 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CI, ROOT
-from tests.test_queue_store_contract import PG_ADMIN_URL
+from tests.conftest import ROOT
+from tests.pglab import drop, unreachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.integration]
 SOAK = ROOT / "loadtests" / "queue_soak.py"
 
 
-def _drop(name: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL.replace("postgresql+asyncpg://",
-                                                          "postgresql://"), timeout=5)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
-    asyncio.run(run())
-
-
 def test_nodes_killed_and_frozen_keep_the_queue_consistent(tmp_path: Path) -> None:
     try:
-        _drop("cc_soak_probe")  # PostgreSQL reachable?
+        drop("cc_soak_probe")  # PostgreSQL reachable?
     except Exception as exc:  # noqa: BLE001 - not reachable, whatever the error
-        if CI:
-            pytest.fail(f"PostgreSQL is required in CI ({PG_ADMIN_URL}): {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+        unreachable(exc)
     name = "cc_soak_" + secrets.token_hex(4)
     out = tmp_path / "soak.json"
     log = tmp_path / "harness.log"
@@ -65,7 +49,7 @@ def test_nodes_killed_and_frozen_keep_the_queue_consistent(tmp_path: Path) -> No
                     os.killpg(proc.pid, signal.SIGKILL)  # any node left behind
                 except ProcessLookupError:
                     pass
-            _drop(name)
+            drop(name)
     text = log.read_text(errors="replace")
     assert proc.returncode == 0, text[-4000:]
     result = json.loads(out.read_text())

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -18,10 +16,8 @@ from cloudcounter.queue.model import AgentState, CallState, EndReason
 from cloudcounter.queue.rules import RulesConfig
 from cloudcounter.queue.stores.memory import MemoryTransitions
 from cloudcounter.queue.transitions import QueueTransitions
-from tests.conftest import CI
+from tests.pglab import private_database
 
-PG_ADMIN_URL = os.environ.get("CLOUDCOUNTER_TEST_PG_URL",
-                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 SLOW = RulesConfig(offer_timeout_s=600, wrap_up_s=600, customer_grace_s=600, exclusion_s=600)
 NOW = RulesConfig(offer_timeout_s=0, wrap_up_s=0, customer_grace_s=0, exclusion_s=0)
 Factory = Callable[[RulesConfig], Awaitable[QueueTransitions]]
@@ -30,37 +26,8 @@ Factory = Callable[[RulesConfig], Awaitable[QueueTransitions]]
 @pytest.fixture(scope="module")
 def queue_pg_url() -> Iterator[str]:
     """A PostgreSQL database of this module's own, migrated, dropped afterwards."""
-    import asyncpg
-
-    from cloudcounter.db.engine import make_engine
-    from cloudcounter.db.migrate import upgrade_engine
-
-    admin = PG_ADMIN_URL.replace("postgresql+asyncpg://", "postgresql://")
-    name = "cc_queue_" + secrets.token_hex(4)
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-    try:
-        asyncio.run(run(f"CREATE DATABASE {name}"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        if CI:
-            pytest.fail(f"PostgreSQL is required in CI ({PG_ADMIN_URL}): {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-    async def migrate() -> None:
-        engine = make_engine(url)
-        try:
-            await upgrade_engine(engine)
-        finally:
-            await engine.dispose()
-    asyncio.run(migrate())
-    yield url
-    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with private_database("cc_queue_", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture
