@@ -257,3 +257,28 @@ async def test_started_dispatcher_delivers_notifications_from_its_own_task(
         assert rec.offers() == [(c, "a1")]
     finally:
         await q.stop()
+
+
+async def test_notices_say_what_was_true_when_they_were_decided(q: Dispatcher) -> None:
+    """The delivery task runs after the transitions (off the routing path); each notice
+    carries snapshots, so an agent offered and answered before delivery is told
+    ``offered`` then ``busy`` (a live object would have read ``busy`` twice)."""
+    rec: Recorder = q.listener  # type: ignore[assignment]
+    q.outbox.start()
+    try:
+        await agent(q, 1, "a1")
+        call_id = await request(q, "c1")
+        await q.route_once()
+        await q.accept(1, call_id)  # before the task has run: nothing delivered yet
+        await q.outbox.stop()  # delivers what was decided
+    finally:
+        await q.outbox.stop()
+    states = [a[0].state for n, a in rec.log if n == "agent_state_changed"]
+    assert states == [AgentState.AWAY, AgentState.AVAILABLE, AgentState.OFFERED,
+                      AgentState.BUSY]
+    offered = next(a for n, a in rec.log if n == "call_offered")
+    assert offered[0].state is CallState.OFFERED and offered[1].call_id == call_id
+    accepted = next(a for n, a in rec.log if n == "call_accepted")
+    assert accepted[0].state is CallState.IN_CALL
+    live = await q.store.get_call(call_id)
+    assert live is not None and accepted[0] is not live  # a copy, not the queue's object

@@ -1,34 +1,37 @@
-"""The call queue's rules: requests, offers with timeouts, accept/decline, re-queueing,
-grace periods, wrap-up, and position/wait updates. Owns two tasks (routing and timers),
-started by :meth:`start` and cancelled by :meth:`stop`.
+"""The call queue of one hub node: requests, offers with timeouts, accept/decline,
+re-queueing, grace periods, wrap-up. Owns two tasks (routing and timers) and the outbox's
+delivery task, started by :meth:`start` and cancelled by :meth:`stop`.
 
-Every transition goes to the :class:`CallJournal`; notifications go to the
-:class:`QueueListener` after the queue's lock is released.
+Split by responsibility: this module holds the transitions, the routing pass and the timers;
+:mod:`cloudcounter.queue.notices` delivers notifications (frozen snapshots, after the lock is
+released, off the routing path); :mod:`cloudcounter.queue.positions` computes positions,
+estimates and statistics; :mod:`cloudcounter.queue.callbacks` and
+:mod:`cloudcounter.queue.takeover` hold the callback and team-lead transitions. Every
+transition goes to the :class:`CallJournal`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from cloudcounter.errors import Conflict, Forbidden, InvalidState, NotFound, RateLimited
 from cloudcounter.queue import routing
+from cloudcounter.queue.callbacks import Callbacks
 from cloudcounter.queue.model import Agent, AgentState, Call, CallState, EndReason
+from cloudcounter.queue.notices import Outbox
 from cloudcounter.queue.ports import CallJournal, QueueListener
+from cloudcounter.queue.positions import Positions, stats_from
 from cloudcounter.queue.store import QueueStore
 from cloudcounter.queue.takeover import LeadTakeover
 
 log = logging.getLogger(__name__)
 SYSTEM = "system"
-NO_AGENTS: frozenset[int] = frozenset()
-BULK_BATCH = 500
 #: the timeline's name for how a call reached its agent (routing.Assignment.tier)
 TIERS = {0: None, 1: "widened", 2: "overflow"}
 
@@ -71,75 +74,37 @@ class Dispatcher:
         self._grace: dict[str, float] = {}  # call_id -> deadline (customer disconnected)
         self._wrap: dict[int, float] = {}  # agent_id -> wrap-up deadline
         self._answered: dict[int, tuple[str, float]] = {}  # agent_id -> (skill, answered at)
-        self._last_position: dict[str, tuple[int, int]] = {}
-        self._last_stats: list[dict[str, Any]] | None = None
-        self._next_positions = 0.0
-        self._pending: list[Awaitable[None]] = []
-        self._bulk: list[Awaitable[None]] = []  # position and stats updates
-        self._outbox: asyncio.Queue[Awaitable[None]] = asyncio.Queue()
-        self._bulk_outbox: collections.deque[Awaitable[None]] = collections.deque()
-        self._mail = asyncio.Event()
-        self._position_sent: dict[str, float] = {}
-        self._wc: dict[str, routing.WaitingCall] = {}
-        self._staffing_cache: dict[str, int] | None = None
-        self._staffing_by: dict[frozenset[str], int] = {}
-        self._delivering = False
         self._handle_times: list[tuple[str, float]] = []
         self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
         self._last_call: dict[int, str] = {}  # agent id -> the call it last wrapped up
         self._streak: dict[int, tuple[str, int]] = {}  # agent id -> (service, offers in a row)
+        self.outbox = Outbox(listener)
+        self.positions = Positions(store, config, clock, self.outbox)
+        self.callbacks = Callbacks(self)  # customers leave the queue keeping their place
         self.leads = LeadTakeover(self)  # team leads take over calls whose agent dropped
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._route_loop(), name="queue-route"),
-                       asyncio.create_task(self._timer_loop(), name="queue-timers"),
-                       asyncio.create_task(self._deliver_loop(), name="queue-notify")]
-        self._delivering = True
+                       asyncio.create_task(self._timer_loop(), name="queue-timers")]
+        self.outbox.start()
 
     async def stop(self) -> None:
-        self._delivering = False
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
-        while not self._outbox.empty():  # deliver what was decided before the stop
-            self._pending.append(self._outbox.get_nowait())
-        self._pending.extend(self._bulk_outbox)
-        self._pending.extend(self._bulk)
-        self._bulk_outbox.clear()
-        self._bulk = []
-        await self._flush()
+        await self.outbox.stop()  # delivers what was decided before the stop
 
     # ---------------------------------------------------------------- helpers
-    def _notify(self, aw: Awaitable[None]) -> None:
-        self._pending.append(aw)
-
     async def _flush(self) -> None:
-        """After a locked section: notifications go to the delivery task, in order, so that
-        neither the lock holder nor the routing loop waits for sockets. Without a running
-        delivery task (unit tests drive the dispatcher by hand) they are delivered inline."""
+        """After a locked section: handle times to the store, notices to the outbox."""
         handle, self._handle_times = self._handle_times, []
         for skill, seconds in handle:
             await self.store.add_handle_time(skill, seconds)
-        pending, self._pending = self._pending, []
-        bulk, self._bulk = self._bulk, []
-        if self._delivering:
-            for aw in pending:
-                self._outbox.put_nowait(aw)
-            self._bulk_outbox.extend(bulk)
-            if pending or bulk:
-                self._mail.set()
-            return
-        for aw in pending + bulk:
-            try:
-                await aw
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failing listener must not break the queue
-                log.exception("queue listener failed")
+        await self.outbox.flush()
 
     @contextlib.asynccontextmanager
     async def _locked(self):  # type: ignore[no-untyped-def]
@@ -158,7 +123,7 @@ class Dispatcher:
         previous = agent.transition(target, now)
         if previous is target:
             return
-        self._staffing_cache = None
+        self.positions.staffing_changed()
         if previous is AgentState.WRAP_UP:
             self._wrap.pop(agent.agent_id, None)
             answered = self._answered.pop(agent.agent_id, None)
@@ -167,7 +132,7 @@ class Dispatcher:
         if call is not None:
             self._event(call, actor, "agent.state", agent=agent.username, state=target.value,
                         previous=previous.value, reason=reason)
-        self._notify(self.listener.agent_state_changed(agent, previous, reason))
+        self.outbox.add("agent_state_changed", agent, previous, reason)
         if target is AgentState.AVAILABLE:
             self._kick.set()
 
@@ -185,61 +150,9 @@ class Dispatcher:
 
     async def position_of(self, call: Call) -> tuple[int, float | None]:
         """The call's position among calls for the same skill, and its estimated wait."""
-        now = self.clock()
-        me = self._waiting(call, now)
-        others = [self._waiting(c, now) for c in await self.store.waiting_calls()
-                  if c.skill == call.skill and c.call_id != call.call_id]
-        pos = routing.position_of(me, others, now, self.config.aging_s) \
-            if call.state is CallState.QUEUED else 0
-        staffing = await self._staffing()
-        if call.customer_risk == routing.HIGH_RISK:  # only senior agents serve it
-            staffing = {call.skill: await self._staffed(
-                routing.needed_skills(call.skill, call.customer_risk))}
-        return pos, await self._eta(call.skill, pos, staffing)
+        return await self.positions.position_of(call)
 
-    async def _staffed(self, needed: frozenset[str]) -> int:
-        """Agents signed in and not away who have all of ``needed`` (cached like
-        :meth:`_staffing`)."""
-        await self._staffing()
-        if needed not in self._staffing_by:
-            self._staffing_by[needed] = routing.staffed(
-                (a.skills for a in await self.store.agents()
-                 if a.state not in (AgentState.OFFLINE, AgentState.AWAY)), needed)
-        return self._staffing_by[needed]
-
-    async def _staffing(self) -> dict[str, int]:
-        """Agents signed in and not away, per skill (cached until an agent changes state)."""
-        if self._staffing_cache is not None:
-            return self._staffing_cache
-        self._staffing_by = {}
-        out: dict[str, int] = {}
-        for a in await self.store.agents():
-            if a.state not in (AgentState.OFFLINE, AgentState.AWAY):
-                for skill in a.skills:
-                    out[skill] = out.get(skill, 0) + 1
-        self._staffing_cache = out
-        return out
-
-    async def _eta(self, skill: str, position: int, staffing: dict[str, int],
-                   handle: dict[str, list[float]] | None = None) -> float | None:
-        times = handle[skill] if handle is not None and skill in handle else \
-            await self.store.handle_times(skill)
-        if handle is not None:
-            handle[skill] = times
-        eta = routing.estimate_wait(position, staffing.get(skill, 0), times,
-                                    self.config.default_handle_s)
-        return None if math.isinf(eta) else round(eta, 1)
-
-    def _waiting(self, call: Call, now: float) -> routing.WaitingCall:
-        """The routing view of a call, cached until its exclusions change (the timer removes
-        expired exclusions, so every listed exclusion is active)."""
-        wc = self._wc.get(call.call_id)
-        if wc is None:
-            wc = routing.WaitingCall(call.call_id, call.skill, call.priority, call.enqueued_at,
-                                     call.seq, frozenset(call.excluded) or NO_AGENTS,
-                                     call.customer_risk, call.service)
-            self._wc[call.call_id] = wc
-        return wc
+    stats_from = staticmethod(stats_from)
 
     # ---------------------------------------------------------------- customer side
     async def request_call(self, *, customer_id: str, service: str, skill: str,
@@ -264,8 +177,8 @@ class Dispatcher:
                             else {}))
             self._event(call, SYSTEM, "call.queued", priority=priority)
             self.journal.call_updated(call.call_id, state=call.state.value, queued_at=self.wall())
-            position, eta = await self.position_of(call)
-            self._last_position[call.call_id] = (position, int(eta or -1))
+            position, eta = await self.positions.position_of(call)
+            self.positions.told(call.call_id, position, eta)
             self._kick.set()
         return call, position, eta
 
@@ -301,73 +214,20 @@ class Dispatcher:
             if call.callback == "waiting":  # back early: the callback keeps its place
                 return call
             if call.callback == "due":
-                self._callback_taken(call)
+                self.callbacks.taken(call)
                 return call
             self._grace.pop(call_id, None)
             call.held = False
             self._event(call, f"customer:{call.customer_id}", "customer.reconnected")
-            self._last_position.pop(call_id, None)  # push the position again
+            self.positions.resend(call_id)  # push the position again
             self._kick.set()
             return call
 
     # ---------------------------------------------------------------- callbacks
     async def request_callback(self, call_id: str, customer_id: str
                                ) -> tuple[int, float | None]:
-        """The waiting customer leaves the queue keeping the place: when it comes up, the
-        customer is told (``callback_due``: the page if open, the bank's app by webhook)
-        and has ``callback_answer_s`` to come back; the call is then answered first."""
-        async with self._locked():
-            call = await self._call(call_id)
-            if call.customer_id != customer_id:
-                raise Forbidden("not your call")
-            if call.state is not CallState.QUEUED:
-                raise InvalidState("only a waiting call can become a callback",
-                                   code="not_waiting")
-            if call.callback is not None:
-                raise Conflict("a callback is already requested", code="callback_requested")
-            call.callback, call.held = "waiting", True
-            self._grace.pop(call_id, None)
-            position, eta = await self.position_of(call)
-            self._event(call, f"customer:{customer_id}", "callback.requested",
-                        position=position, estimated_wait_s=eta)
-            return position, eta
-
-    def _callback_due(self, call: Call, now: float) -> None:
-        call.callback = "due"
-        call.callback_due_until = now + self.config.callback_answer_s
-        self._event(call, SYSTEM, "callback.due", answer_within_s=self.config.callback_answer_s,
-                    customer_online=call.customer_online)
-        self._notify(self.listener.callback_due(call, self.config.callback_answer_s))
-        if call.customer_online:  # the page is open: answer now
-            self._callback_taken(call)
-
-    def _callback_taken(self, call: Call) -> None:
-        call.callback, call.callback_due_until, call.held = None, None, False
-        call.priority = max(call.priority, self.config.callback_priority)
-        self._wc.pop(call.call_id, None)
-        self._event(call, f"customer:{call.customer_id}", "callback.taken")
-        self._last_position.pop(call.call_id, None)
-        self._kick.set()
-
-    async def _callbacks(self, now: float) -> None:
-        """A waiting callback whose place came up is due; a due one not taken up expires."""
-        calls = await self.store.waiting_calls()
-        if not any(c.callback for c in calls):
-            return
-        # the first in line for each skill, not counting callbacks already due (they have
-        # their answer window: the next callback's place comes up meanwhile)
-        order = routing.queue_order([self._waiting(c, now) for c in calls
-                                     if c.callback != "due"], now, self.config.aging_s)
-        first: dict[str, str] = {}
-        for wc in order:
-            first.setdefault(wc.skill, wc.call_id)
-        for call in calls:
-            if call.callback == "waiting" and first.get(call.skill) == call.call_id:
-                self._callback_due(call, now)
-            elif call.callback == "due" and call.callback_due_until is not None \
-                    and now >= call.callback_due_until:
-                self._event(call, SYSTEM, "callback.expired")
-                await self._end(call, EndReason.ABANDONED, SYSTEM, cause="callback_expired")
+        """The waiting customer leaves the queue keeping the place (queue.callbacks)."""
+        return await self.callbacks.request(call_id, customer_id)
 
     async def active_call_of(self, customer_id: str) -> Call | None:
         call_id = self._active_by_customer.get(customer_id)
@@ -387,7 +247,7 @@ class Dispatcher:
                 agent.skills, agent.preferred = skills, preferred & skills
                 agent.lead = False  # a former lead's record, if the role changed
                 agent.display_name = display_name or agent.display_name
-                self._staffing_cache = None
+                self.positions.staffing_changed()
             if agent.state is AgentState.OFFLINE:
                 self._set_agent(agent, AgentState.AWAY, "signed_in")
             return agent
@@ -442,7 +302,7 @@ class Dispatcher:
             self._event(call, agent.actor, "call.answered", agent=agent.username)
             self.journal.call_updated(call_id, state=call.state.value, answered_at=self.wall(),
                                       agent_id=agent_id)
-            self._notify(self.listener.call_accepted(call, agent))
+            self.outbox.add("call_accepted", call, agent)
             return call
 
     async def decline(self, agent_id: int, call_id: str) -> None:
@@ -505,7 +365,7 @@ class Dispatcher:
         self._event(call, SYSTEM, "offer.withdrawn", reason=reason)
         if agent is not None:
             agent.call_id = None
-            self._notify(self.listener.offer_withdrawn(call, agent, reason))
+            self.outbox.add("offer_withdrawn", call, agent, reason)
             self._set_agent(agent, AgentState.AVAILABLE, reason, call)
 
     async def _return_offer(self, call: Call, agent: Agent, reason: str) -> None:
@@ -513,9 +373,9 @@ class Dispatcher:
         call.agent_id = None
         call.offer_expires_at = None
         call.excluded[agent.agent_id] = self.clock() + self.config.exclusion_s
-        self._wc.pop(call.call_id, None)
+        self.positions.changed(call.call_id)
         agent.call_id = None
-        self._notify(self.listener.offer_withdrawn(call, agent, reason))
+        self.outbox.add("offer_withdrawn", call, agent, reason)
         if reason == "missed":
             agent.missed_offers += 1
             if agent.missed_offers >= self.config.max_missed_offers:
@@ -539,9 +399,9 @@ class Dispatcher:
         self._event(call, SYSTEM, "call.requeued", reason=reason, agent=agent.username,
                     was_in_call=was_in_call)
         self.journal.call_updated(call.call_id, state=call.state.value)
-        position, eta = await self.position_of(call)
-        self._notify(self.listener.call_queued(call, position, eta, True))
-        self._last_position[call.call_id] = (position, int(eta or -1))
+        position, eta = await self.positions.position_of(call)
+        self.outbox.add("call_queued", call, position, eta, True)
+        self.positions.told(call.call_id, position, eta)
         self._kick.set()
 
     async def _end(self, call: Call, reason: EndReason, actor: str, **payload: Any) -> None:
@@ -551,9 +411,7 @@ class Dispatcher:
         if self._active_by_customer.get(call.customer_id) == call.call_id:
             del self._active_by_customer[call.customer_id]
         self._grace.pop(call.call_id, None)
-        self._last_position.pop(call.call_id, None)
-        self._position_sent.pop(call.call_id, None)
-        self._wc.pop(call.call_id, None)
+        self.positions.forget(call.call_id)
         self._event(call, actor, "call.ended", reason=reason.value, **payload)
         self.journal.call_updated(call.call_id, state=call.state.value, ended_at=self.wall(),
                                   end_reason=reason.value)
@@ -565,12 +423,12 @@ class Dispatcher:
                 self._set_agent(agent, AgentState.WRAP_UP, "call_ended", call)
             else:  # offered: the offer disappears
                 agent.call_id = None
-                self._notify(self.listener.offer_withdrawn(call, agent, reason.value))
+                self.outbox.add("offer_withdrawn", call, agent, reason.value)
                 self._set_agent(agent, AgentState.AVAILABLE, "call_ended", call)
         # an offered agent had no call: it was told by ``call:offer_withdrawn`` and has no
         # wrap-up, so ``call:ended`` goes to the agent only when the call was answered
-        self._notify(self.listener.call_ended(call, reason.value, actor,
-                                              agent if was is not CallState.OFFERED else None))
+        self.outbox.add("call_ended", call, reason.value, actor,
+                        agent if was is not CallState.OFFERED else None)
         await self.store.remove_call(call.call_id)
 
     async def _offer(self, call: Call, agent: Agent, pool: str | None = None) -> None:
@@ -586,7 +444,7 @@ class Dispatcher:
                     timeout_s=self.config.offer_timeout_s, **({"pool": pool} if pool else {}))
         self.journal.call_updated(call.call_id, state=call.state.value, offered_at=self.wall(),
                                   agent_id=agent.agent_id)
-        self._notify(self.listener.call_offered(call, agent, self.config.offer_timeout_s))
+        self.outbox.add("call_offered", call, agent, self.config.offer_timeout_s)
 
     # ---------------------------------------------------------------- loops
     async def route_once(self) -> int:
@@ -598,7 +456,7 @@ class Dispatcher:
             if not idle:
                 return 0
             skills = frozenset().union(*(a.skills for a in idle))
-            waiting = [self._waiting(c, now) for c in await self.store.waiting_calls()
+            waiting = [self.positions.waiting(c, now) for c in await self.store.waiting_calls()
                        if not c.held and self._reachable(c, skills)]
             if not waiting:
                 return 0
@@ -622,29 +480,6 @@ class Dispatcher:
         """Whether a waiting call has reached a widened pool or an overflow group: routing
         must look again, since waiting alone changes who may take it."""
         return any(routing.opened(*self.rules(call.service), now - call.enqueued_at))
-
-    async def _deliver_loop(self) -> None:
-        """Deliver notifications: offers, answers and ends before position updates.
-
-        Everything waiting is sent as one concurrent batch: python-socketio's ``emit``
-        waits for a task per recipient, so sending one at a time would cost an event-loop
-        turn per notification. The batch's tasks start in the order the notifications were
-        made, and each reaches ``emit`` without waiting, so a recipient still gets them in
-        order.
-        """
-        while True:
-            if self._outbox.empty() and not self._bulk_outbox:
-                self._mail.clear()
-                await self._mail.wait()
-            batch: list[Awaitable[None]] = []
-            while not self._outbox.empty():
-                batch.append(self._outbox.get_nowait())
-            if not batch:
-                while self._bulk_outbox and len(batch) < BULK_BATCH:
-                    batch.append(self._bulk_outbox.popleft())
-            for result in await asyncio.gather(*batch, return_exceptions=True):
-                if isinstance(result, Exception):
-                    log.error("queue listener failed", exc_info=result)
 
     async def _route_loop(self) -> None:
         while True:
@@ -683,7 +518,7 @@ class Dispatcher:
                     for a in expired:
                         del call.excluded[a]
                     if expired:
-                        self._wc.pop(call.call_id, None)
+                        self.positions.changed(call.call_id)
                         self._kick.set()
             for agent_id, deadline in list(self._wrap.items()):
                 if now >= deadline:
@@ -697,46 +532,12 @@ class Dispatcher:
                         self._set_agent(agent, AgentState.AWAY if agent.lead
                                         else AgentState.AVAILABLE, "wrap_up_timeout")
                     self._wrap.pop(agent_id, None)
-            if now >= self._next_positions:
-                self._next_positions = now + self.config.position_interval_s
-                await self._callbacks(now)
+            if self.positions.due(now):
+                await self.callbacks.tick(now)
                 if any(not c.held and self._widens(c, now)
                        for c in await self.store.waiting_calls()):
                     self._kick.set()  # a wider pool may have a free agent now
-                await self._push_positions(now)
-
-    async def _push_positions(self, now: float) -> None:
-        queued = await self.store.waiting_calls()
-        waiting = [self._waiting(c, now) for c in queued]
-        pos = routing.positions(waiting, now, self.config.aging_s)
-        staffing = await self._staffing()
-        handle: dict[str, list[float]] = {}
-        for call in queued:
-            p = pos.get(call.call_id, 0)
-            eta = await self._eta(call.skill, p, staffing, handle)
-            key = (p, int(eta or -1))
-            if call.held or self._last_position.get(call.call_id) == key:
-                continue
-            # The first ten hear of every change; callers further back every few seconds.
-            every = self.config.position_interval_s * (1 if p <= 10 else 5)
-            if now - self._position_sent.get(call.call_id, -math.inf) < every - 1e-6:
-                continue
-            self._position_sent[call.call_id] = now
-            self._last_position[call.call_id] = key
-            self._bulk.append(self.listener.position_changed(call, p, eta))
-        stats = self.stats_from(queued, now)
-        if stats != self._last_stats:
-            self._last_stats = stats
-            self._bulk.append(self.listener.queue_stats(stats))
-
-    @staticmethod
-    def stats_from(queued: list[Call], now: float) -> list[dict[str, Any]]:
-        by: dict[str, list[Call]] = {}
-        for c in queued:
-            by.setdefault(c.service, []).append(c)
-        return [{"service": s, "waiting": len(cs),
-                 "oldest_wait_s": int(now - min(c.enqueued_at for c in cs))}
-                for s, cs in sorted(by.items())]
+                await self.positions.push(now)
 
     async def _timer_loop(self) -> None:
         while True:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class IllegalTransition(Exception):
@@ -83,6 +83,11 @@ class Call:
     dropped_by: str | None = None
     dropped_at: float | None = None
 
+    def snapshot(self) -> "Call":
+        """A copy as it is now, for a notification delivered later (the queue goes on
+        changing this call meanwhile; the copy is never changed)."""
+        return replace(self, excluded=dict(self.excluded))
+
     def transition(self, target: CallState) -> CallState:
         if target not in CALL_TRANSITIONS[self.state]:
             raise IllegalTransition(f"call {self.call_id}", self.state, target)
@@ -110,6 +115,10 @@ class Agent:
     def actor(self) -> str:
         """How the timeline names it: ``agent:<username>`` or ``lead:<username>``."""
         return f"{'lead' if self.lead else 'agent'}:{self.username}"
+
+    def snapshot(self) -> "Agent":
+        """A copy as it is now (see :meth:`Call.snapshot`)."""
+        return replace(self)
 
     def transition(self, target: AgentState, now: float) -> AgentState:
         if target == self.state:

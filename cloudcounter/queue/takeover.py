@@ -71,8 +71,8 @@ class LeadTakeover:
             call.transition(CallState.IN_CALL)
             call.agent_id, call.offer_expires_at, call.answered_at = lead_id, None, now
             call.dropped_by = call.dropped_at = None
-            d._wc.pop(call.call_id, None)
-            d._last_position.pop(call.call_id, None)
+            d.positions.changed(call.call_id)
+            d.positions.resend(call.call_id)
             lead.call_id = call.call_id
             d._event(call, actor, "call.taken_over", lead=lead.username,
                         from_agent=from_agent,
@@ -81,5 +81,5 @@ class LeadTakeover:
             d._event(call, actor, "call.answered", agent=lead.username, taken_over=True)
             d.journal.call_updated(call_id, state=call.state.value, answered_at=d.wall(),
                                       agent_id=lead_id)
-            d._notify(d.listener.call_accepted(call, lead))
+            d.outbox.add("call_accepted", call, lead)
             return call

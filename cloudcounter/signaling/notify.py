@@ -16,6 +16,9 @@ AGENT_NS = "/agent"
 
 
 class SignalingListener:
+    """The queue's notices, as Socket.IO events. Every call and agent passed in is a
+    snapshot taken when the queue decided the notice (queue.notices)."""
+
     def __init__(self, ctx: "HubContext") -> None:
         self.ctx = ctx
 
@@ -36,7 +39,10 @@ class SignalingListener:
             await self.ctx.media.close_leg(call.call_id, "agent")
 
     async def position_changed(self, call: Call, position: int, eta_s: float | None) -> None:
-        if call.state is not CallState.QUEUED:  # answered meanwhile: the update is stale
+        # ``call`` is the snapshot taken when the position was computed: if the live call
+        # was answered or ended meanwhile, the update is stale
+        live = await self.ctx.dispatcher.store.get_call(call.call_id)
+        if live is None or live.state is not CallState.QUEUED:
             return
         await self._to_customer(call, "call:position", {
             "call_id": call.call_id, "position": position, "estimated_wait_s": eta_s})
