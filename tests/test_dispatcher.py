@@ -282,3 +282,34 @@ async def test_notices_say_what_was_true_when_they_were_decided(q: Dispatcher) -
     assert accepted[0].state is CallState.IN_CALL
     live = await q.store.get_call(call_id)
     assert live is not None and accepted[0] is not live  # a copy, not the queue's object
+
+
+async def test_the_queue_state_is_the_stores_deadlines_included(q: Dispatcher) -> None:
+    """Nothing of a call or an agent lives in the dispatcher: a second dispatcher on the
+    same store (as after a hand-over) expires the grace period and the wrap-up the first
+    one started, refuses a second call of the customer, and numbers on from its seq."""
+    await agent(q, 1, "a1")
+    answered = await request(q, "c1")
+    await q.route_once()
+    await q.accept(1, answered)
+    await q.agent_hangup(1, answered)  # a1 wraps up (30 s)
+    waiting = await request(q, "c2")
+    await q.customer_disconnected(waiting)  # grace: 20 s
+    rec = Recorder()
+    other = Dispatcher(q.store, rec, MemoryJournal(), q.config,  # type: ignore[arg-type]
+                       clock=q.clock)
+    agent_1 = await q.store.get_agent(1)
+    call_2 = await q.store.get_call(waiting)
+    assert agent_1 is not None and agent_1.wrap_up_until is not None
+    assert call_2 is not None and call_2.grace_until is not None
+    with pytest.raises(Conflict):
+        await other.request_call(customer_id="c2", service="svc_cards", skill="cards")
+    clock(q).t += 31
+    await other.tick()
+    assert (await q.store.get_call(waiting)) is None  # abandoned by the other dispatcher
+    assert agent_1.state is AgentState.AVAILABLE and agent_1.wrap_up_until is None
+    journal: MemoryJournal = other.journal  # type: ignore[assignment]
+    assert journal.kinds(waiting) == ["call.ended"]
+    third, _, _ = await other.request_call(customer_id="c3", service="svc_cards",
+                                           skill="cards")
+    assert third.seq == call_2.seq + 1

@@ -161,19 +161,23 @@ class _Quiet:
 
 
 def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) -> None:
-    """The dispatcher's calls and agents (mutable) and the rules' state say the same."""
+    """The dispatcher's calls and agents (mutable) and the rules' state say the same,
+    stored deadlines (offer, grace, wrap-up) included."""
     assert {c.call_id for c in d_calls} == set(s.calls)
     for c in d_calls:
         mine = s.calls[c.call_id]
         assert (c.state, c.agent_id, c.offer_expires_at, c.held, c.enqueued_at, c.seq,
-                c.dropped_by) == (mine.state, mine.agent_id, mine.offer_expires_at, mine.held,
-                                  mine.enqueued_at, mine.seq, mine.dropped_by), c.call_id
+                c.dropped_by, c.grace_until) == (mine.state, mine.agent_id,
+                                                 mine.offer_expires_at, mine.held,
+                                                 mine.enqueued_at, mine.seq, mine.dropped_by,
+                                                 mine.grace_until), c.call_id
         assert {a for a, u in c.excluded.items() if u > now} == mine.excluded_agents(now)
     for a in d_agents:
         mine_a = s.agents[a.agent_id]
-        assert (a.state, a.missed_offers, a.call_id, a.idle_since, a.lead) == \
-            (mine_a.state, mine_a.missed_offers, mine_a.call_id, mine_a.idle_since,
-             mine_a.lead), a.username
+        assert (a.state, a.missed_offers, a.call_id, a.idle_since, a.lead,
+                a.wrap_up_until) == (mine_a.state, mine_a.missed_offers, mine_a.call_id,
+                                     mine_a.idle_since, mine_a.lead, mine_a.wrap_up_until), \
+            a.username
 
 
 async def test_the_rules_do_what_the_dispatcher_does() -> None:

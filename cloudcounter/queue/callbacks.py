@@ -42,7 +42,7 @@ class Callbacks:
             if call.callback is not None:
                 raise Conflict("a callback is already requested", code="callback_requested")
             call.callback, call.held = "waiting", True
-            d._grace.pop(call_id, None)
+            call.grace_until = None
             position, eta = await d.positions.position_of(call)
             d._event(call, f"customer:{customer_id}", "callback.requested",
                      position=position, estimated_wait_s=eta)

@@ -70,14 +70,10 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._seq = 0
-        self._grace: dict[str, float] = {}  # call_id -> deadline (customer disconnected)
-        self._wrap: dict[int, float] = {}  # agent_id -> wrap-up deadline
-        self._answered: dict[int, tuple[str, float]] = {}  # agent_id -> (skill, answered at)
+        # The queue's state is the store's calls and agents, deadlines included (a call's
+        # offer_expires_at and grace_until, an agent's wrap_up_until); what is kept here is
+        # only caches (positions) and what a locked section hands on when it ends.
         self._handle_times: list[tuple[str, float]] = []
-        self._active_by_customer: dict[str, str] = {}  # customer id -> active call id
-        self._last_call: dict[int, str] = {}  # agent id -> the call it last wrapped up
-        self._streak: dict[int, tuple[str, int]] = {}  # agent id -> (service, offers in a row)
         self.outbox = Outbox(listener)
         self.positions = Positions(store, config, clock, self.outbox)
         self.callbacks = Callbacks(self)  # customers leave the queue keeping their place
@@ -125,8 +121,8 @@ class Dispatcher:
             return
         self.positions.staffing_changed()
         if previous is AgentState.WRAP_UP:
-            self._wrap.pop(agent.agent_id, None)
-            answered = self._answered.pop(agent.agent_id, None)
+            agent.wrap_up_until = None
+            answered, agent.handled = agent.handled, None
             if answered is not None:  # handle time: answer to ready again
                 self._handle_times.append((answered[0], now - answered[1]))
         if call is not None:
@@ -159,17 +155,16 @@ class Dispatcher:
                            priority: int = 0, customer_risk: str = "low"
                            ) -> tuple[Call, int, float | None]:
         async with self._locked():
-            if customer_id in self._active_by_customer:
+            if await self.store.customer_call(customer_id) is not None:
                 raise Conflict("this customer already has a call", code="already_in_call")
             calls = await self.store.calls()
             if sum(1 for c in calls if c.state is CallState.QUEUED) >= self.config.max_queue_length:
                 raise RateLimited("the queue is full, try again later", code="queue_full")
-            self._seq += 1
+            seq = await self.store.next_seq()
             call = Call(call_id="call_" + secrets.token_hex(8), customer_id=customer_id,
                         service=service, skill=skill, priority=priority,
-                        enqueued_at=self.clock(), seq=self._seq, customer_risk=customer_risk)
+                        enqueued_at=self.clock(), seq=seq, customer_risk=customer_risk)
             await self.store.put_call(call)
-            self._active_by_customer[customer_id] = call.call_id
             self.journal.call_created(call, self.wall())
             self._event(call, f"customer:{customer_id}", "call.requested", service=service,
                         priority=priority, **({"needs": sorted(routing.needed_skills(
@@ -201,7 +196,7 @@ class Dispatcher:
             if call.callback is not None:  # expected: the customer comes back when told
                 return
             call.held = True
-            self._grace[call_id] = self.clock() + self.config.customer_grace_s
+            call.grace_until = self.clock() + self.config.customer_grace_s
             self._event(call, f"customer:{call.customer_id}", "customer.disconnected",
                         grace_s=self.config.customer_grace_s)
             if call.state is CallState.OFFERED:
@@ -216,7 +211,7 @@ class Dispatcher:
             if call.callback == "due":
                 self.callbacks.taken(call)
                 return call
-            self._grace.pop(call_id, None)
+            call.grace_until = None
             call.held = False
             self._event(call, f"customer:{call.customer_id}", "customer.reconnected")
             self.positions.resend(call_id)  # push the position again
@@ -230,8 +225,7 @@ class Dispatcher:
         return await self.callbacks.request(call_id, customer_id)
 
     async def active_call_of(self, customer_id: str) -> Call | None:
-        call_id = self._active_by_customer.get(customer_id)
-        return await self.store.get_call(call_id) if call_id else None
+        return await self.store.customer_call(customer_id)
 
     # ---------------------------------------------------------------- agent side
     async def agent_online(self, agent_id: int, username: str, skills: frozenset[str],
@@ -337,11 +331,11 @@ class Dispatcher:
         async with self._locked():
             agent = await self._agent(agent_id)
             late = agent.state is not AgentState.WRAP_UP \
-                and self._last_call.get(agent_id) == call_id
+                and agent.last_call_id == call_id
             if not late and (agent.state is not AgentState.WRAP_UP or agent.call_id != call_id):
                 raise InvalidState("no wrap-up pending for this call", code="no_wrap_up")
             if late:  # the wrap-up timer ran out first: keep the outcome, change no state
-                self._last_call.pop(agent_id, None)
+                agent.last_call_id = None
                 self.journal.event(call_id, agent.actor, "call.wrapped_up",
                                    {"outcome": outcome, "notes": notes, "late": True,
                                     **(details or {})}, at=self.wall())
@@ -352,7 +346,6 @@ class Dispatcher:
                                at=self.wall())
             self.journal.call_updated(call_id, outcome=outcome, notes=notes)
             agent.call_id = None
-            self._wrap.pop(agent_id, None)
             self._set_agent(agent, AgentState.AWAY if agent.lead else then, "wrap_up_done")
 
     # ---------------------------------------------------------------- transitions
@@ -408,9 +401,7 @@ class Dispatcher:
         agent = await self.store.get_agent(call.agent_id) if call.agent_id else None
         was = call.state
         call.transition(CallState.ENDED)
-        if self._active_by_customer.get(call.customer_id) == call.call_id:
-            del self._active_by_customer[call.customer_id]
-        self._grace.pop(call.call_id, None)
+        call.grace_until = None
         self.positions.forget(call.call_id)
         self._event(call, actor, "call.ended", reason=reason.value, **payload)
         self.journal.call_updated(call.call_id, state=call.state.value, ended_at=self.wall(),
@@ -418,8 +409,8 @@ class Dispatcher:
         if agent is not None and agent.call_id == call.call_id:
             if was is CallState.IN_CALL:
                 if call.answered_at is not None:
-                    self._answered[agent.agent_id] = (call.skill, call.answered_at)
-                self._wrap[agent.agent_id] = self.clock() + self.config.wrap_up_s
+                    agent.handled = (call.skill, call.answered_at)
+                agent.wrap_up_until = self.clock() + self.config.wrap_up_s
                 self._set_agent(agent, AgentState.WRAP_UP, "call_ended", call)
             else:  # offered: the offer disappears
                 agent.call_id = None
@@ -432,9 +423,8 @@ class Dispatcher:
         await self.store.remove_call(call.call_id)
 
     async def _offer(self, call: Call, agent: Agent, pool: str | None = None) -> None:
-        service, count = self._streak.get(agent.agent_id, ("", 0))
-        self._streak[agent.agent_id] = (call.service, count + 1 if service == call.service
-                                        else 1)
+        service, count = agent.streak
+        agent.streak = (call.service, count + 1 if service == call.service else 1)
         call.transition(CallState.OFFERED)
         call.agent_id = agent.agent_id
         call.offer_expires_at = self.clock() + self.config.offer_timeout_s
@@ -451,7 +441,7 @@ class Dispatcher:
         async with self._locked():
             now = self.clock()
             idle = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since, a.preferred,
-                                      self._streak.get(a.agent_id, ("", 0)))
+                                      a.streak)
                     for a in await self.store.agents() if a.state is AgentState.AVAILABLE]
             if not idle:
                 return 0
@@ -506,7 +496,7 @@ class Dispatcher:
                                 agent=agent.username if agent else None)
                     if agent is not None:
                         await self._return_offer(call, agent, "missed")
-                elif call.call_id in self._grace and now >= self._grace[call.call_id]:
+                elif call.grace_until is not None and now >= call.grace_until:
                     reason = EndReason.FAILED if call.state is CallState.IN_CALL \
                         else EndReason.ABANDONED
                     await self._end(call, reason, SYSTEM, cause="grace_expired")
@@ -520,18 +510,16 @@ class Dispatcher:
                     if expired:
                         self.positions.changed(call.call_id)
                         self._kick.set()
-            for agent_id, deadline in list(self._wrap.items()):
-                if now >= deadline:
-                    agent = await self.store.get_agent(agent_id)
-                    if agent is not None and agent.state is AgentState.WRAP_UP:
-                        if agent.call_id:
-                            self.journal.event(agent.call_id, SYSTEM, "wrap_up.timeout",
-                                               {"agent": agent.username}, at=self.wall())
-                            self._last_call[agent.agent_id] = agent.call_id
-                        agent.call_id = None
-                        self._set_agent(agent, AgentState.AWAY if agent.lead
-                                        else AgentState.AVAILABLE, "wrap_up_timeout")
-                    self._wrap.pop(agent_id, None)
+            for agent in await self.store.agents():
+                if agent.state is AgentState.WRAP_UP and agent.wrap_up_until is not None \
+                        and now >= agent.wrap_up_until:
+                    if agent.call_id:
+                        self.journal.event(agent.call_id, SYSTEM, "wrap_up.timeout",
+                                           {"agent": agent.username}, at=self.wall())
+                        agent.last_call_id = agent.call_id
+                    agent.call_id = None
+                    self._set_agent(agent, AgentState.AWAY if agent.lead
+                                    else AgentState.AVAILABLE, "wrap_up_timeout")
             if self.positions.due(now):
                 await self.callbacks.tick(now)
                 if any(not c.held and self._widens(c, now)

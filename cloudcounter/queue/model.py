@@ -82,6 +82,9 @@ class Call:
     # the call over while it waits again; cleared when it is answered
     dropped_by: str | None = None
     dropped_at: float | None = None
+    # monotonic: the customer's connection dropped and the call ends then unless they are
+    # back (a stored deadline, like ``offer_expires_at``: the timer reads it)
+    grace_until: float | None = None
 
     def snapshot(self) -> "Call":
         """A copy as it is now, for a notification delivered later (the queue goes on
@@ -110,6 +113,13 @@ class Agent:
     # a team lead on the agent console: never routed (never available), carries only the
     # calls it takes over from agents who dropped (Dispatcher.take_over)
     lead: bool = False
+    # stored deadlines and counters the queue's rules read (no dispatcher-side dicts):
+    wrap_up_until: float | None = None  # monotonic: the wrap-up ends by itself then
+    # (skill, answered at) of the call being wrapped up: its handle time counts when the
+    # wrap-up ends
+    handled: tuple[str, float] | None = None
+    last_call_id: str | None = None  # the call whose wrap-up timed out (a late wrap-up)
+    streak: tuple[str, int] = ("", 0)  # (service, offers of it in a row)
 
     @property
     def actor(self) -> str:

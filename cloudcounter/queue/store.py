@@ -35,6 +35,14 @@ class QueueStore(abc.ABC):
     async def agents(self) -> list[Agent]: ...
 
     @abc.abstractmethod
+    async def customer_call(self, customer_id: str) -> Call | None:
+        """The customer's open call (one at most)."""
+
+    @abc.abstractmethod
+    async def next_seq(self) -> int:
+        """The next tie-break number for calls enqueued at the same instant."""
+
+    @abc.abstractmethod
     async def add_handle_time(self, skill: str, seconds: float) -> None: ...
 
     @abc.abstractmethod
@@ -52,17 +60,30 @@ class MemoryQueueStore(QueueStore):
 
     def __init__(self, handle_window: int = 50) -> None:
         self._calls: dict[str, Call] = {}
+        self._by_customer: dict[str, str] = {}  # customer id -> open call id
+        self._seq = 0
         self._agents: dict[int, Agent] = {}
         self._handle: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=handle_window))
 
     async def put_call(self, call: Call) -> None:
         self._calls[call.call_id] = call
+        self._by_customer[call.customer_id] = call.call_id
 
     async def get_call(self, call_id: str) -> Call | None:
         return self._calls.get(call_id)
 
     async def remove_call(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        call = self._calls.pop(call_id, None)
+        if call is not None and self._by_customer.get(call.customer_id) == call_id:
+            del self._by_customer[call.customer_id]
+
+    async def customer_call(self, customer_id: str) -> Call | None:
+        call = self._calls.get(self._by_customer.get(customer_id, ""))
+        return call if call is not None and call.state is not CallState.ENDED else None
+
+    async def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     async def calls(self) -> list[Call]:
         return list(self._calls.values())
