@@ -162,7 +162,7 @@ class _Quiet:
 
 def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) -> None:
     """The dispatcher's calls and agents (mutable) and the rules' state say the same,
-    stored deadlines (offer, grace, wrap-up) included."""
+    stored deadlines (offer, grace, wrap-up) and offer streaks included."""
     assert {c.call_id for c in d_calls} == set(s.calls)
     for c in d_calls:
         mine = s.calls[c.call_id]
@@ -175,9 +175,10 @@ def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) 
     for a in d_agents:
         mine_a = s.agents[a.agent_id]
         assert (a.state, a.missed_offers, a.call_id, a.idle_since, a.lead,
-                a.wrap_up_until) == (mine_a.state, mine_a.missed_offers, mine_a.call_id,
-                                     mine_a.idle_since, mine_a.lead, mine_a.wrap_up_until), \
-            a.username
+                a.wrap_up_until, a.streak) == (mine_a.state, mine_a.missed_offers,
+                                               mine_a.call_id, mine_a.idle_since,
+                                               mine_a.lead, mine_a.wrap_up_until,
+                                               mine_a.streak), a.username
 
 
 async def test_the_rules_do_what_the_dispatcher_does() -> None:
@@ -304,3 +305,24 @@ async def test_the_rules_do_what_the_dispatcher_does_when_customers_leave() -> N
             s = r.expire_grace(s, cfg, clock.t, dl.call_id).state
     await check()
     assert set(s.calls) == {ids[1]}
+
+
+def test_max_wait_is_a_deadline_from_the_original_place() -> None:
+    cfg = r.RulesConfig(max_wait_s=100.0)
+    s = ready()  # c1 queued at 0.0
+    assert r.due(s, 100.0, cfg.max_wait_s) == [] and r.due(s, 101.0) == []
+    assert [(d.kind, d.at) for d in r.due(s, 100.5, cfg.max_wait_s)] == [("wait", 100.0)]
+    assert r.expire_wait(s, cfg, 99.0, "c1").state is s  # not yet: nothing changes
+    offered = r.offer(s, cfg, 50.0, "c1", 1).state
+    assert [d.kind for d in r.due(offered, 200.0, cfg.max_wait_s)] == ["offer"]  # not waiting
+    out = r.expire_wait(s, cfg, 100.5, "c1")
+    assert "c1" not in out.state.calls
+    assert out.events[0].data()["reason"] == EndReason.TIMED_OUT.value
+
+
+def test_an_offer_counts_the_agents_streak_per_service() -> None:
+    s = ready()
+    s = r.offer(s, CFG, 1.0, "c1", 1).state
+    assert s.agents[1].streak == ("card_loss", 1)
+    calls, agents = r.waiting_view(r.decline(s, CFG, 2.0, 1, "c1").state, 3.0)
+    assert agents[0].streak == ("card_loss", 1)  # what routing's offer cap reads

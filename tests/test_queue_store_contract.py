@@ -153,6 +153,40 @@ async def test_deadlines_come_due_and_expire(make_store: Factory) -> None:
     assert await store.due_deadlines() == []
 
 
+async def test_a_call_queued_past_the_maximum_wait_times_out(make_store: Factory) -> None:
+    store = await make_store(RulesConfig(offer_timeout_s=600, max_wait_s=0))
+    await agents_ready(store, 1)
+    c1, c2 = await enqueue(store, 1), await enqueue(store, 2)
+    await store.offer(c1, 1)  # an offered call is not waiting: it does not time out
+    assert [(d.kind, d.call_id) for d in await store.due_deadlines()] == [("wait", c2)]
+    assert await store.expire_wait(c1) == ()
+    events = await store.expire_wait(c2)
+    assert [(e.kind, e.data()["reason"]) for e in events] == [("call.ended", "timed_out")]
+    snap = await store.snapshot()
+    assert c2 not in snap.calls and snap.calls[c1].state is CallState.OFFERED
+    assert await store.expire_wait(c2) == ()  # repeated: nothing more
+
+
+async def test_the_offer_streak_is_stored_with_the_agent(make_store: Factory) -> None:
+    store = await make_store(SLOW)
+    await agents_ready(store, 1)
+    services = ("card_loss", "card_loss", "password_reset")
+    for n, service in enumerate(services):
+        c = f"call{n}"
+        await store.enqueue(call_id=c, customer_id=f"cust{n}", service=service,
+                            skill="cards")
+        await store.offer(c, 1)
+        await store.decline(1, c)
+        await store.end(c, EndReason.ABANDONED)
+        await store.set_agent_status(1, AgentState.AVAILABLE)
+    # offers in a row per service, whatever became of them: 1, 2, then 1 for the new one
+    assert (await store.snapshot()).agents[1].streak == ("password_reset", 1)
+    await store.enqueue(call_id="call9", customer_id="cust9", service="password_reset",
+                        skill="cards")
+    await store.offer("call9", 1)
+    assert (await store.snapshot()).agents[1].streak == ("password_reset", 2)
+
+
 async def test_requeue_keeps_order_and_a_lead_takes_over(make_store: Factory) -> None:
     store = await make_store(SLOW)
     await agents_ready(store, 1)

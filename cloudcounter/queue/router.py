@@ -293,7 +293,8 @@ class QueueRouter:
             return self.store.expire_wrap_up(d.agent_id)
         assert d.call_id is not None
         method = {"offer": self.store.expire_offer, "grace": self.store.expire_grace,
-                  "exclusion": self.store.expire_exclusions}[d.kind]
+                  "exclusion": self.store.expire_exclusions,
+                  "wait": self.store.expire_wait}[d.kind]
         return method(d.call_id)
 
     # ------------------------------------------------------------ events

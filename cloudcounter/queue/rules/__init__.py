@@ -5,7 +5,9 @@ No I/O, no asyncio, no clocks: every function takes ``now`` and returns an :clas
 :class:`~cloudcounter.errors.CloudCounterError` with a code when the command is refused. The
 rules are those of :mod:`cloudcounter.queue.dispatcher` and :mod:`cloudcounter.queue.takeover`
 today; timers are stored deadlines (``offer_expires_at``, ``grace_until``, ``wrap_up_until``,
-``excluded``) that :func:`due` lists and the expiry commands apply.
+``excluded``, and the maximum wait from ``enqueued_at``) that :func:`due` lists and the
+expiry commands apply. An agent's offer streak (``AgentRec.streak``) feeds routing's
+``max_consecutive_offers``.
 """
 
 from cloudcounter.queue.rules.core import (
@@ -26,6 +28,7 @@ from cloudcounter.queue.rules.core import (
     expire_exclusions,
     expire_grace,
     expire_offer,
+    expire_wait,
     expire_wrap_up,
     grace_end,
     finish_wrap_up,
@@ -39,6 +42,6 @@ from cloudcounter.queue.rules.core import (
 
 __all__ = ["AgentRec", "CallRec", "Deadline", "Event", "Outcome", "QueueState", "RulesConfig",
            "accept", "agent_offline", "agent_online", "decline", "due", "end", "enqueue",
-           "expire_exclusions", "expire_grace", "expire_offer", "expire_wrap_up",
+           "expire_exclusions", "expire_grace", "expire_offer", "expire_wait", "expire_wrap_up",
            "finish_wrap_up", "grace_end", "grace_start", "offer", "requeue", "set_agent_status",
            "take_over", "waiting_view"]

@@ -31,6 +31,7 @@ class RulesConfig:
     customer_grace_s: float = 20.0
     exclusion_s: float = 30.0
     max_queue_length: int = 5000
+    max_wait_s: float = 1800.0  # a call queued longer ends timed_out
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class AgentRec:
     call_id: str | None = None
     wrap_up_until: float | None = None
     preferred: frozenset[str] = frozenset()
+    # (service, offers of it in a row): routing's max_consecutive_offers reads it
+    streak: tuple[str, int] = ("", 0)
 
     @property
     def actor(self) -> str:
@@ -132,7 +135,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Deadline:
-    """A stored deadline that has passed: ``kind`` is offer, grace, wrap_up or exclusion."""
+    """A stored deadline that has passed: ``kind`` is offer, grace, wrap_up, exclusion or
+    wait (queued longer than ``max_wait_s``)."""
 
     kind: str
     call_id: str | None
@@ -280,8 +284,10 @@ def offer(state: QueueState, cfg: RulesConfig, now: float, call_id: str, agent_i
     events: list[Event] = []
     call = _move_call(call, CallState.OFFERED, agent_id=agent_id,
                       offer_expires_at=now + cfg.offer_timeout_s)
+    service, count = agent.streak
     agent = _move_agent(agent, AgentState.OFFERED, now, "offer", events, call_id,
-                        call_id=call_id)
+                        call_id=call_id,
+                        streak=(call.service, count + 1 if service == call.service else 1))
     events.append(_ev("call.offered", now, call_id, agent_id, agent=agent.username,
                       timeout_s=cfg.offer_timeout_s, **({"pool": pool} if pool else {})))
     return Outcome(state.with_({call_id: call}, {agent_id: agent}), tuple(events))
@@ -327,6 +333,16 @@ def expire_offer(state: QueueState, cfg: RulesConfig, now: float, call_id: str) 
         return Outcome(state, tuple(events))
     return Outcome(_return_offer(state, call, agent, "missed", now, cfg, events),
                    tuple(events))
+
+
+def expire_wait(state: QueueState, cfg: RulesConfig, now: float, call_id: str) -> Outcome:
+    """A call queued longer than ``max_wait_s`` (from its original place) ends
+    ``timed_out``; an offered or answered call is not touched."""
+    call = state.calls.get(call_id)
+    if call is None or call.state is not CallState.QUEUED \
+            or not now - call.enqueued_at > cfg.max_wait_s:
+        return Outcome(state)
+    return _end(state, cfg, now, call, EndReason.TIMED_OUT, SYSTEM)
 
 
 def expire_exclusions(state: QueueState, now: float, call_id: str) -> Outcome:
@@ -520,10 +536,14 @@ def take_over(state: QueueState, now: float, lead_id: int, call_id: str) -> Outc
 
 
 # ------------------------------------------------------------------ deadlines and views
-def due(state: QueueState, now: float) -> list[Deadline]:
-    """Every stored deadline that has passed, oldest first."""
+def due(state: QueueState, now: float, max_wait_s: float | None = None) -> list[Deadline]:
+    """Every stored deadline that has passed, oldest first; with ``max_wait_s``, queued
+    calls that waited longer too (kind ``wait``)."""
     out: list[Deadline] = []
     for c in state.calls.values():
+        if max_wait_s is not None and c.state is CallState.QUEUED \
+                and now - c.enqueued_at > max_wait_s:
+            out.append(Deadline("wait", c.call_id, None, c.enqueued_at + max_wait_s))
         if c.state is CallState.OFFERED and c.offer_expires_at is not None \
                 and now >= c.offer_expires_at:
             out.append(Deadline("offer", c.call_id, c.agent_id, c.offer_expires_at))
@@ -546,7 +566,7 @@ def waiting_view(state: QueueState, now: float
     calls = [routing.WaitingCall(c.call_id, c.skill, c.priority, c.enqueued_at, c.seq,
                                  c.excluded_agents(now), c.customer_risk, c.service)
              for c in state.calls.values() if c.state is CallState.QUEUED and not c.held]
-    agents = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since, a.preferred)
+    agents = [routing.IdleAgent(a.agent_id, a.skills, a.idle_since, a.preferred, a.streak)
               for a in state.agents.values()
               if a.state is AgentState.AVAILABLE and not a.lead and a.call_id is None]
     return calls, agents

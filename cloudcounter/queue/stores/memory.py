@@ -83,12 +83,15 @@ class MemoryTransitions:
     async def expire_exclusions(self, call_id: str) -> Events:
         return await self._apply(r.expire_exclusions, self.clock(), call_id)
 
+    async def expire_wait(self, call_id: str) -> Events:
+        return await self._apply(r.expire_wait, self.config, self.clock(), call_id)
+
     async def take_over(self, lead_id: int, call_id: str) -> Events:
         return await self._apply(r.take_over, self.clock(), lead_id, call_id)
 
     async def due_deadlines(self) -> list[Deadline]:
         async with self._lock:
-            return r.due(self._state, self.clock())
+            return r.due(self._state, self.clock(), self.config.max_wait_s)
 
     async def snapshot(self) -> QueueState:
         async with self._lock:

@@ -30,7 +30,7 @@ CALL_COLS = ("call_id, customer_id, service, skill, priority, enqueued_at, seq, 
              "agent_id, offer_expires_at, answered_at, held, customer_online, customer_risk, "
              "grace_until, excluded, dropped_by, dropped_at, version")
 AGENT_COLS = ("agent_id, username, skills, preferred, lead, state, state_since, idle_since, "
-              "missed_offers, call_id, wrap_up_until, version")
+              "missed_offers, call_id, wrap_up_until, streak_service, streak_count, version")
 NOW = text("SELECT extract(epoch FROM now())::float8")
 
 
@@ -66,7 +66,8 @@ def _agent(row: Any) -> tuple[AgentRec, int]:
     return AgentRec(m["agent_id"], m["username"], frozenset(m["skills"]), m["lead"],
                     AgentState(m["state"]), m["state_since"], m["idle_since"],
                     m["missed_offers"], m["call_id"], m["wrap_up_until"],
-                    frozenset(m["preferred"])), m["version"]
+                    frozenset(m["preferred"]),
+                    (m["streak_service"], m["streak_count"])), m["version"]
 
 
 def _call_params(c: CallRec) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def _agent_params(a: AgentRec) -> dict[str, Any]:
             "skills": json.dumps(sorted(a.skills)), "preferred": json.dumps(sorted(a.preferred)),
             "lead": a.lead, "state": a.state.value, "state_since": a.state_since,
             "idle_since": a.idle_since, "missed_offers": a.missed_offers, "call_id": a.call_id,
-            "wrap_up_until": a.wrap_up_until}
+            "wrap_up_until": a.wrap_up_until, "streak_service": a.streak[0],
+            "streak_count": a.streak[1]}
 
 
 UPDATE_CALL = text(
@@ -99,12 +101,14 @@ UPDATE_AGENT = text(
     "UPDATE queue_agents SET username = :username, skills = CAST(:skills AS jsonb), "
     "preferred = CAST(:preferred AS jsonb), lead = :lead, state = :state, "
     "state_since = :state_since, idle_since = :idle_since, missed_offers = :missed_offers, "
-    "call_id = :call_id, wrap_up_until = :wrap_up_until, version = version + 1 "
+    "call_id = :call_id, wrap_up_until = :wrap_up_until, streak_service = :streak_service, "
+    "streak_count = :streak_count, version = version + 1 "
     "WHERE agent_id = :agent_id AND version = :seen RETURNING agent_id")
 INSERT_AGENT = text(
     f"INSERT INTO queue_agents ({AGENT_COLS}) VALUES (:agent_id, :username, "
     "CAST(:skills AS jsonb), CAST(:preferred AS jsonb), :lead, :state, :state_since, "
-    ":idle_since, :missed_offers, :call_id, :wrap_up_until, 0)")
+    ":idle_since, :missed_offers, :call_id, :wrap_up_until, :streak_service, :streak_count, "
+    "0)")
 INSERT_CALL = text(
     f"INSERT INTO queue_calls ({CALL_COLS}) VALUES (:call_id, :customer_id, :service, :skill, "
     ":priority, :enqueued_at, :seq, :state, :agent_id, :offer_expires_at, :answered_at, "
@@ -113,7 +117,7 @@ INSERT_CALL = text(
 
 
 class PostgresTransitions:
-    """``engine``: an async SQLAlchemy engine on asyncpg, migrated to 0012 or later."""
+    """``engine``: an async SQLAlchemy engine on asyncpg, migrated to 0013 or later."""
 
     def __init__(self, engine: AsyncEngine, config: RulesConfig = RulesConfig()) -> None:
         self.engine = engine
@@ -306,6 +310,10 @@ class PostgresTransitions:
         return await self._apply([call_id], [], lambda s, now: r.expire_exclusions(
             s, now, call_id), fenced=True)
 
+    async def expire_wait(self, call_id: str) -> Events:
+        return await self._apply([call_id], [], lambda s, now: r.expire_wait(
+            s, self.config, now, call_id), fenced=True)
+
     async def take_over(self, lead_id: int, call_id: str) -> Events:
         agents = [lead_id]
         return await self._apply([call_id], agents, lambda s, now: r.take_over(
@@ -326,7 +334,7 @@ class PostgresTransitions:
 
     async def due_deadlines(self) -> list[Deadline]:
         state, now = await self._read()
-        return r.due(state, now)
+        return r.due(state, now, self.config.max_wait_s)
 
     async def snapshot(self) -> QueueState:
         return (await self._read())[0]
