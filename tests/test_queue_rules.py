@@ -162,7 +162,7 @@ class _Quiet:
 
 def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) -> None:
     """The dispatcher's calls and agents (mutable) and the rules' state say the same,
-    stored deadlines (offer, grace, wrap-up) and offer streaks included."""
+    stored deadlines (offer, grace, wrap-up), offer streaks and callbacks included."""
     assert {c.call_id for c in d_calls} == set(s.calls)
     for c in d_calls:
         mine = s.calls[c.call_id]
@@ -171,6 +171,8 @@ def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) 
                                                  mine.offer_expires_at, mine.held,
                                                  mine.enqueued_at, mine.seq, mine.dropped_by,
                                                  mine.grace_until), c.call_id
+        assert (c.callback, c.callback_due_until, c.priority, c.customer_online) == \
+            (mine.callback, mine.callback_due_until, mine.priority, mine.customer_online)
         assert {a for a, u in c.excluded.items() if u > now} == mine.excluded_agents(now)
     for a in d_agents:
         mine_a = s.agents[a.agent_id]
@@ -310,11 +312,11 @@ async def test_the_rules_do_what_the_dispatcher_does_when_customers_leave() -> N
 def test_max_wait_is_a_deadline_from_the_original_place() -> None:
     cfg = r.RulesConfig(max_wait_s=100.0)
     s = ready()  # c1 queued at 0.0
-    assert r.due(s, 100.0, cfg.max_wait_s) == [] and r.due(s, 101.0) == []
-    assert [(d.kind, d.at) for d in r.due(s, 100.5, cfg.max_wait_s)] == [("wait", 100.0)]
+    assert r.due(s, 100.0, cfg) == [] and r.due(s, 101.0) == []
+    assert [(d.kind, d.at) for d in r.due(s, 100.5, cfg)] == [("wait", 100.0)]
     assert r.expire_wait(s, cfg, 99.0, "c1").state is s  # not yet: nothing changes
     offered = r.offer(s, cfg, 50.0, "c1", 1).state
-    assert [d.kind for d in r.due(offered, 200.0, cfg.max_wait_s)] == ["offer"]  # not waiting
+    assert [d.kind for d in r.due(offered, 200.0, cfg)] == ["offer"]  # not waiting
     out = r.expire_wait(s, cfg, 100.5, "c1")
     assert "c1" not in out.state.calls
     assert out.events[0].data()["reason"] == EndReason.TIMED_OUT.value
@@ -326,3 +328,103 @@ def test_an_offer_counts_the_agents_streak_per_service() -> None:
     assert s.agents[1].streak == ("card_loss", 1)
     calls, agents = r.waiting_view(r.decline(s, CFG, 2.0, 1, "c1").state, 3.0)
     assert agents[0].streak == ("card_loss", 1)  # what routing's offer cap reads
+
+
+def test_a_callback_keeps_its_place_comes_due_and_is_answered_first() -> None:
+    s = ready()  # c1 (u1) queued at 0.0
+    s = r.enqueue(s, CFG, 1.0, call_id="c2", customer_id="u2", service="card_loss",
+                  skill="cards").state
+    with pytest.raises(CloudCounterError) as e:
+        r.request_callback(s, 2.0, "c2", "u1")
+    assert code(e) == "forbidden"  # not the customer's call
+    s = r.request_callback(s, 2.0, "c2", "u2").state
+    with pytest.raises(CloudCounterError) as e:
+        r.request_callback(s, 2.0, "c2", "u2")
+    assert code(e) == "callback_requested"
+    assert s.calls["c2"].held and r.waiting_view(s, 3.0)[0][0].call_id == "c1"
+    s = r.grace_start(s, CFG, 3.0, "c2").state  # leaving is expected: no grace period
+    assert s.calls["c2"].grace_until is None and not s.calls["c2"].customer_online
+    assert r.callback_places(s, 4.0) == []  # c1 is ahead
+    s = r.end(s, CFG, 5.0, "c1", EndReason.ABANDONED, by_customer="u1").state
+    assert [d.kind for d in r.due(s, 6.0, CFG)] == ["callback_place"]
+    out = r.callback_due(s, CFG, 6.0, "c2")
+    assert kinds(out) == ["callback.due"] and out.state.calls["c2"].callback == "due"
+    assert r.callback_due(out.state, CFG, 6.0, "c2").state is out.state  # repeated: nothing
+    assert r.callback_places(out.state, 7.0) == []
+    back = r.grace_end(out.state, 8.0, "c2", CFG)
+    assert kinds(back) == ["callback.taken"]
+    c2 = back.state.calls["c2"]
+    assert (c2.callback, c2.held, c2.priority) == (None, False, CFG.callback_priority)
+    assert r.waiting_view(back.state, 9.0)[0][0].call_id == "c2"
+    # not back in the answer window: abandoned
+    late = r.due(out.state, 6.0 + CFG.callback_answer_s, CFG)
+    assert [d.kind for d in late] == ["callback"]
+    gone = r.expire_callback(out.state, CFG, 6.0 + CFG.callback_answer_s, "c2")
+    assert kinds(gone) == ["callback.expired", "call.ended"]
+    assert gone.events[1].data() == {"reason": "abandoned", "cause": "callback_expired"}
+
+
+def test_a_callback_due_while_the_customer_is_online_is_taken_at_once() -> None:
+    s = r.request_callback(ready(), 1.0, "c1", "u1").state
+    out = r.callback_due(s, CFG, 2.0, "c1")
+    assert kinds(out) == ["callback.due", "callback.taken"]
+    hung_up = r.end(r.request_callback(ready(), 1.0, "c1", "u1").state, CFG, 2.0, "c1",
+                    EndReason.ABANDONED, by_customer="u1")
+    assert kinds(hung_up) == ["callback.cancelled", "call.ended"]
+
+
+async def test_the_rules_do_what_the_dispatcher_does_with_callbacks() -> None:
+    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+    from cloudcounter.queue.ports import MemoryJournal
+    from cloudcounter.queue.store import MemoryQueueStore
+
+    clock = _Clock()
+    qc = QueueConfig(customer_grace_s=20, max_wait_s=6000, callback_answer_s=50,
+                     position_interval_s=1)
+    cfg = r.RulesConfig(customer_grace_s=20, max_wait_s=6000, callback_answer_s=50)
+    journal = MemoryJournal()
+    d = Dispatcher(MemoryQueueStore(), _Quiet(), journal, qc,  # type: ignore[arg-type]
+                   clock=clock)
+    s = r.QueueState()
+
+    async def check() -> None:
+        _same(await d.store.calls(), await d.store.agents(), s, clock.t)
+
+    async def tick() -> None:
+        nonlocal s
+        clock.t += 1
+        await d.tick()
+        for dl in r.due(s, clock.t, cfg):
+            assert dl.call_id is not None
+            if dl.kind == "callback_place":
+                s = r.callback_due(s, cfg, clock.t, dl.call_id).state
+            elif dl.kind == "callback":
+                s = r.expire_callback(s, cfg, clock.t, dl.call_id).state
+        await check()
+
+    ids = []
+    for cust in ("u1", "u2", "u3"):
+        call, _, _ = await d.request_call(customer_id=cust, service="card_loss", skill="cards")
+        s = r.enqueue(s, cfg, clock.t, call_id=call.call_id, customer_id=cust,
+                      service="card_loss", skill="cards").state
+        ids.append(call.call_id)
+        clock.t += 1
+    for call_id, cust in ((ids[1], "u2"), (ids[2], "u3")):  # both leave keeping the place
+        await d.request_callback(call_id, cust)
+        s = r.request_callback(s, clock.t, call_id, cust).state
+        await d.customer_disconnected(call_id)
+        s = r.grace_start(s, cfg, clock.t, call_id).state
+    await tick()  # u1 is first in line: nothing due
+    await d.customer_hangup(ids[0], "u1")
+    s = r.end(s, cfg, clock.t, ids[0], EndReason.ABANDONED, by_customer="u1").state
+    await tick()  # u2's place came up: due (u2 is offline, so it waits to be taken)
+    assert s.calls[ids[1]].callback == "due" and s.calls[ids[2]].callback == "waiting"
+    await tick()  # u3 is next in line, u2's window still open: u3 comes due too
+    assert s.calls[ids[2]].callback == "due"
+    await d.customer_reconnected(ids[1])  # u2 is back: answered first
+    s = r.grace_end(s, clock.t, ids[1], cfg).state
+    await check()
+    clock.t += 50
+    await tick()  # u3 never came back: abandoned
+    assert ids[2] not in s.calls
+    assert journal.kinds(ids[2])[-2:] == ["callback.expired", "call.ended"]

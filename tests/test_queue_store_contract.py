@@ -167,6 +167,38 @@ async def test_a_call_queued_past_the_maximum_wait_times_out(make_store: Factory
     assert await store.expire_wait(c2) == ()  # repeated: nothing more
 
 
+async def test_a_callback_keeps_its_place_and_comes_due(make_store: Factory) -> None:
+    store = await make_store(RulesConfig(callback_answer_s=0, customer_grace_s=600))
+    c1, c2, c3 = await enqueue(store, 1), await enqueue(store, 2), await enqueue(store, 3)
+    assert await refused(store.request_callback(c2, "cust1")) == "forbidden"
+    await store.request_callback(c2, "cust2")
+    await store.request_callback(c3, "cust3")
+    assert await refused(store.request_callback(c2, "cust2")) == "callback_requested"
+    await store.grace_start(c2)  # expected: no grace period for a callback
+    await store.grace_start(c3)
+    snap = await store.snapshot()
+    assert snap.calls[c2].held and snap.calls[c2].grace_until is None
+    assert [d.kind for d in await store.due_deadlines()] == []  # c1 is ahead
+    await store.end(c1, EndReason.ABANDONED, by_customer="cust1")
+    assert [(d.kind, d.call_id) for d in await store.due_deadlines()] == \
+        [("callback_place", c2)]
+    assert [e.kind for e in await store.callback_due(c2)] == ["callback.due"]
+    assert await store.callback_due(c2) == ()  # repeated: nothing
+    await store.grace_end(c2)  # back: answered first
+    snap = await store.snapshot()
+    assert (snap.calls[c2].callback, snap.calls[c2].held, snap.calls[c2].priority) == \
+        (None, False, 9)
+    assert [d.kind for d in await store.due_deadlines()] == []  # c2 is first again
+    await store.end(c2, EndReason.ABANDONED, by_customer="cust2")
+    # c3's place: due, never taken up (answer window 0): abandoned
+    assert ("callback_place", c3) in [(d.kind, d.call_id) for d in await store.due_deadlines()]
+    await store.callback_due(c3)
+    assert ("callback", c3) in [(d.kind, d.call_id) for d in await store.due_deadlines()]
+    events = await store.expire_callback(c3)
+    assert [e.kind for e in events] == ["callback.expired", "call.ended"]
+    assert c3 not in (await store.snapshot()).calls
+
+
 async def test_the_offer_streak_is_stored_with_the_agent(make_store: Factory) -> None:
     store = await make_store(SLOW)
     await agents_ready(store, 1)

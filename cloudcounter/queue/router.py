@@ -294,7 +294,8 @@ class QueueRouter:
         assert d.call_id is not None
         method = {"offer": self.store.expire_offer, "grace": self.store.expire_grace,
                   "exclusion": self.store.expire_exclusions,
-                  "wait": self.store.expire_wait}[d.kind]
+                  "wait": self.store.expire_wait, "callback": self.store.expire_callback,
+                  "callback_place": self.store.callback_due}[d.kind]
         return method(d.call_id)
 
     # ------------------------------------------------------------ events

@@ -20,11 +20,14 @@ from cloudcounter.queue.rules.core import (
     RulesConfig,
     accept,
     agent_offline,
+    callback_due,
+    callback_places,
     agent_online,
     decline,
     due,
     end,
     enqueue,
+    expire_callback,
     expire_exclusions,
     expire_grace,
     expire_offer,
@@ -34,6 +37,7 @@ from cloudcounter.queue.rules.core import (
     finish_wrap_up,
     grace_start,
     offer,
+    request_callback,
     requeue,
     set_agent_status,
     take_over,
@@ -41,7 +45,8 @@ from cloudcounter.queue.rules.core import (
 )
 
 __all__ = ["AgentRec", "CallRec", "Deadline", "Event", "Outcome", "QueueState", "RulesConfig",
-           "accept", "agent_offline", "agent_online", "decline", "due", "end", "enqueue",
-           "expire_exclusions", "expire_grace", "expire_offer", "expire_wait", "expire_wrap_up",
-           "finish_wrap_up", "grace_end", "grace_start", "offer", "requeue", "set_agent_status",
-           "take_over", "waiting_view"]
+           "accept", "agent_offline", "agent_online", "callback_due", "callback_places",
+           "decline", "due", "end", "enqueue", "expire_callback", "expire_exclusions",
+           "expire_grace", "expire_offer", "expire_wait", "expire_wrap_up", "finish_wrap_up",
+           "grace_end", "grace_start", "offer", "request_callback", "requeue",
+           "set_agent_status", "take_over", "waiting_view"]

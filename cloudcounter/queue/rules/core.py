@@ -32,6 +32,9 @@ class RulesConfig:
     exclusion_s: float = 30.0
     max_queue_length: int = 5000
     max_wait_s: float = 1800.0  # a call queued longer ends timed_out
+    callback_answer_s: float = 300.0  # a due callback waits this long for the customer
+    callback_priority: int = 9  # a customer back from a callback is answered first
+    aging_s: float | None = 300.0  # one priority level per this many seconds of waiting
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class CallRec:
     dropped_by: str | None = None  # the agent lost while in the call (a lead may take over)
     dropped_at: float | None = None
     end_reason: EndReason | None = None
+    # a callback: "waiting" (the customer left the queue keeping the place), then "due"
+    # (the place came up: the customer is asked back until callback_due_until)
+    callback: str | None = None
+    callback_due_until: float | None = None
 
     def excluded_agents(self, now: float) -> frozenset[int]:
         return frozenset(a for a, until in self.excluded if until > now)
@@ -136,7 +143,8 @@ class Outcome:
 @dataclass(frozen=True)
 class Deadline:
     """A stored deadline that has passed: ``kind`` is offer, grace, wrap_up, exclusion or
-    wait (queued longer than ``max_wait_s``)."""
+    wait (queued longer than ``max_wait_s``) or callback (a due callback's answer window
+    passed)."""
 
     kind: str
     call_id: str | None
@@ -242,6 +250,8 @@ def grace_start(state: QueueState, cfg: RulesConfig, now: float, call_id: str) -
     call = state.calls.get(call_id)
     if call is None or call.state is CallState.ENDED:
         return Outcome(state)
+    if call.callback is not None:  # expected: the customer comes back when told
+        return Outcome(state.with_({call_id: replace(call, customer_online=False)}))
     events = [_ev("customer.disconnected", now, call_id, actor=f"customer:{call.customer_id}",
                   grace_s=cfg.customer_grace_s)]
     call = replace(call, customer_online=False, held=True,
@@ -252,9 +262,16 @@ def grace_start(state: QueueState, cfg: RulesConfig, now: float, call_id: str) -
     return Outcome(state, tuple(events))
 
 
-def grace_end(state: QueueState, now: float, call_id: str) -> Outcome:
-    """The customer is back within the grace period."""
+def grace_end(state: QueueState, now: float, call_id: str,
+              cfg: RulesConfig = RulesConfig()) -> Outcome:
+    """The customer is back within the grace period (or, for a callback, back early: it
+    keeps its place; back when due: it is answered first)."""
     call = _call(state, call_id)
+    if call.callback == "waiting":
+        return Outcome(state.with_({call_id: replace(call, customer_online=True)}))
+    if call.callback == "due":
+        call = replace(call, customer_online=True)
+        return _callback_taken(state.with_({call_id: call}), cfg, now, call, [])
     call = replace(call, customer_online=True, held=False, grace_until=None)
     return Outcome(state.with_({call_id: call}),
                    (_ev("customer.reconnected", now, call_id,
@@ -267,6 +284,74 @@ def expire_grace(state: QueueState, cfg: RulesConfig, now: float, call_id: str) 
         return Outcome(state)
     reason = EndReason.FAILED if call.state is CallState.IN_CALL else EndReason.ABANDONED
     return _end(state, cfg, now, call, reason, SYSTEM, cause="grace_expired")
+
+
+# ------------------------------------------------------------------ callbacks
+def request_callback(state: QueueState, now: float, call_id: str, customer_id: str
+                     ) -> Outcome:
+    """The waiting customer leaves the queue keeping the place: held (not routed), no
+    grace period; :func:`callback_places` says when the place comes up."""
+    call = _call(state, call_id)
+    if call.customer_id != customer_id:
+        raise Forbidden("not your call")
+    if call.state is not CallState.QUEUED:
+        raise InvalidState("only a waiting call can become a callback", code="not_waiting")
+    if call.callback is not None:
+        raise Conflict("a callback is already requested", code="callback_requested")
+    call = replace(call, callback="waiting", held=True, grace_until=None)
+    return Outcome(state.with_({call_id: call}),
+                   (_ev("callback.requested", now, call_id, actor=f"customer:{customer_id}"),))
+
+
+def callback_places(state: QueueState, now: float, aging_s: float | None = None
+                    ) -> list[str]:
+    """Waiting callbacks whose place came up: first in line for their skill, not counting
+    callbacks already due (they have their answer window meanwhile)."""
+    calls = [c for c in state.calls.values() if c.state is CallState.QUEUED]
+    if not any(c.callback == "waiting" for c in calls):
+        return []
+    order = routing.queue_order([routing.WaitingCall(
+        c.call_id, c.skill, c.priority, c.enqueued_at, c.seq, frozenset(), c.customer_risk,
+        c.service) for c in calls if c.callback != "due"], now, aging_s)
+    first: dict[str, str] = {}
+    for wc in order:
+        first.setdefault(wc.skill, wc.call_id)
+    return [cid for cid in first.values() if state.calls[cid].callback == "waiting"]
+
+
+def callback_due(state: QueueState, cfg: RulesConfig, now: float, call_id: str) -> Outcome:
+    """The callback's place came up: the customer is told (and has ``callback_answer_s``
+    to come back); a customer still connected is answered first at once."""
+    call = state.calls.get(call_id)
+    if call is None or call.state is not CallState.QUEUED or call.callback != "waiting":
+        return Outcome(state)  # repeated or stale: nothing to do
+    call = replace(call, callback="due", callback_due_until=now + cfg.callback_answer_s)
+    events = [_ev("callback.due", now, call_id, answer_within_s=cfg.callback_answer_s,
+                  customer_online=call.customer_online)]
+    state = state.with_({call_id: call})
+    if call.customer_online:
+        return _callback_taken(state, cfg, now, call, events)
+    return Outcome(state, tuple(events))
+
+
+def _callback_taken(state: QueueState, cfg: RulesConfig, now: float, call: CallRec,
+                    events: list[Event]) -> Outcome:
+    call = replace(call, callback=None, callback_due_until=None, held=False,
+                   priority=max(call.priority, cfg.callback_priority))
+    events.append(_ev("callback.taken", now, call.call_id,
+                      actor=f"customer:{call.customer_id}"))
+    return Outcome(state.with_({call.call_id: call}), tuple(events))
+
+
+def expire_callback(state: QueueState, cfg: RulesConfig, now: float, call_id: str
+                    ) -> Outcome:
+    """A due callback not taken up in its answer window ends ``abandoned``."""
+    call = state.calls.get(call_id)
+    if call is None or call.callback != "due" or call.callback_due_until is None \
+            or now < call.callback_due_until:
+        return Outcome(state)
+    out = _end(state, cfg, now, call, EndReason.ABANDONED, SYSTEM, cause="callback_expired")
+    return Outcome(out.state, (_ev("callback.expired", now, call_id),) + out.events)
 
 
 # ------------------------------------------------------------------ routing side
@@ -398,6 +483,10 @@ def end(state: QueueState, cfg: RulesConfig, now: float, call_id: str, reason: E
         actor = f"customer:{by_customer}"
         reason = EndReason.COMPLETED if call.state is CallState.IN_CALL \
             else EndReason.ABANDONED
+        if call.callback is not None:
+            out = _end(state, cfg, now, call, reason, actor, **payload)
+            return Outcome(out.state, (_ev("callback.cancelled", now, call_id, actor=actor),)
+                           + out.events)
     return _end(state, cfg, now, call, reason, actor, **payload)
 
 
@@ -536,19 +625,26 @@ def take_over(state: QueueState, now: float, lead_id: int, call_id: str) -> Outc
 
 
 # ------------------------------------------------------------------ deadlines and views
-def due(state: QueueState, now: float, max_wait_s: float | None = None) -> list[Deadline]:
-    """Every stored deadline that has passed, oldest first; with ``max_wait_s``, queued
-    calls that waited longer too (kind ``wait``)."""
+def due(state: QueueState, now: float, cfg: RulesConfig | None = None) -> list[Deadline]:
+    """Every stored deadline that has passed, oldest first. With ``cfg``, what its
+    settings make due as well: queued calls that waited longer than ``max_wait_s`` (kind
+    ``wait``) and waiting callbacks whose place came up (``callback_place``, at ``now``)."""
     out: list[Deadline] = []
+    if cfg is not None:
+        out.extend(Deadline("callback_place", cid, None, now)
+                   for cid in callback_places(state, now, cfg.aging_s))
     for c in state.calls.values():
-        if max_wait_s is not None and c.state is CallState.QUEUED \
-                and now - c.enqueued_at > max_wait_s:
-            out.append(Deadline("wait", c.call_id, None, c.enqueued_at + max_wait_s))
+        if cfg is not None and c.state is CallState.QUEUED \
+                and now - c.enqueued_at > cfg.max_wait_s:
+            out.append(Deadline("wait", c.call_id, None, c.enqueued_at + cfg.max_wait_s))
         if c.state is CallState.OFFERED and c.offer_expires_at is not None \
                 and now >= c.offer_expires_at:
             out.append(Deadline("offer", c.call_id, c.agent_id, c.offer_expires_at))
         if c.grace_until is not None and now >= c.grace_until:
             out.append(Deadline("grace", c.call_id, None, c.grace_until))
+        if c.callback == "due" and c.callback_due_until is not None \
+                and now >= c.callback_due_until:
+            out.append(Deadline("callback", c.call_id, None, c.callback_due_until))
         for excluded, until in (c.excluded if c.state is CallState.QUEUED else ()):
             if until <= now:
                 out.append(Deadline("exclusion", c.call_id, excluded, until))

@@ -75,13 +75,22 @@ class MemoryTransitions:
         return await self._apply(r.grace_start, self.config, self.clock(), call_id)
 
     async def grace_end(self, call_id: str) -> Events:
-        return await self._apply(r.grace_end, self.clock(), call_id)
+        return await self._apply(r.grace_end, self.clock(), call_id, self.config)
 
     async def expire_grace(self, call_id: str) -> Events:
         return await self._apply(r.expire_grace, self.config, self.clock(), call_id)
 
     async def expire_exclusions(self, call_id: str) -> Events:
         return await self._apply(r.expire_exclusions, self.clock(), call_id)
+
+    async def request_callback(self, call_id: str, customer_id: str) -> Events:
+        return await self._apply(r.request_callback, self.clock(), call_id, customer_id)
+
+    async def callback_due(self, call_id: str) -> Events:
+        return await self._apply(r.callback_due, self.config, self.clock(), call_id)
+
+    async def expire_callback(self, call_id: str) -> Events:
+        return await self._apply(r.expire_callback, self.config, self.clock(), call_id)
 
     async def expire_wait(self, call_id: str) -> Events:
         return await self._apply(r.expire_wait, self.config, self.clock(), call_id)
@@ -91,7 +100,7 @@ class MemoryTransitions:
 
     async def due_deadlines(self) -> list[Deadline]:
         async with self._lock:
-            return r.due(self._state, self.clock(), self.config.max_wait_s)
+            return r.due(self._state, self.clock(), self.config)
 
     async def snapshot(self) -> QueueState:
         async with self._lock:

@@ -28,7 +28,8 @@ from cloudcounter.queue.transitions import Events
 
 CALL_COLS = ("call_id, customer_id, service, skill, priority, enqueued_at, seq, state, "
              "agent_id, offer_expires_at, answered_at, held, customer_online, customer_risk, "
-             "grace_until, excluded, dropped_by, dropped_at, version")
+             "grace_until, excluded, dropped_by, dropped_at, callback, callback_due_until, "
+             "version")
 AGENT_COLS = ("agent_id, username, skills, preferred, lead, state, state_since, idle_since, "
               "missed_offers, call_id, wrap_up_until, streak_service, streak_count, version")
 NOW = text("SELECT extract(epoch FROM now())::float8")
@@ -58,7 +59,7 @@ def _call(row: Any) -> tuple[CallRec, int]:
                    m["offer_expires_at"], m["answered_at"], m["held"], m["customer_online"],
                    m["customer_risk"], m["grace_until"],
                    tuple((int(a), float(u)) for a, u in excluded), m["dropped_by"],
-                   m["dropped_at"]), m["version"]
+                   m["dropped_at"], None, m["callback"], m["callback_due_until"]), m["version"]
 
 
 def _agent(row: Any) -> tuple[AgentRec, int]:
@@ -78,7 +79,8 @@ def _call_params(c: CallRec) -> dict[str, Any]:
             "held": c.held, "customer_online": c.customer_online,
             "customer_risk": c.customer_risk, "grace_until": c.grace_until,
             "excluded": json.dumps([list(x) for x in c.excluded]), "dropped_by": c.dropped_by,
-            "dropped_at": c.dropped_at}
+            "dropped_at": c.dropped_at, "callback": c.callback,
+            "callback_due_until": c.callback_due_until}
 
 
 def _agent_params(a: AgentRec) -> dict[str, Any]:
@@ -95,7 +97,8 @@ UPDATE_CALL = text(
     "offer_expires_at = :offer_expires_at, answered_at = :answered_at, held = :held, "
     "customer_online = :customer_online, grace_until = :grace_until, "
     "excluded = CAST(:excluded AS jsonb), dropped_by = :dropped_by, dropped_at = :dropped_at, "
-    "priority = :priority, version = version + 1 "
+    "priority = :priority, callback = :callback, callback_due_until = :callback_due_until, "
+    "version = version + 1 "
     "WHERE call_id = :call_id AND version = :seen RETURNING call_id")
 UPDATE_AGENT = text(
     "UPDATE queue_agents SET username = :username, skills = CAST(:skills AS jsonb), "
@@ -113,7 +116,7 @@ INSERT_CALL = text(
     f"INSERT INTO queue_calls ({CALL_COLS}) VALUES (:call_id, :customer_id, :service, :skill, "
     ":priority, :enqueued_at, :seq, :state, :agent_id, :offer_expires_at, :answered_at, "
     ":held, :customer_online, :customer_risk, :grace_until, CAST(:excluded AS jsonb), "
-    ":dropped_by, :dropped_at, 0)")
+    ":dropped_by, :dropped_at, :callback, :callback_due_until, 0)")
 
 
 class PostgresTransitions:
@@ -299,7 +302,8 @@ class PostgresTransitions:
                                  lambda s, now: r.grace_start(s, self.config, now, call_id))
 
     async def grace_end(self, call_id: str) -> Events:
-        return await self._apply([call_id], [], lambda s, now: r.grace_end(s, now, call_id))
+        return await self._apply([call_id], [], lambda s, now: r.grace_end(
+            s, now, call_id, self.config))
 
     async def expire_grace(self, call_id: str) -> Events:
         return await self._apply([call_id], [],
@@ -309,6 +313,18 @@ class PostgresTransitions:
     async def expire_exclusions(self, call_id: str) -> Events:
         return await self._apply([call_id], [], lambda s, now: r.expire_exclusions(
             s, now, call_id), fenced=True)
+
+    async def request_callback(self, call_id: str, customer_id: str) -> Events:
+        return await self._apply([call_id], [], lambda s, now: r.request_callback(
+            s, now, call_id, customer_id))
+
+    async def callback_due(self, call_id: str) -> Events:
+        return await self._apply([call_id], [], lambda s, now: r.callback_due(
+            s, self.config, now, call_id), fenced=True)
+
+    async def expire_callback(self, call_id: str) -> Events:
+        return await self._apply([call_id], [], lambda s, now: r.expire_callback(
+            s, self.config, now, call_id), fenced=True)
 
     async def expire_wait(self, call_id: str) -> Events:
         return await self._apply([call_id], [], lambda s, now: r.expire_wait(
@@ -334,7 +350,7 @@ class PostgresTransitions:
 
     async def due_deadlines(self) -> list[Deadline]:
         state, now = await self._read()
-        return r.due(state, now, self.config.max_wait_s)
+        return r.due(state, now, self.config)
 
     async def snapshot(self) -> QueueState:
         return (await self._read())[0]
