@@ -159,7 +159,8 @@ async def test_the_dispatcher_counts_streaks_and_passes_on_preferences() -> None
         await q.agent_hangup(uid, cid)
         await q.finish_wrap_up(uid, cid, "resolved", "", AgentState.AVAILABLE)
         clock.t += 1
-    assert q._streak == {1: ("card_loss", 3), 2: ("card_loss", 1)}
+    streaks = {a.agent_id: a.streak for a in await q.store.agents()}
+    assert streaks == {1: ("card_loss", 3), 2: ("card_loss", 1)}
 
 
 async def test_an_agent_signing_in_again_brings_the_current_skills() -> None:
