@@ -1,7 +1,8 @@
 """The router engine (cloudcounter.queue.router) on the memory store and on PostgreSQL: a
 leader's passes offer waiting calls, a second engine waits while the first leads and takes
-over with a higher epoch once it closes, deadlines expire offers, a superseded router steps
-down, events reach the subscriber off the routing path."""
+over with a higher epoch once it closes, deadlines expire offers, bring callbacks due in
+turn and end calls that waited past the maximum, a superseded router steps down, events
+reach the subscriber off the routing path."""
 
 from __future__ import annotations
 
@@ -148,6 +149,45 @@ async def test_deadlines_expire_offers(backend: Backend) -> None:
     assert call.state is CallState.QUEUED and [a for a, _ in call.excluded] == [1]
     assert snap.agents[1].missed_offers == 1 and router.stats.expiries >= 1
     assert seen.index("call.offered") < seen.index("offer.timeout")
+
+
+async def test_deadlines_bring_waiting_callbacks_due_in_turn(backend: Backend) -> None:
+    """No agent is signed in: the deadline pass alone makes the first-in-line callback
+    due, then the next (a due callback no longer holds the place); each customer coming
+    back is then answered first."""
+    seen: list[Event] = []
+    config = RulesConfig(offer_timeout_s=600, customer_grace_s=600, callback_answer_s=600)
+    router = backend.router("a", config, subscriber=seen.append)
+    store = router.store
+    c1, c2 = await enqueue(store, 1), await enqueue(store, 2)
+    for call_id, customer in ((c1, "cust1"), (c2, "cust2")):
+        await store.request_callback(call_id, customer)
+        await store.grace_start(call_id)  # the customer goes away until called back
+    router.start()
+
+    def due() -> list[str]:
+        return [e.call_id or "" for e in seen if e.kind == "callback.due"]
+    await wait_until(lambda: len(due()) == 2, 10, "both callbacks due")
+    assert due() == [c1, c2]  # in queue order
+    for call_id in (c2, c1):
+        assert [e.kind for e in await store.grace_end(call_id)] == ["callback.taken"]
+    snap = await store.snapshot()
+    for call_id in (c1, c2):
+        c = snap.calls[call_id]
+        assert (c.callback, c.held, c.priority) == (None, False, 9)
+    assert not any(e.kind == "callback.expired" for e in seen)
+
+
+async def test_a_call_that_waited_past_the_maximum_ends_timed_out(backend: Backend) -> None:
+    seen: list[Event] = []
+    router = backend.router("a", RulesConfig(max_wait_s=0.2), subscriber=seen.append)
+    c1 = await enqueue(router.store, 1)  # no agent signed in
+    router.start()
+    await wait_until(lambda: any(e.kind == "call.ended" for e in seen), 10,
+                     "the waiting call to time out")
+    ended = next(e for e in seen if e.kind == "call.ended")
+    assert (ended.call_id, ended.data()["reason"]) == (c1, "timed_out")
+    assert c1 not in (await router.store.snapshot()).calls
 
 
 async def test_events_are_bounded_and_a_failing_subscriber_does_not_stop_them(
