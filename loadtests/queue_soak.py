@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cloudcounter.errors import CloudCounterError
+from cloudcounter.queue.failover import fail_over
 from cloudcounter.queue.leader import Leadership
 from cloudcounter.queue.model import AgentState, CallState, EndReason
 from cloudcounter.queue.router import QueueRouter
@@ -222,29 +223,10 @@ class Node:
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                     "WHERE application_name = :d"), {"d": dead})
-        for aid in agents:
-            for _ in range(5):
-                if await self._retry(self.store.agent_offline(aid)):
-                    break
-        snap = await self.store.snapshot()
-        for c in snap.calls.values():
-            if c.customer_id.startswith(dead + "/") and not c.held:
-                for _ in range(5):
-                    if await self._retry(self.store.grace_start(c.call_id)):
-                        break
-
-    async def _retry(self, aw: Awaitable[Any]) -> bool:
-        """True when done (or refused for good), False to try again (a conflict)."""
-        try:
-            async with asyncio.timeout(5.0):
-                await aw
-            return True
-        except CloudCounterError as exc:
-            self.stats["failover_refused." + exc.code] += 1
-            return exc.code != "conflict"
-        except Exception:  # noqa: BLE001
-            self.stats["failover_error"] += 1
-            return False
+        report = await fail_over(self.store, agents, lambda c: c.startswith(dead + "/"))
+        for code, n in report.refused.items():
+            self.stats["failover_refused." + code] += n
+        self.stats["failover_error"] += report.errors
 
     async def _agent(self, aid: int) -> None:
         p, rnd, handled, seen = self.p, self.rnd, None, 0.0

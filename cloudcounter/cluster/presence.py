@@ -42,6 +42,8 @@ class Presence(Protocol):
 
     async def drop_node(self, node_id: str) -> int: ...
 
+    async def entries_of(self, node_id: str) -> dict[str, list[str]]: ...
+
 
 class LocalPresence:
     """One node: every connection is here."""
@@ -61,6 +63,12 @@ class LocalPresence:
 
     async def drop_node(self, node_id: str) -> int:
         return 0
+
+    async def entries_of(self, node_id: str) -> dict[str, list[str]]:
+        """One node knows only its own connections."""
+        if node_id != self.node_id:
+            return {k: [] for k in KINDS}
+        return {k: sorted(v) for k, v in self._held.items()}
 
 
 class RedisPresence:
@@ -103,6 +111,18 @@ class RedisPresence:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def entries_of(self, node_id: str) -> dict[str, list[str]]:
+        """Per kind, the ids whose entry names ``node_id`` (what a lapsed node held)."""
+        out: dict[str, list[str]] = {}
+        for kind in KINDS:
+            found: list[str] = []
+            async for fld, value in self.redis.hscan_iter(self._key(kind)):
+                node = value.decode() if isinstance(value, bytes) else str(value)
+                if node == node_id:
+                    found.append(fld.decode() if isinstance(fld, bytes) else str(fld))
+            out[kind] = sorted(found)
+        return out
 
     async def drop_node(self, node_id: str) -> int:
         """Remove every entry naming ``node_id`` (a lapsed node); how many were removed."""
