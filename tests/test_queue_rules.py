@@ -183,23 +183,35 @@ def _same(d_calls: list[Any], d_agents: list[Any], s: r.QueueState, now: float) 
                                                mine_a.streak), a.username
 
 
-async def test_the_rules_do_what_the_dispatcher_does() -> None:
-    from cloudcounter.queue import routing
-    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+def _twin(qc: Any, clock: "_Clock", journal: Any = None) -> Any:
+    """Today's dispatcher on a memory store, quiet, on ``clock`` (the parity tests' twin
+    of the rules)."""
+    from cloudcounter.queue.dispatcher import Dispatcher
     from cloudcounter.queue.ports import MemoryJournal
     from cloudcounter.queue.store import MemoryQueueStore
+
+    return Dispatcher(MemoryQueueStore(), _Quiet(), journal or MemoryJournal(), qc,
+                      clock=clock)
+
+
+async def _agree(d: Any, s: r.QueueState, now: float) -> None:
+    _same(await d.store.calls(), await d.store.agents(), s, now)
+
+
+async def test_the_rules_do_what_the_dispatcher_does() -> None:
+    from cloudcounter.queue import routing
+    from cloudcounter.queue.dispatcher import QueueConfig
 
     clock = _Clock()
     qc = QueueConfig(offer_timeout_s=10, max_missed_offers=1, wrap_up_s=30,
                      customer_grace_s=20, exclusion_s=60, max_wait_s=6000)
     cfg = r.RulesConfig(offer_timeout_s=10, max_missed_offers=1, wrap_up_s=30,
                         customer_grace_s=20, exclusion_s=60)
-    d = Dispatcher(MemoryQueueStore(), _Quiet(), MemoryJournal(), qc,  # type: ignore[arg-type]
-                   clock=clock)
+    d = _twin(qc, clock)
     s = r.QueueState()
 
     async def check() -> None:
-        _same(await d.store.calls(), await d.store.agents(), s, clock.t)
+        await _agree(d, s, clock.t)
 
     async def route() -> None:
         nonlocal s
@@ -262,19 +274,16 @@ async def test_the_rules_do_what_the_dispatcher_does() -> None:
 
 
 async def test_the_rules_do_what_the_dispatcher_does_when_customers_leave() -> None:
-    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
-    from cloudcounter.queue.ports import MemoryJournal
-    from cloudcounter.queue.store import MemoryQueueStore
+    from cloudcounter.queue.dispatcher import QueueConfig
 
     clock = _Clock()
     qc = QueueConfig(offer_timeout_s=10, customer_grace_s=20, max_wait_s=6000)
     cfg = r.RulesConfig(offer_timeout_s=10, customer_grace_s=20)
-    d = Dispatcher(MemoryQueueStore(), _Quiet(), MemoryJournal(), qc,  # type: ignore[arg-type]
-                   clock=clock)
+    d = _twin(qc, clock)
     s = r.QueueState()
 
     async def check() -> None:
-        _same(await d.store.calls(), await d.store.agents(), s, clock.t)
+        await _agree(d, s, clock.t)
 
     await d.agent_online(1, "ann", frozenset({"cards"}))
     await d.set_agent_status(1, AgentState.AVAILABLE)
@@ -374,21 +383,19 @@ def test_a_callback_due_while_the_customer_is_online_is_taken_at_once() -> None:
 
 
 async def test_the_rules_do_what_the_dispatcher_does_with_callbacks() -> None:
-    from cloudcounter.queue.dispatcher import Dispatcher, QueueConfig
+    from cloudcounter.queue.dispatcher import QueueConfig
     from cloudcounter.queue.ports import MemoryJournal
-    from cloudcounter.queue.store import MemoryQueueStore
 
     clock = _Clock()
     qc = QueueConfig(customer_grace_s=20, max_wait_s=6000, callback_answer_s=50,
                      position_interval_s=1)
     cfg = r.RulesConfig(customer_grace_s=20, max_wait_s=6000, callback_answer_s=50)
     journal = MemoryJournal()
-    d = Dispatcher(MemoryQueueStore(), _Quiet(), journal, qc,  # type: ignore[arg-type]
-                   clock=clock)
+    d = _twin(qc, clock, journal)
     s = r.QueueState()
 
     async def check() -> None:
-        _same(await d.store.calls(), await d.store.agents(), s, clock.t)
+        await _agree(d, s, clock.t)
 
     async def tick() -> None:
         nonlocal s
