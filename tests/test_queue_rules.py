@@ -194,6 +194,15 @@ def _twin(qc: Any, clock: "_Clock", journal: Any = None) -> Any:
                       clock=clock)
 
 
+async def _enqueue_both(d: Any, s: r.QueueState, cfg: r.RulesConfig, now: float,
+                        customer: str) -> tuple[r.QueueState, str]:
+    """One card-loss call from ``customer``, to the dispatcher and to the rules."""
+    call, _, _ = await d.request_call(customer_id=customer, service="card_loss",
+                                      skill="cards")
+    return r.enqueue(s, cfg, now, call_id=call.call_id, customer_id=customer,
+                     service="card_loss", skill="cards").state, call.call_id
+
+
 async def _agree(d: Any, s: r.QueueState, now: float) -> None:
     _same(await d.store.calls(), await d.store.agents(), s, now)
 
@@ -229,10 +238,8 @@ async def test_the_rules_do_what_the_dispatcher_does() -> None:
         clock.t += 1
     ids = []
     for cust in ("u1", "u2"):
-        call, _, _ = await d.request_call(customer_id=cust, service="card_loss", skill="cards")
-        s = r.enqueue(s, cfg, clock.t, call_id=call.call_id, customer_id=cust,
-                      service="card_loss", skill="cards").state
-        ids.append(call.call_id)
+        s, call_id = await _enqueue_both(d, s, cfg, clock.t, cust)
+        ids.append(call_id)
         clock.t += 1
     await check()
     await route()  # ann (longest idle) gets the first call, bob the second
@@ -291,10 +298,8 @@ async def test_the_rules_do_what_the_dispatcher_does_when_customers_leave() -> N
     s = r.set_agent_status(s, clock.t, 1, AgentState.AVAILABLE).state
     ids = []
     for cust in ("u1", "u2", "u3"):
-        call, _, _ = await d.request_call(customer_id=cust, service="card_loss", skill="cards")
-        s = r.enqueue(s, cfg, clock.t, call_id=call.call_id, customer_id=cust,
-                      service="card_loss", skill="cards").state
-        ids.append(call.call_id)
+        s, call_id = await _enqueue_both(d, s, cfg, clock.t, cust)
+        ids.append(call_id)
     await d.route_once()
     s = r.offer(s, cfg, clock.t, ids[0], 1).state
     await check()
@@ -411,10 +416,8 @@ async def test_the_rules_do_what_the_dispatcher_does_with_callbacks() -> None:
 
     ids = []
     for cust in ("u1", "u2", "u3"):
-        call, _, _ = await d.request_call(customer_id=cust, service="card_loss", skill="cards")
-        s = r.enqueue(s, cfg, clock.t, call_id=call.call_id, customer_id=cust,
-                      service="card_loss", skill="cards").state
-        ids.append(call.call_id)
+        s, call_id = await _enqueue_both(d, s, cfg, clock.t, cust)
+        ids.append(call_id)
         clock.t += 1
     for call_id, cust in ((ids[1], "u2"), (ids[2], "u3")):  # both leave keeping the place
         await d.request_callback(call_id, cust)
