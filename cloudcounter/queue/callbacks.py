@@ -77,11 +77,8 @@ class Callbacks:
             return
         # the first in line for each skill, not counting callbacks already due (they have
         # their answer window: the next callback's place comes up meanwhile)
-        order = routing.queue_order([d.positions.waiting(c, now) for c in calls
-                                     if c.callback != "due"], now, d.config.aging_s)
-        first: dict[str, str] = {}
-        for wc in order:
-            first.setdefault(wc.skill, wc.call_id)
+        first = routing.first_in_line([d.positions.waiting(c, now) for c in calls
+                                       if c.callback != "due"], now, d.config.aging_s)
         for call in calls:
             if call.callback == "waiting" and first.get(call.skill) == call.call_id:
                 self._due(call, now)

@@ -161,6 +161,15 @@ def queue_order(calls: Iterable[WaitingCall], now: float,
     return sorted(calls, key=lambda c: (-effective_priority(c, now, aging_s), c.enqueued_at, c.seq))
 
 
+def first_in_line(calls: Iterable[WaitingCall], now: float,
+                  aging_s: float | None = None) -> dict[str, str]:
+    """Per skill, the id of the call first in queue order (whose place has come up)."""
+    first: dict[str, str] = {}
+    for wc in queue_order(calls, now, aging_s):
+        first.setdefault(wc.skill, wc.call_id)
+    return first
+
+
 def route(calls: Iterable[WaitingCall], agents: Iterable[IdleAgent], now: float,
           aging_s: float | None = None, rules: Rules = no_rules) -> list[Assignment]:
     """Match waiting calls to available agents; each agent gets at most one call.

@@ -310,12 +310,9 @@ def callback_places(state: QueueState, now: float, aging_s: float | None = None
     calls = [c for c in state.calls.values() if c.state is CallState.QUEUED]
     if not any(c.callback == "waiting" for c in calls):
         return []
-    order = routing.queue_order([routing.WaitingCall(
+    first = routing.first_in_line([routing.WaitingCall(
         c.call_id, c.skill, c.priority, c.enqueued_at, c.seq, frozenset(), c.customer_risk,
         c.service) for c in calls if c.callback != "due"], now, aging_s)
-    first: dict[str, str] = {}
-    for wc in order:
-        first.setdefault(wc.skill, wc.call_id)
     return [cid for cid in first.values() if state.calls[cid].callback == "waiting"]
 
 
